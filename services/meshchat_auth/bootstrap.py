@@ -1,0 +1,100 @@
+"""The auth service's composition root: the one place that builds and wires everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from meshchat.auth.v1 import access_pb2, access_pb2_grpc, auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
+from meshchat_auth.config import AuthConfig
+from meshchat_auth.keys import KeyRing
+from meshchat_auth.passwords import PasswordHasher
+from meshchat_auth.postgres_store import PostgresAuthStore
+from meshchat_auth.service import AccessChecker, AccountService, SessionService, TokenIssuer
+from meshchat_auth.servicers import AccessServicer, AuthServicer, UserServicer
+from meshchat_auth.sqlite_store import SqliteAuthStore
+from meshchat_auth.store import AuthStore
+from meshchat_runtime.access import default_policy
+from meshchat_runtime.database import PostgresDatabase, SqliteDatabase
+from meshchat_runtime.interceptors import AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.settings import DatabaseUrl
+from meshchat_runtime.tokens import TokenVerifier
+
+__all__ = ["AuthApp", "build_server", "open_store"]
+
+SERVICE_NAMES = (
+    users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
+)
+
+
+async def open_store(database: DatabaseUrl) -> AuthStore:
+    """Open (and migrate) the store the URL names."""
+    if database.dialect == "sqlite":
+        assert database.sqlite_path is not None
+        return await SqliteAuthStore.open(SqliteDatabase(database.sqlite_path))
+    return await PostgresAuthStore.open(PostgresDatabase(database))
+
+
+@dataclass(slots=True)
+class AuthApp:
+    """A built auth service: its server, store and use cases."""
+
+    config: AuthConfig
+    server: GrpcServer
+    store: AuthStore
+    keys: KeyRing
+    accounts: AccountService
+    sessions: SessionService
+
+    async def start(self) -> None:
+        """Bind and serve."""
+        await self.server.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop serving, then close the store."""
+        await self.server.stop(grace)
+        await self.store.close()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, then stop gracefully."""
+        await self.start()
+        await self.server.run_until_signalled(on_stop=self.store.close)
+
+
+async def build_server(config: AuthConfig, tracer_provider: TracerProvider | None = None) -> AuthApp:
+    """Wire the auth service from its configuration. Opens the store; binds nothing yet."""
+    keys = KeyRing.load(config.keys_dir, generate=config.generate_key)
+    store = await open_store(config.database)
+    policy = default_policy()
+    hasher = PasswordHasher(config.argon2)
+    issuer = TokenIssuer(keys, config.tokens)
+    verifier = TokenVerifier(keys, issuer=config.tokens.issuer, audience=config.tokens.audience)
+    checker = AccessChecker(verifier, store, policy)
+    accounts = AccountService(store, hasher)
+    sessions = SessionService(store, hasher, issuer, config.tokens)
+    user_servicer = UserServicer(accounts)
+    auth_servicer = AuthServicer(sessions)
+    access_servicer = AccessServicer(checker)
+    server = GrpcServer(
+        config.server,
+        services=[
+            ServiceRegistration(
+                SERVICE_NAMES[0], lambda s: users_pb2_grpc.add_UserServiceServicer_to_server(user_servicer, s)
+            ),
+            ServiceRegistration(
+                SERVICE_NAMES[1], lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(auth_servicer, s)
+            ),
+            ServiceRegistration(
+                SERVICE_NAMES[2],
+                lambda s: access_pb2_grpc.add_AccessServiceServicer_to_server(access_servicer, s),
+            ),
+        ],
+        interceptors=[ErrorInterceptor(), AuthInterceptor(checker, policy)],
+        tracer_provider=tracer_provider,
+    )
+    server.add_dependency(store.ping)
+    return AuthApp(config, server, store, keys, accounts, sessions)

@@ -1,0 +1,95 @@
+"""Command-line plumbing shared by the services: common flags with ``MESHCHAT_*`` variables,
+and running a service so that a bad setting ends in one line, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from meshchat_runtime.settings import ConfigError, ServerSettings, parse_duration, parse_host_port
+
+__all__ = ["run_service", "server_options", "server_settings"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def server_options(listen: str, metrics_listen: str, database_url: str) -> Callable[[F], F]:
+    """Add the flags every service has, each with its environment variable."""
+
+    def decorate(func: F) -> F:
+        options = [
+            click.option("--listen", envvar="MESHCHAT_LISTEN", default=listen, show_default=True,
+                         show_envvar=True, help="gRPC address (HOST:PORT). Keep loopback unless a "
+                         "sidecar or the network must reach the app directly."),
+            click.option("--metrics-listen", envvar="MESHCHAT_METRICS_LISTEN", default=metrics_listen,
+                         show_default=True, show_envvar=True,
+                         help="Prometheus /metrics address (HOST:PORT), or 'off'."),
+            click.option("--database-url", envvar="MESHCHAT_DATABASE_URL", default=database_url,
+                         show_default=True, show_envvar=True,
+                         help="sqlite:///path/file.db (embedded) or postgresql://user:pass@host:port/db."),
+            click.option("--grace-period", envvar="MESHCHAT_GRACE_PERIOD", default="10s",
+                         show_default=True, show_envvar=True,
+                         help="On SIGTERM, how long in-flight RPCs may run before they are cancelled."),
+            click.option("--max-receive-message-bytes", envvar="MESHCHAT_MAX_RECEIVE_MESSAGE_BYTES",
+                         default=2 * 1024 * 1024, type=int, show_default=True, show_envvar=True,
+                         help="Largest request message accepted."),
+            click.option("--max-concurrent-streams", envvar="MESHCHAT_MAX_CONCURRENT_STREAMS",
+                         default=1000, type=int, show_default=True, show_envvar=True,
+                         help="HTTP/2 streams one connection may have open at once."),
+            click.option("--max-connection-age", envvar="MESHCHAT_MAX_CONNECTION_AGE", default="4h",
+                         show_default=True, show_envvar=True,
+                         help="Connections older than this are asked to reconnect (balances replicas); "
+                         "streams get 5 minutes more, then resume on a new connection."),
+            click.option("--log-level", envvar="MESHCHAT_LOG_LEVEL", default="info", show_default=True,
+                         show_envvar=True,
+                         type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+                         help="Least severe log level written (JSON lines on stderr)."),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def server_settings(
+    *,
+    listen: str,
+    metrics_listen: str,
+    grace_period: str,
+    max_receive_message_bytes: int,
+    max_concurrent_streams: int,
+    max_connection_age: str,
+) -> ServerSettings:
+    """Validate the common flags into ServerSettings (ConfigError on a bad value)."""
+    if max_receive_message_bytes < 1024:
+        raise ConfigError("MESHCHAT_MAX_RECEIVE_MESSAGE_BYTES: must be at least 1024")
+    if max_concurrent_streams < 1:
+        raise ConfigError("MESHCHAT_MAX_CONCURRENT_STREAMS: must be at least 1")
+    metrics = (
+        None
+        if metrics_listen.strip().lower() in ("", "off")
+        else parse_host_port(metrics_listen, "MESHCHAT_METRICS_LISTEN")
+    )
+    return ServerSettings(
+        listen=parse_host_port(listen, "MESHCHAT_LISTEN"),
+        metrics_listen=metrics,
+        grace_period=parse_duration(grace_period, "MESHCHAT_GRACE_PERIOD"),
+        max_receive_message_bytes=max_receive_message_bytes,
+        max_concurrent_streams=max_concurrent_streams,
+        max_connection_age=parse_duration(max_connection_age, "MESHCHAT_MAX_CONNECTION_AGE"),
+    )
+
+
+def run_service(program: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main`` on a new event loop; a ConfigError ends the process with one line and exit
+    status 2."""
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        print(f"{program}: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,216 @@
+"""Database plumbing shared by the services' stores: connections and versioned migrations.
+
+Each service owns its own database and keeps its migrations in
+``<package>/migrations/<dialect>/NNNN_name.sql``. Migrations are applied at start, each in
+its own transaction, recorded in ``schema_migrations``; on PostgreSQL they are serialized by
+an advisory lock so that replicas starting together do not race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from meshchat_runtime.settings import ConfigError, DatabaseUrl
+
+__all__ = [
+    "Migration",
+    "PostgresDatabase",
+    "SqliteDatabase",
+    "load_migrations",
+]
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema change: its version number, file name and SQL."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(package: str, dialect: str) -> list[Migration]:
+    """The migrations of ``package`` for ``dialect`` ("sqlite" or "postgresql"), in order."""
+    folder = resources.files(package) / "migrations" / dialect
+    migrations = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            migrations.append(Migration(int(match.group(1)), entry.name, entry.read_text()))
+    migrations.sort(key=lambda m: m.version)
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"{package} {dialect} migrations are not numbered 1..n: {versions}")
+    return migrations
+
+
+def _split_statements(sql: str) -> list[str]:
+    return [s.strip() for s in sql.split(";\n") if s.strip() and not s.strip().startswith("--")]
+
+
+class SqliteDatabase:
+    """One aiosqlite connection in WAL mode; writes are serialized by a lock, which is what
+    SQLite does anyway, so that transactions of concurrent coroutines never interleave."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self, migrations: list[Migration]) -> None:
+        """Create the file (mode 0600, folder 0700) if needed, then migrate."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise ConfigError(
+                f"MESHCHAT_DATABASE_URL: cannot create {self.path}: {exc.strerror}"
+            ) from None
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._conn.row_factory = aiosqlite.Row
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+            "PRAGMA synchronous=NORMAL",
+        ):
+            await self._conn.execute(pragma)
+        await self._migrate(migrations)
+
+    async def _migrate(self, migrations: list[Migration]) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            async with conn.execute("SELECT version FROM schema_migrations") as cur:
+                applied = {row[0] for row in await cur.fetchall()}
+            for migration in migrations:
+                if migration.version in applied:
+                    continue
+                for statement in _split_statements(migration.sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
+                    (migration.version, migration.name),
+                )
+                log.info("migration applied", extra={"migration": migration.name})
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        """The open connection."""
+        if self._conn is None:
+            raise RuntimeError("the database is not open")
+        return self._conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back on error."""
+        async with self._lock:
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection for reads, never in the middle of another coroutine's transaction."""
+        async with self._lock:
+            yield self.conn
+
+    async def ping(self) -> bool:
+        """Whether the database answers."""
+        async with self.reading() as conn, conn.execute("SELECT 1") as cur:
+            return (await cur.fetchone()) is not None
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+class PostgresDatabase:
+    """A psycopg 3 async connection pool with dict rows."""
+
+    def __init__(self, url: DatabaseUrl, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.url = url
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, object]]] = (
+            AsyncConnectionPool(
+                url.url,
+                min_size=min_size,
+                max_size=max_size,
+                open=False,
+                kwargs={"row_factory": dict_row, "autocommit": True},
+                connection_class=psycopg.AsyncConnection[dict[str, object]],
+                check=AsyncConnectionPool.check_connection,
+            )
+        )
+
+    async def open(self, migrations: list[Migration], lock_name: str, timeout: float = 30.0) -> None:
+        """Open the pool (waiting up to ``timeout`` for the server) and migrate."""
+        try:
+            await self.pool.open(wait=True, timeout=timeout)
+        except Exception as exc:
+            raise ConfigError(
+                f"MESHCHAT_DATABASE_URL: cannot connect to {self.url.redacted}: {exc}"
+            ) from None
+        await self._migrate(migrations, lock_name)
+
+    async def _migrate(self, migrations: list[Migration], lock_name: str) -> None:
+        lock_key = int.from_bytes(hashlib.sha256(lock_name.encode()).digest()[:8], "big", signed=True)
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT version FROM schema_migrations")
+            applied = {row["version"] for row in await cur.fetchall()}
+            for migration in migrations:
+                if migration.version in applied:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(migration.sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                log.info("migration applied", extra={"migration": migration.name})
+
+    async def ping(self) -> bool:
+        """Whether a pooled connection answers within a few seconds."""
+        try:
+            async with asyncio.timeout(5):
+                async with self.pool.connection(timeout=5) as conn:
+                    await conn.execute("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self.pool.close()

@@ -1,0 +1,185 @@
+"""The gRPC server both services run: health, reflection, metrics, tracing, limits, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.sdk.trace import TracerProvider
+
+from meshchat_runtime.metrics import MetricsEndpoint, RpcMetrics, RpcMetricsInterceptor
+from meshchat_runtime.settings import ConfigError, ServerSettings
+
+__all__ = ["DependencyProbe", "GrpcServer", "ServiceRegistration"]
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+DependencyProbe = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRegistration:
+    """One gRPC service to serve: its full name and the generated ``add_*_to_server``."""
+
+    name: str
+    register: Callable[[grpc.aio.Server], None]
+
+
+class GrpcServer:
+    """A grpc.aio server with the standard health service, reflection and a metrics endpoint.
+
+    Health starts NOT_SERVING, turns SERVING once :meth:`start` has bound and every
+    dependency probe passes, follows the probes while running, and turns NOT_SERVING for
+    good when the server begins to stop.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        services: Sequence[ServiceRegistration],
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self._services = list(services)
+        self.registry = MetricsEndpoint.new_registry()
+        self._metrics = RpcMetrics(self.registry)
+        self._metrics_endpoint = (
+            MetricsEndpoint(self.registry, settings.metrics_listen)
+            if settings.metrics_listen is not None
+            else None
+        )
+        chain: list[grpc.aio.ServerInterceptor] = []
+        if tracer_provider is not None:
+            chain.append(aio_server_interceptor(tracer_provider=tracer_provider))
+        chain.append(RpcMetricsInterceptor(self._metrics))
+        chain.extend(interceptors)
+        self._server = grpc.aio.server(interceptors=chain, options=settings.grpc_options())
+        self.health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        for service in self._services:
+            service.register(self._server)
+        reflection.enable_server_reflection(
+            [s.name for s in self._services]
+            + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self._server,
+        )
+        self._probes: list[DependencyProbe] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._serving: bool | None = None
+        self.port = 0
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound metrics port, or None when metrics are off."""
+        return self._metrics_endpoint.port if self._metrics_endpoint is not None else None
+
+    def add_dependency(self, probe: DependencyProbe) -> None:
+        """Health is SERVING only while every probe answers True."""
+        self._probes.append(probe)
+
+    async def start(self) -> None:
+        """Bind the ports and start serving; ConfigError when an address cannot be bound."""
+        await self._set_all(NOT_SERVING)
+        address = str(self.settings.listen)
+        try:
+            self.port = self._server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise ConfigError(f"MESHCHAT_LISTEN: cannot listen on {address}: {exc}") from None
+        if self.port == 0:
+            raise ConfigError(f"MESHCHAT_LISTEN: cannot listen on {address}")
+        if self._metrics_endpoint is not None:
+            try:
+                self._metrics_endpoint.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"MESHCHAT_METRICS_LISTEN: cannot listen on {self.settings.metrics_listen}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+        await self._server.start()
+        await self._check_dependencies()
+        self._watchdog = asyncio.create_task(self._watch_dependencies())
+        log.info(
+            "serving",
+            extra={"address": f"{self.settings.listen.host}:{self.port}", "metrics": self.metrics_port},
+        )
+
+    async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        await self.health.set("", status)
+        for service in self._services:
+            await self.health.set(service.name, status)
+
+    async def _check_dependencies(self) -> None:
+        healthy = True
+        for probe in self._probes:
+            try:
+                healthy = healthy and await probe()
+            except Exception:
+                log.exception("dependency probe failed")
+                healthy = False
+        if healthy != self._serving:
+            self._serving = healthy
+            if not healthy:
+                log.warning("a dependency is unavailable: health is NOT_SERVING")
+            elif self._probes:
+                log.info("dependencies available: health is SERVING")
+            await self._set_all(SERVING if healthy else NOT_SERVING)
+
+    async def _watch_dependencies(self) -> None:
+        interval = self.settings.dependency_check_interval
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+            if not self._stopping.is_set():
+                await self._check_dependencies()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Turn health NOT_SERVING, stop accepting calls, let in-flight RPCs finish within
+        the grace period, then cancel what is left."""
+        if self._stopping.is_set():
+            await self._stopped.wait()
+            return
+        self._stopping.set()
+        await self.health.enter_graceful_shutdown()
+        if self._watchdog is not None:
+            await self._watchdog
+        await self._server.stop(self.settings.grace_period if grace is None else grace)
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.stop()
+        self._stopped.set()
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        """Return when the server has stopped."""
+        await self._server.wait_for_termination()
+
+    async def run_until_signalled(self, on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully and run ``on_stop``."""
+        loop = asyncio.get_running_loop()
+        received = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, received.set)
+        try:
+            await received.wait()
+            log.info("signal received: stopping", extra={"grace_seconds": self.settings.grace_period})
+            await self.stop()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            if on_stop is not None:
+                await on_stop()

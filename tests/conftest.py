@@ -1,0 +1,60 @@
+"""Fixtures shared by the whole suite: storage backends and the throwaway PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support.postgres import PostgresNotAvailable, throwaway_postgres
+
+
+class ExistingPostgres:
+    """A server named by MESHCHAT_TEST_DATABASE_URL; each test gets a new database on it."""
+
+    def __init__(self, url: str) -> None:
+        self.admin_url = url
+
+    def create_database(self, prefix: str = "test") -> str:
+        """A new empty database; returns its URL."""
+        import uuid
+        from urllib.parse import urlsplit
+
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
+        return urlsplit(self.admin_url)._replace(path=f"/{name}").geturl()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ExistingPostgres | object]:
+    """A PostgreSQL server for the session. In CI a missing server is a failure."""
+    existing = os.environ.get("MESHCHAT_TEST_DATABASE_URL")
+    if existing:
+        yield ExistingPostgres(existing)
+        return
+    try:
+        with throwaway_postgres() as server:
+            yield server
+    except PostgresNotAvailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs PostgreSQL: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: ExistingPostgres) -> str:
+    """The URL of a new, empty PostgreSQL database."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Runs the test once per storage backend: an SQLite file and a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'test.db'}"
+    server: ExistingPostgres = request.getfixturevalue("postgres_server")
+    return server.create_database()
