@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshchat.auth.v1 import (
+    access_pb2,
+    access_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
+from meshchat_runtime.access import default_policy
+from meshchat_runtime.database import PostgresDatabase, SqliteDatabase
+from meshchat_runtime.interceptors import AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.settings import DatabaseUrl
+from meshchat_runtime.tokens import TokenVerifier
 from opentelemetry.sdk.trace import TracerProvider
 
-from meshchat.auth.v1 import access_pb2, access_pb2_grpc, auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat_auth.config import AuthConfig
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.passwords import PasswordHasher
@@ -15,12 +28,6 @@ from meshchat_auth.service import AccessChecker, AccountService, SessionService,
 from meshchat_auth.servicers import AccessServicer, AuthServicer, UserServicer
 from meshchat_auth.sqlite_store import SqliteAuthStore
 from meshchat_auth.store import AuthStore
-from meshchat_runtime.access import default_policy
-from meshchat_runtime.database import PostgresDatabase, SqliteDatabase
-from meshchat_runtime.interceptors import AuthInterceptor, ErrorInterceptor
-from meshchat_runtime.server import GrpcServer, ServiceRegistration
-from meshchat_runtime.settings import DatabaseUrl
-from meshchat_runtime.tokens import TokenVerifier
 
 __all__ = ["AuthApp", "build_server", "open_store"]
 
@@ -65,7 +72,9 @@ class AuthApp:
         await self.server.run_until_signalled(on_stop=self.store.close)
 
 
-async def build_server(config: AuthConfig, tracer_provider: TracerProvider | None = None) -> AuthApp:
+async def build_server(
+    config: AuthConfig, tracer_provider: TracerProvider | None = None
+) -> AuthApp:
     """Wire the auth service from its configuration. Opens the store; binds nothing yet."""
     keys = KeyRing.load(config.keys_dir, generate=config.generate_key)
     store = await open_store(config.database)
@@ -83,10 +92,12 @@ async def build_server(config: AuthConfig, tracer_provider: TracerProvider | Non
         config.server,
         services=[
             ServiceRegistration(
-                SERVICE_NAMES[0], lambda s: users_pb2_grpc.add_UserServiceServicer_to_server(user_servicer, s)
+                SERVICE_NAMES[0],
+                lambda s: users_pb2_grpc.add_UserServiceServicer_to_server(user_servicer, s),
             ),
             ServiceRegistration(
-                SERVICE_NAMES[1], lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(auth_servicer, s)
+                SERVICE_NAMES[1],
+                lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(auth_servicer, s),
             ),
             ServiceRegistration(
                 SERVICE_NAMES[2],

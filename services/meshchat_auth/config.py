@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshchat_auth.passwords import Argon2Parameters
 from meshchat_runtime.settings import DatabaseUrl, HostPort, ServerSettings, parse_database_url
+
+from meshchat_auth.passwords import Argon2Parameters
 
 __all__ = ["AuthConfig", "TokenPolicy"]
 
@@ -32,7 +33,9 @@ class AuthConfig:
             listen=HostPort("127.0.0.1", 50051), metrics_listen=HostPort("127.0.0.1", 9101)
         )
     )
-    database: DatabaseUrl = field(default_factory=lambda: parse_database_url("sqlite:///.data/auth.db"))
+    database: DatabaseUrl = field(
+        default_factory=lambda: parse_database_url("sqlite:///.data/auth.db")
+    )
     keys_dir: Path = Path(".data/auth-keys")
     generate_key: bool = True
     tokens: TokenPolicy = field(default_factory=TokenPolicy)

@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric.ec import (
     EllipticCurvePrivateKey,
     EllipticCurvePublicKey,
 )
-
 from meshchat_runtime.settings import ConfigError
 from meshchat_runtime.tokens import ALGORITHM
 
@@ -66,7 +65,12 @@ class SigningKey:
 
     def jwk(self) -> dict[str, Any]:
         """The public key as a JWK."""
-        return {**_public_jwk_fields(self.public_key), "kid": self.kid, "use": "sig", "alg": ALGORITHM}
+        return {
+            **_public_jwk_fields(self.public_key),
+            "kid": self.kid,
+            "use": "sig",
+            "alg": ALGORITHM,
+        }
 
 
 def generate_key_file(directory: Path) -> Path:
@@ -102,11 +106,15 @@ class KeyRing:
             try:
                 directory.mkdir(mode=0o700, parents=True)
             except OSError as exc:
-                raise ConfigError(f"{KEYS_SETTING}: cannot create {directory}: {exc.strerror}") from None
+                raise ConfigError(
+                    f"{KEYS_SETTING}: cannot create {directory}: {exc.strerror}"
+                ) from None
         if not directory.is_dir():
             raise ConfigError(f"{KEYS_SETTING}: {directory} is not a directory")
         try:
-            files = sorted(p for p in directory.iterdir() if p.suffix == ".pem" and not p.name.startswith("."))
+            files = sorted(
+                p for p in directory.iterdir() if p.suffix == ".pem" and not p.name.startswith(".")
+            )
         except OSError as exc:
             raise ConfigError(f"{KEYS_SETTING}: cannot read {directory}: {exc.strerror}") from None
         if not files:
@@ -118,7 +126,9 @@ class KeyRing:
             try:
                 files = [generate_key_file(directory)]
             except OSError as exc:
-                raise ConfigError(f"{KEYS_SETTING}: cannot write a key to {directory}: {exc.strerror}") from None
+                raise ConfigError(
+                    f"{KEYS_SETTING}: cannot write a key to {directory}: {exc.strerror}"
+                ) from None
         return cls([cls._load_file(path) for path in files])
 
     @staticmethod
@@ -128,7 +138,9 @@ class KeyRing:
         except OSError as exc:
             raise ConfigError(f"{KEYS_SETTING}: cannot read {path}: {exc.strerror}") from None
         except (ValueError, TypeError):
-            raise ConfigError(f"{KEYS_SETTING}: {path} is not an unencrypted PEM private key") from None
+            raise ConfigError(
+                f"{KEYS_SETTING}: {path} is not an unencrypted PEM private key"
+            ) from None
         if not isinstance(key, EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
             raise ConfigError(f"{KEYS_SETTING}: {path} is not an EC P-256 key (ES256 needs one)")
         return SigningKey(jwk_thumbprint(key.public_key()), key, path)

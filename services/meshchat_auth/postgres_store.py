@@ -7,13 +7,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from meshchat_runtime.database import PostgresDatabase, load_migrations
+from meshchat_runtime.errors import AlreadyExists
+from meshchat_runtime.identity import Role
 from psycopg import sql
 
 from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
 from meshchat_auth.store import LoginFailures
-from meshchat_runtime.database import PostgresDatabase, load_migrations
-from meshchat_runtime.errors import AlreadyExists
-from meshchat_runtime.identity import Role
 
 __all__ = ["PostgresAuthStore"]
 
@@ -55,7 +55,9 @@ class PostgresAuthStore:
     @classmethod
     async def open(cls, db: PostgresDatabase) -> PostgresAuthStore:
         """Open the pool and migrate under an advisory lock."""
-        await db.open(load_migrations("meshchat_auth", "postgresql"), lock_name="meshchat_auth.migrations")
+        await db.open(
+            load_migrations("meshchat_auth", "postgresql"), lock_name="meshchat_auth.migrations"
+        )
         return cls(db)
 
     async def create_user(self, user: NewUser, now: datetime) -> User:
@@ -66,7 +68,15 @@ class PostgresAuthStore:
                 await conn.execute(
                     "INSERT INTO users (id, username, email, role, password_hash, created_at, updated_at) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (user_id, user.username, user.email, int(user.role), user.password_hash, now, now),
+                    (
+                        user_id,
+                        user.username,
+                        user.email,
+                        int(user.role),
+                        user.password_hash,
+                        now,
+                        now,
+                    ),
                 )
         except psycopg.errors.UniqueViolation as exc:
             raise _duplicate(exc) from None
@@ -92,7 +102,7 @@ class PostgresAuthStore:
         """Apply ``changes``; None when the account does not exist."""
         if not _is_uuid(user_id):
             return None
-        assignments = [sql.SQL("updated_at = %s")]
+        assignments: list[sql.Composable] = [sql.SQL("updated_at = %s")]
         values: list[Any] = [now]
         for column, value in (
             ("email", changes.email),
@@ -137,7 +147,13 @@ class PostgresAuthStore:
             await conn.execute(
                 "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at) "
                 "VALUES (%s, %s, %s, %s, %s)",
-                (token.token_hash, token.family_id, token.user_id, token.issued_at, token.expires_at),
+                (
+                    token.token_hash,
+                    token.family_id,
+                    token.user_id,
+                    token.issued_at,
+                    token.expires_at,
+                ),
             )
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
@@ -169,7 +185,9 @@ class PostgresAuthStore:
                 (now, family_id),
             )
 
-    async def count_login_failure(self, username_key: str, now: datetime, window_seconds: float) -> LoginFailures:
+    async def count_login_failure(
+        self, username_key: str, now: datetime, window_seconds: float
+    ) -> LoginFailures:
         """Count one failed login, atomically across replicas."""
         async with self._db.pool.connection() as conn:
             cur = await conn.execute(
@@ -190,7 +208,8 @@ class PostgresAuthStore:
         """The current failure count and its window start."""
         async with self._db.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT failures, window_start FROM login_failures WHERE username_key = %s", (username_key,)
+                "SELECT failures, window_start FROM login_failures WHERE username_key = %s",
+                (username_key,),
             )
             row = await cur.fetchone()
         return (row["failures"], row["window_start"]) if row else None
@@ -198,7 +217,9 @@ class PostgresAuthStore:
     async def clear_login_failures(self, username_key: str) -> None:
         """Forget the failures of an account."""
         async with self._db.pool.connection() as conn:
-            await conn.execute("DELETE FROM login_failures WHERE username_key = %s", (username_key,))
+            await conn.execute(
+                "DELETE FROM login_failures WHERE username_key = %s", (username_key,)
+            )
 
     async def ping(self) -> bool:
         """Whether the database answers."""

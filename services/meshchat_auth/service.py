@@ -14,6 +14,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from meshchat_runtime.access import AccessPolicy, Decision
+from meshchat_runtime.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+from meshchat_runtime.identity import Principal, Role
+from meshchat_runtime.tokens import ACCESS_TOKEN_TYPE, ALGORITHM, TokenVerifier
 
 from meshchat_auth.config import TokenPolicy
 from meshchat_auth.domain import (
@@ -30,23 +40,13 @@ from meshchat_auth.domain import (
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.passwords import PasswordHasher
 from meshchat_auth.store import AuthStore
-from meshchat_runtime.access import AccessPolicy, Decision
-from meshchat_runtime.errors import (
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-)
-from meshchat_runtime.identity import Principal, Role
-from meshchat_runtime.tokens import ACCESS_TOKEN_TYPE, ALGORITHM, TokenVerifier
 
 __all__ = ["AccessChecker", "AccountService", "Page", "SessionService", "TokenIssuer"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-REFRESH_TOKEN_PREFIX = "mcr_"
+REFRESH_TOKEN_PREFIX = "mcr_"  # noqa: S105 (a prefix, not a secret)
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 
@@ -148,7 +148,9 @@ class AccountService:
         if role is Role.ADMIN and (caller is None or not caller.is_admin):
             raise PermissionDenied("only an admin may create an admin")
         password_hash = await self._hasher.hash(password)
-        user = await self._store.create_user(NewUser(username, email, role, password_hash), self._clock())
+        user = await self._store.create_user(
+            NewUser(username, email, role, password_hash), self._clock()
+        )
         log.info("user created", extra={"user_id": user.id, "role": role.name})
         return user
 
@@ -274,13 +276,18 @@ class SessionService:
         await self._store.clear_login_failures(key)
         if self._hasher.needs_rehash(user.password_hash):
             new_hash = await self._hasher.hash(password)
-            user = await self._store.update_user(user.id, UserChanges(password_hash=new_hash), now) or user
+            user = (
+                await self._store.update_user(user.id, UserChanges(password_hash=new_hash), now)
+                or user
+            )
             log.info("password hash upgraded", extra={"user_id": user.id})
         family = str(uuid.uuid4())
         expires = now + timedelta(seconds=self._policy.refresh_ttl)
         return await self._issue(user, family, expires, now)
 
-    async def _issue(self, user: User, family_id: str, refresh_expires: datetime, now: datetime) -> IssuedTokens:
+    async def _issue(
+        self, user: User, family_id: str, refresh_expires: datetime, now: datetime
+    ) -> IssuedTokens:
         refresh = self._issuer.refresh_token()
         await self._store.add_refresh_token(
             RefreshToken(hash_refresh_token(refresh), family_id, user.id, now, refresh_expires)
@@ -301,10 +308,14 @@ class SessionService:
             raise Unauthenticated("refresh token revoked: log in again")
         if record.expires_at <= now:
             raise Unauthenticated("refresh token expired: log in again")
-        if record.used_at is not None or not await self._store.use_refresh_token(record.token_hash, now):
+        if record.used_at is not None or not await self._store.use_refresh_token(
+            record.token_hash, now
+        ):
             await self._store.revoke_family(record.family_id, now)
             log.warning("refresh token reuse: family revoked", extra={"user_id": record.user_id})
-            raise Unauthenticated("refresh token already used: all sessions of it are revoked, log in again")
+            raise Unauthenticated(
+                "refresh token already used: all sessions of it are revoked, log in again"
+            )
         user = await self._store.get_user(record.user_id)
         if user is None:
             raise Unauthenticated("the account no longer exists")
@@ -347,7 +358,9 @@ class AccessChecker:
         """The caller when ``token`` may call ``endpoint``; Unauthenticated or
         PermissionDenied otherwise. Unknown endpoints are denied."""
         if not endpoint.startswith("/") or endpoint.count("/") != 2:
-            raise InvalidArgument("endpoint", "must be a full method name like /package.Service/Method")
+            raise InvalidArgument(
+                "endpoint", "must be a full method name like /package.Service/Method"
+            )
         if not token:
             raise Unauthenticated("this call needs an access token")
         principal = await self.authenticate(token)

@@ -7,12 +7,19 @@ from typing import Any
 
 import grpc.aio
 from google.protobuf import empty_pb2, timestamp_pb2
-
-from meshchat.auth.v1 import access_pb2, access_pb2_grpc, auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
-from meshchat_auth.domain import IssuedTokens, User
-from meshchat_auth.service import AccessChecker, AccountService, SessionService
+from meshchat.auth.v1 import (
+    access_pb2,
+    access_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
 from meshchat_runtime.identity import Role
 from meshchat_runtime.interceptors import bearer_token, current_principal, optional_principal
+
+from meshchat_auth.domain import IssuedTokens, User
+from meshchat_auth.service import AccessChecker, AccountService, SessionService
 
 __all__ = ["AccessServicer", "AuthServicer", "UserServicer"]
 
@@ -58,7 +65,9 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
     def __init__(self, accounts: AccountService) -> None:
         self._accounts = accounts
 
-    async def CreateUser(self, request: users_pb2.CreateUserRequest, context: Context) -> users_pb2.User:
+    async def CreateUser(
+        self, request: users_pb2.CreateUserRequest, context: Context
+    ) -> users_pb2.User:
         user = await self._accounts.create(
             optional_principal(),
             username=request.username,
@@ -74,22 +83,30 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         user = await self._accounts.get(caller, user_id=request.id, username=request.username)
         return user_to_proto(user, private=self._accounts.may_see_private_fields(caller, user))
 
-    async def UpdateUser(self, request: users_pb2.UpdateUserRequest, context: Context) -> users_pb2.User:
+    async def UpdateUser(
+        self, request: users_pb2.UpdateUserRequest, context: Context
+    ) -> users_pb2.User:
         user = await self._accounts.update(
             current_principal(),
             request.id,
             email=request.email if request.HasField("email") else None,
             password=request.password if request.HasField("password") else None,
-            password_confirm=request.password_confirm if request.HasField("password_confirm") else None,
+            password_confirm=request.password_confirm
+            if request.HasField("password_confirm")
+            else None,
             role=_role(request.role) if request.HasField("role") else None,
         )
         return user_to_proto(user, private=True)
 
-    async def DeleteUser(self, request: users_pb2.DeleteUserRequest, context: Context) -> empty_pb2.Empty:
+    async def DeleteUser(
+        self, request: users_pb2.DeleteUserRequest, context: Context
+    ) -> empty_pb2.Empty:
         await self._accounts.delete(current_principal(), request.id)
         return empty_pb2.Empty()
 
-    async def ListUsers(self, request: users_pb2.ListUsersRequest, context: Context) -> users_pb2.ListUsersResponse:
+    async def ListUsers(
+        self, request: users_pb2.ListUsersRequest, context: Context
+    ) -> users_pb2.ListUsersResponse:
         page = await self._accounts.list(current_principal(), request.page_size, request.page_token)
         return users_pb2.ListUsersResponse(
             users=[user_to_proto(u, private=True) for u in page.users],
@@ -106,7 +123,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.TokenPair:
         return tokens_to_proto(await self._sessions.login(request.username, request.password))
 
-    async def Refresh(self, request: auth_pb2.RefreshRequest, context: Context) -> auth_pb2.TokenPair:
+    async def Refresh(
+        self, request: auth_pb2.RefreshRequest, context: Context
+    ) -> auth_pb2.TokenPair:
         return tokens_to_proto(await self._sessions.refresh(request.refresh_token))
 
     async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> empty_pb2.Empty:
@@ -123,7 +142,9 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     def __init__(self, checker: AccessChecker) -> None:
         self._checker = checker
 
-    async def Check(self, request: access_pb2.CheckRequest, context: Context) -> access_pb2.CheckResponse:
+    async def Check(
+        self, request: access_pb2.CheckRequest, context: Context
+    ) -> access_pb2.CheckResponse:
         principal = await self._checker.check(bearer_token(context), request.endpoint)
         return access_pb2.CheckResponse(
             user_id=principal.user_id,

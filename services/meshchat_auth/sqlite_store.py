@@ -7,11 +7,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
-from meshchat_auth.store import LoginFailures
 from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
+
+from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
+from meshchat_auth.store import LoginFailures
 
 __all__ = ["SqliteAuthStore"]
 
@@ -63,16 +64,28 @@ class SqliteAuthStore:
             async with self._db.transaction() as conn:
                 await conn.execute(
                     f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                    (user_id, user.username, user.email, int(user.role), user.password_hash, _ts(now), _ts(now)),
+                    (
+                        user_id,
+                        user.username,
+                        user.email,
+                        int(user.role),
+                        user.password_hash,
+                        _ts(now),
+                        _ts(now),
+                    ),
                 )
         except sqlite3.IntegrityError as exc:
             raise _duplicate(exc) from None
         return User(user_id, user.username, user.email, user.role, user.password_hash, now, now)
 
     async def _one_user(self, where: str, value: str) -> User | None:
-        async with self._db.reading() as conn, conn.execute(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE {where}", (value,)  # noqa: S608
-        ) as cur:
+        async with (
+            self._db.reading() as conn,
+            conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE {where}",  # noqa: S608 (constant columns and clause)
+                (value,),
+            ) as cur,
+        ):
             row = await cur.fetchone()
         return _user(row) if row is not None else None
 
@@ -105,7 +118,10 @@ class SqliteAuthStore:
                 )
                 if cur.rowcount == 0:
                     return None
-                async with conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)) as c:  # noqa: S608
+                async with conn.execute(
+                    f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?",  # noqa: S608
+                    (user_id,),
+                ) as c:
                     row = await c.fetchone()
         except sqlite3.IntegrityError as exc:
             raise _duplicate(exc) from None
@@ -120,11 +136,14 @@ class SqliteAuthStore:
 
     async def list_users(self, after_username: str | None, limit: int) -> list[User]:
         """Accounts ordered by lowercase username."""
-        async with self._db.reading() as conn, conn.execute(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE lower(username) > lower(?) "  # noqa: S608
-            "ORDER BY lower(username) LIMIT ?",
-            (after_username or "", limit),
-        ) as cur:
+        async with (
+            self._db.reading() as conn,
+            conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(username) > lower(?) "  # noqa: S608
+                "ORDER BY lower(username) LIMIT ?",
+                (after_username or "", limit),
+            ) as cur,
+        ):
             return [_user(row) for row in await cur.fetchall()]
 
     async def add_refresh_token(self, token: RefreshToken) -> None:
@@ -133,16 +152,25 @@ class SqliteAuthStore:
             await conn.execute(
                 "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (token.token_hash, token.family_id, token.user_id, _ts(token.issued_at), _ts(token.expires_at)),
+                (
+                    token.token_hash,
+                    token.family_id,
+                    token.user_id,
+                    _ts(token.issued_at),
+                    _ts(token.expires_at),
+                ),
             )
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
         """The refresh token with this hash."""
-        async with self._db.reading() as conn, conn.execute(
-            "SELECT token_hash, family_id, user_id, issued_at, expires_at, used_at, revoked_at "
-            "FROM refresh_tokens WHERE token_hash = ?",
-            (token_hash,),
-        ) as cur:
+        async with (
+            self._db.reading() as conn,
+            conn.execute(
+                "SELECT token_hash, family_id, user_id, issued_at, expires_at, used_at, revoked_at "
+                "FROM refresh_tokens WHERE token_hash = ?",
+                (token_hash,),
+            ) as cur,
+        ):
             row = await cur.fetchone()
         if row is None:
             return None
@@ -174,14 +202,21 @@ class SqliteAuthStore:
                 (_ts(now), family_id),
             )
 
-    async def count_login_failure(self, username_key: str, now: datetime, window_seconds: float) -> LoginFailures:
+    async def count_login_failure(
+        self, username_key: str, now: datetime, window_seconds: float
+    ) -> LoginFailures:
         """Count one failed login."""
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "SELECT window_start, failures FROM login_failures WHERE username_key = ?", (username_key,)
+                "SELECT window_start, failures FROM login_failures WHERE username_key = ?",
+                (username_key,),
             ) as cur:
                 row = await cur.fetchone()
-            if row is None or datetime.fromisoformat(row["window_start"]) + timedelta(seconds=window_seconds) <= now:
+            if (
+                row is None
+                or datetime.fromisoformat(row["window_start"]) + timedelta(seconds=window_seconds)
+                <= now
+            ):
                 start, failures = now, 1
             else:
                 start, failures = datetime.fromisoformat(row["window_start"]), row["failures"] + 1
@@ -195,9 +230,13 @@ class SqliteAuthStore:
 
     async def login_failures(self, username_key: str) -> LoginFailures | None:
         """The current failure count and its window start."""
-        async with self._db.reading() as conn, conn.execute(
-            "SELECT window_start, failures FROM login_failures WHERE username_key = ?", (username_key,)
-        ) as cur:
+        async with (
+            self._db.reading() as conn,
+            conn.execute(
+                "SELECT window_start, failures FROM login_failures WHERE username_key = ?",
+                (username_key,),
+            ) as cur,
+        ):
             row = await cur.fetchone()
         return (row["failures"], datetime.fromisoformat(row["window_start"])) if row else None
 

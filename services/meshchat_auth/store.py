@@ -62,7 +62,9 @@ class AuthStore(Protocol):
         """Revoke every token of a rotation family."""
         ...
 
-    async def count_login_failure(self, username_key: str, now: datetime, window_seconds: float) -> LoginFailures:
+    async def count_login_failure(
+        self, username_key: str, now: datetime, window_seconds: float
+    ) -> LoginFailures:
         """Count one failed login, starting a new window when the last one has passed."""
         ...
 

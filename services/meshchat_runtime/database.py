@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import psycopg
@@ -158,22 +159,24 @@ class PostgresDatabase:
 
     def __init__(self, url: DatabaseUrl, *, min_size: int = 2, max_size: int = 10) -> None:
         self.url = url
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, object]]] = (
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] = (
             AsyncConnectionPool(
                 url.url,
                 min_size=min_size,
                 max_size=max_size,
                 open=False,
                 kwargs={"row_factory": dict_row, "autocommit": True},
-                connection_class=psycopg.AsyncConnection[dict[str, object]],
+                connection_class=psycopg.AsyncConnection[dict[str, Any]],
                 check=AsyncConnectionPool.check_connection,
             )
         )
 
-    async def open(self, migrations: list[Migration], lock_name: str, timeout: float = 30.0) -> None:
-        """Open the pool (waiting up to ``timeout`` for the server) and migrate."""
+    async def open(
+        self, migrations: list[Migration], lock_name: str, connect_timeout: float = 30.0
+    ) -> None:
+        """Open the pool (waiting up to ``connect_timeout`` for the server) and migrate."""
         try:
-            await self.pool.open(wait=True, timeout=timeout)
+            await self.pool.open(wait=True, timeout=connect_timeout)
         except Exception as exc:
             raise ConfigError(
                 f"MESHCHAT_DATABASE_URL: cannot connect to {self.url.redacted}: {exc}"
@@ -181,7 +184,9 @@ class PostgresDatabase:
         await self._migrate(migrations, lock_name)
 
     async def _migrate(self, migrations: list[Migration], lock_name: str) -> None:
-        lock_key = int.from_bytes(hashlib.sha256(lock_name.encode()).digest()[:8], "big", signed=True)
+        lock_key = int.from_bytes(
+            hashlib.sha256(lock_name.encode()).digest()[:8], "big", signed=True
+        )
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
             await conn.execute(

@@ -1,25 +1,33 @@
-"""Wrapping grpc.aio method handlers, the mechanism every server interceptor here uses."""
+"""Interceptors that wrap the behavior of grpc.aio method handlers.
+
+Every server interceptor here derives from :class:`BehaviorInterceptor` and says only how it
+wraps a unary and a streaming behavior; the handler plumbing is written once, here.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 
-__all__ = ["StreamBehavior", "UnaryBehavior", "iterate_stream", "wrap_handler"]
+__all__ = ["BehaviorInterceptor", "Context", "StreamBehavior", "UnaryBehavior", "rpc_type"]
 
-UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+_TRequest = TypeVar("_TRequest")
+_TResponse = TypeVar("_TResponse")
+
+Context = grpc.aio.ServicerContext[Any, Any]
+UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
+StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
 
-async def iterate_stream(
-    behavior: Callable[..., Any], request: Any, context: grpc.aio.ServicerContext[Any, Any]
+async def _iterate(
+    behavior: Callable[..., Any], request: Any, context: Context
 ) -> AsyncIterator[Any]:
-    """Yield what a response-streaming behavior produces, whether it is an async
-    generator or a coroutine that writes with ``context.write``."""
+    """Yield what a response-streaming behavior produces, whether it is an async generator
+    or a coroutine that writes with ``context.write``."""
     result = behavior(request, context)
     if inspect.isawaitable(result):
         await result
@@ -28,29 +36,69 @@ async def iterate_stream(
         yield response
 
 
-def wrap_handler(
-    handler: grpc.RpcMethodHandler,
-    unary: Callable[[UnaryBehavior], UnaryBehavior],
-    stream: Callable[[StreamBehavior], StreamBehavior],
-) -> grpc.RpcMethodHandler:
-    """A copy of ``handler`` whose behavior is wrapped by ``unary`` or ``stream``.
-
-    Request-streaming handlers receive the request iterator as their "request".
-    """
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
+def rpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
+    """unary, server_stream, client_stream or bidi_stream."""
     if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **kwargs)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **kwargs)
+        return "unary"
     if handler.unary_stream is not None:
-        inner = handler.unary_stream
-        return grpc.unary_stream_rpc_method_handler(
-            stream(lambda req, ctx: iterate_stream(inner, req, ctx)), **kwargs
-        )
-    inner_bidi = handler.stream_stream
-    return grpc.stream_stream_rpc_method_handler(
-        stream(lambda req, ctx: iterate_stream(inner_bidi, req, ctx)), **kwargs
-    )
+        return "server_stream"
+    if handler.stream_unary is not None:
+        return "client_stream"
+    return "bidi_stream"
+
+
+class BehaviorInterceptor(grpc.aio.ServerInterceptor):
+    """A server interceptor that wraps each method's behavior.
+
+    Subclasses override :meth:`wrap_unary` (unary and client-streaming responses) and
+    :meth:`wrap_stream` (server- and bidi-streaming responses). Request-streaming behaviors
+    receive the request iterator as their "request".
+    """
+
+    def wrap_unary(self, method: str, kind: str, behavior: UnaryBehavior) -> UnaryBehavior:
+        """Wrap a behavior that returns one response."""
+        return behavior
+
+    def wrap_stream(self, method: str, kind: str, behavior: StreamBehavior) -> StreamBehavior:
+        """Wrap a behavior that yields responses."""
+        return behavior
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails],
+            Awaitable[grpc.RpcMethodHandler[_TRequest, _TResponse] | None],
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_TRequest, _TResponse] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        kind = rpc_type(handler)
+        h: Any = handler
+        kwargs = {
+            "request_deserializer": h.request_deserializer,
+            "response_serializer": h.response_serializer,
+        }
+        if h.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self.wrap_unary(method, kind, h.unary_unary), **kwargs
+            )
+        elif h.stream_unary is not None:
+            wrapped = grpc.stream_unary_rpc_method_handler(
+                self.wrap_unary(method, kind, h.stream_unary), **kwargs
+            )
+        else:
+            inner = h.unary_stream if h.unary_stream is not None else h.stream_stream
+            factory = (
+                grpc.unary_stream_rpc_method_handler
+                if h.unary_stream is not None
+                else grpc.stream_stream_rpc_method_handler
+            )
+            stream = self.wrap_stream(
+                method, kind, lambda request, context: _iterate(inner, request, context)
+            )
+            wrapped = factory(stream, **kwargs)
+        result: grpc.RpcMethodHandler[_TRequest, _TResponse] = wrapped
+        return result

@@ -6,7 +6,7 @@ import contextlib
 import contextvars
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from typing import Any, NoReturn, Protocol
 
 import grpc
@@ -24,7 +24,7 @@ from meshchat_runtime.errors import (
     Unauthenticated,
     Unavailable,
 )
-from meshchat_runtime.handlers import StreamBehavior, UnaryBehavior, wrap_handler
+from meshchat_runtime.handlers import BehaviorInterceptor, Context, StreamBehavior, UnaryBehavior
 from meshchat_runtime.identity import Principal
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "ErrorInterceptor",
     "bearer_token",
     "current_principal",
+    "optional_principal",
     "status_code_for",
 ]
 
@@ -87,7 +88,7 @@ def optional_principal() -> Principal | None:
     return _principal.get()
 
 
-def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+def bearer_token(context: Context) -> str | None:
     """The token of the ``authorization: Bearer ...`` metadata, or None when absent."""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
@@ -99,7 +100,7 @@ def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     return None
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError) -> NoReturn:
+async def _abort(context: Context, error: DomainError) -> NoReturn:
     if isinstance(error, ResourceExhausted):
         context.set_trailing_metadata(
             (("retry-after-seconds", str(max(1, math.ceil(error.retry_after)))),)
@@ -107,40 +108,27 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError
     await context.abort(status_code_for(error), error.message)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(BehaviorInterceptor):
     """Maps the domain errors that escape a servicer to their status codes."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+    def wrap_unary(self, method: str, kind: str, behavior: UnaryBehavior) -> UnaryBehavior:
+        async def mapped(request: Any, context: Context) -> Any:
+            try:
+                return await behavior(request, context)
+            except DomainError as error:
+                await _abort(context, error)
 
-        def unary(behavior: UnaryBehavior) -> UnaryBehavior:
-            async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    return await behavior(request, context)
-                except DomainError as error:
-                    await _abort(context, error)
+        return mapped
 
-            return mapped
+    def wrap_stream(self, method: str, kind: str, behavior: StreamBehavior) -> StreamBehavior:
+        async def mapped(request: Any, context: Context) -> AsyncIterator[Any]:
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except DomainError as error:
+                await _abort(context, error)
 
-        def stream(behavior: StreamBehavior) -> StreamBehavior:
-            async def mapped(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                try:
-                    async for response in behavior(request, context):
-                        yield response
-                except DomainError as error:
-                    await _abort(context, error)
-
-            return mapped
-
-        return wrap_handler(handler, unary, stream)
+        return mapped
 
 
 class Authenticator(Protocol):
@@ -151,7 +139,7 @@ class Authenticator(Protocol):
         ...
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(BehaviorInterceptor):
     """Authenticates every call and enforces the access rule of its method.
 
     Streams are checked once, when they open. Infrastructure services (health, reflection)
@@ -169,7 +157,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._policy = policy
         self._exempt = frozenset(exempt_services)
 
-    async def _admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
+    async def _admit(self, method: str, context: Context) -> Principal | None:
         token = bearer_token(context)
         principal: Principal | None = None
         if token == "":
@@ -182,50 +170,47 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if decision is Decision.PERMISSION_DENIED:
             if self._policy.rule_for(method) is None:
                 raise PermissionDenied(f"{method} is not a known endpoint")
-            raise PermissionDenied(f"role {principal.role.name if principal else '-'} may not call {method}")
+            raise PermissionDenied(
+                f"role {principal.role.name if principal else '-'} may not call {method}"
+            )
         return principal
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.lstrip("/").partition("/")[0] in self._exempt:
-            return handler
+    def _exempt_method(self, method: str) -> bool:
+        return method.lstrip("/").partition("/")[0] in self._exempt
 
-        def unary(behavior: UnaryBehavior) -> UnaryBehavior:
-            async def authenticated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    principal = await self._admit(method, context)
-                except DomainError as error:
-                    await _abort(context, error)
-                reset = _principal.set(principal)
-                try:
-                    return await behavior(request, context)
-                finally:
+    def wrap_unary(self, method: str, kind: str, behavior: UnaryBehavior) -> UnaryBehavior:
+        if self._exempt_method(method):
+            return behavior
+
+        async def authenticated(request: Any, context: Context) -> Any:
+            try:
+                principal = await self._admit(method, context)
+            except DomainError as error:
+                await _abort(context, error)
+            reset = _principal.set(principal)
+            try:
+                return await behavior(request, context)
+            finally:
+                _principal.reset(reset)
+
+        return authenticated
+
+    def wrap_stream(self, method: str, kind: str, behavior: StreamBehavior) -> StreamBehavior:
+        if self._exempt_method(method):
+            return behavior
+
+        async def authenticated(request: Any, context: Context) -> AsyncIterator[Any]:
+            try:
+                principal = await self._admit(method, context)
+            except DomainError as error:
+                await _abort(context, error)
+            reset = _principal.set(principal)
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            finally:
+                # A stream closed by the garbage collector runs this in another context.
+                with contextlib.suppress(ValueError):
                     _principal.reset(reset)
 
-            return authenticated
-
-        def stream(behavior: StreamBehavior) -> StreamBehavior:
-            async def authenticated(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                try:
-                    principal = await self._admit(method, context)
-                except DomainError as error:
-                    await _abort(context, error)
-                reset = _principal.set(principal)
-                try:
-                    async for response in behavior(request, context):
-                        yield response
-                finally:
-                    # A stream closed by the garbage collector runs this in another context.
-                    with contextlib.suppress(ValueError):
-                        _principal.reset(reset)
-
-            return authenticated
-
-        return wrap_handler(handler, unary, stream)
+        return authenticated

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -22,7 +22,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from meshchat_runtime.handlers import StreamBehavior, UnaryBehavior, wrap_handler
+from meshchat_runtime.handlers import BehaviorInterceptor, Context, StreamBehavior, UnaryBehavior
 from meshchat_runtime.settings import HostPort
 
 __all__ = ["MetricsEndpoint", "RpcMetrics", "RpcMetricsInterceptor"]
@@ -71,85 +71,65 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
-def _type_of(handler: grpc.RpcMethodHandler) -> str:
-    if handler.unary_unary is not None:
-        return "unary"
-    if handler.unary_stream is not None:
-        return "server_stream"
-    if handler.stream_unary is not None:
-        return "client_stream"
-    return "bidi_stream"
-
-
-def _code_of(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
-    code = context.code()
+def _code_of(context: Context, error: BaseException | None) -> str:
+    code: object = context.code()
     if isinstance(code, grpc.StatusCode):
-        return code.name
+        return str(code.name)
     if isinstance(error, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED.name
+        return "CANCELLED"
     if error is not None and not isinstance(error, grpc.aio.AbortError):
-        return grpc.StatusCode.UNKNOWN.name
-    return grpc.StatusCode.OK.name
+        return "UNKNOWN"
+    return "OK"
 
 
-class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
+class RpcMetricsInterceptor(BehaviorInterceptor):
     """Counts every RPC by method and status code and times it."""
 
     def __init__(self, metrics: RpcMetrics) -> None:
         self._metrics = metrics
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        service, name = _split(handler_call_details.method)
-        labels = (service, name, _type_of(handler))
+    def wrap_unary(self, method: str, kind: str, behavior: UnaryBehavior) -> UnaryBehavior:
         m = self._metrics
+        labels = (*_split(method), kind)
 
-        def unary(behavior: UnaryBehavior) -> UnaryBehavior:
-            async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                m.started.labels(*labels).inc()
-                start = time.perf_counter()
-                error: BaseException | None = None
-                with m.in_flight.labels(*labels).track_inprogress():
-                    try:
-                        return await behavior(request, context)
-                    except BaseException as exc:
-                        error = exc
-                        raise
-                    finally:
-                        m.latency.labels(*labels).observe(time.perf_counter() - start)
-                        m.handled.labels(*labels, _code_of(context, error)).inc()
+        async def observed(request: Any, context: Context) -> Any:
+            m.started.labels(*labels).inc()
+            start = time.perf_counter()
+            error: BaseException | None = None
+            with m.in_flight.labels(*labels).track_inprogress():
+                try:
+                    return await behavior(request, context)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    m.latency.labels(*labels).observe(time.perf_counter() - start)
+                    m.handled.labels(*labels, _code_of(context, error)).inc()
 
-            return observed
+        return observed
 
-        def stream(behavior: StreamBehavior) -> StreamBehavior:
-            async def observed(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                m.started.labels(*labels).inc()
-                start = time.perf_counter()
-                error: BaseException | None = None
-                sent = m.stream_messages_sent.labels(*labels)
-                with m.in_flight.labels(*labels).track_inprogress():
-                    try:
-                        async for response in behavior(request, context):
-                            sent.inc()
-                            yield response
-                    except BaseException as exc:
-                        error = exc
-                        raise
-                    finally:
-                        m.latency.labels(*labels).observe(time.perf_counter() - start)
-                        m.handled.labels(*labels, _code_of(context, error)).inc()
+    def wrap_stream(self, method: str, kind: str, behavior: StreamBehavior) -> StreamBehavior:
+        m = self._metrics
+        labels = (*_split(method), kind)
 
-            return observed
+        async def observed(request: Any, context: Context) -> AsyncIterator[Any]:
+            m.started.labels(*labels).inc()
+            start = time.perf_counter()
+            error: BaseException | None = None
+            sent = m.stream_messages_sent.labels(*labels)
+            with m.in_flight.labels(*labels).track_inprogress():
+                try:
+                    async for response in behavior(request, context):
+                        sent.inc()
+                        yield response
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    m.latency.labels(*labels).observe(time.perf_counter() - start)
+                    m.handled.labels(*labels, _code_of(context, error)).inc()
 
-        return wrap_handler(handler, unary, stream)
+        return observed
 
 
 class MetricsEndpoint:

@@ -14,7 +14,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_server_interceptor as _otel_interceptor
 from opentelemetry.sdk.trace import TracerProvider
 
 from meshchat_runtime.metrics import MetricsEndpoint, RpcMetrics, RpcMetricsInterceptor
@@ -24,8 +24,11 @@ __all__ = ["DependencyProbe", "GrpcServer", "ServiceRegistration"]
 
 log = logging.getLogger(__name__)
 
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# The instrumentation package has no type hints; this is its documented signature.
+tracing_interceptor: Callable[..., grpc.aio.ServerInterceptor] = _otel_interceptor
+
+SERVING: int = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
 
 DependencyProbe = Callable[[], Awaitable[bool]]
 
@@ -64,7 +67,7 @@ class GrpcServer:
         )
         chain: list[grpc.aio.ServerInterceptor] = []
         if tracer_provider is not None:
-            chain.append(aio_server_interceptor(tracer_provider=tracer_provider))
+            chain.append(tracing_interceptor(tracer_provider=tracer_provider))
         chain.append(RpcMetricsInterceptor(self._metrics))
         chain.extend(interceptors)
         self._server = grpc.aio.server(interceptors=chain, options=settings.grpc_options())
@@ -116,10 +119,13 @@ class GrpcServer:
         self._watchdog = asyncio.create_task(self._watch_dependencies())
         log.info(
             "serving",
-            extra={"address": f"{self.settings.listen.host}:{self.port}", "metrics": self.metrics_port},
+            extra={
+                "address": f"{self.settings.listen.host}:{self.port}",
+                "metrics": self.metrics_port,
+            },
         )
 
-    async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+    async def _set_all(self, status: int) -> None:
         await self.health.set("", status)
         for service in self._services:
             await self.health.set(service.name, status)
@@ -168,7 +174,9 @@ class GrpcServer:
         """Return when the server has stopped."""
         await self._server.wait_for_termination()
 
-    async def run_until_signalled(self, on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def run_until_signalled(
+        self, on_stop: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         """Serve until SIGTERM or SIGINT, then stop gracefully and run ``on_stop``."""
         loop = asyncio.get_running_loop()
         received = asyncio.Event()
@@ -176,7 +184,9 @@ class GrpcServer:
             loop.add_signal_handler(sig, received.set)
         try:
             await received.wait()
-            log.info("signal received: stopping", extra={"grace_seconds": self.settings.grace_period})
+            log.info(
+                "signal received: stopping", extra={"grace_seconds": self.settings.grace_period}
+            )
             await self.stop()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):

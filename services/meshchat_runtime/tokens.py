@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 ALGORITHM = "ES256"
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 REQUIRED_CLAIMS = ("sub", "username", "role", "iss", "aud", "iat", "exp", "jti")
 
 

@@ -78,8 +78,17 @@ class ThrowawayPostgres:
             "-c fsync=on -c shared_buffers=128MB"
         )
         self._run(
-            "pg_ctl", "-D", str(self.datadir), "-l", str(self.workdir / "log"),
-            "-o", options, "-w", "-t", "60", "start",
+            "pg_ctl",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.workdir / "log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
 
     def stop(self) -> None:
@@ -100,7 +109,7 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
     """Start a throwaway server, yield it, stop it and delete its files."""
     bin_dir = find_pg_bin()
     workdir = Path(tempfile.mkdtemp(prefix="meshchat-pg-"))
-    os.chmod(workdir, 0o755)
+    os.chmod(workdir, 0o755)  # noqa: S103 (the postgres user must reach its data dir)
     server = ThrowawayPostgres(bin_dir, workdir / "pg", _free_port())
     try:
         server.start()
