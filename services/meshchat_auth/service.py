@@ -117,7 +117,7 @@ def _after_username(page_token: str) -> str | None:
     if not page_token:
         return None
     try:
-        return base64.urlsafe_b64decode(page_token.encode()).decode()
+        return base64.b64decode(page_token.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidArgument("page_token", "is not a token this service returned") from None
 

@@ -58,7 +58,7 @@ def server_options(listen: str, metrics_listen: str, database_url: str) -> Calla
             click.option(
                 "--max-receive-message-bytes",
                 envvar="MESHCHAT_MAX_RECEIVE_MESSAGE_BYTES",
-                default=2 * 1024 * 1024,
+                default=4 * 1024 * 1024,
                 type=int,
                 show_default=True,
                 show_envvar=True,

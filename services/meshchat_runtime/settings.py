@@ -124,7 +124,7 @@ class ServerSettings:
     listen: HostPort
     metrics_listen: HostPort | None
     grace_period: float = 10.0
-    max_receive_message_bytes: int = 1024 * 1024
+    max_receive_message_bytes: int = 4 * 1024 * 1024
     max_send_message_bytes: int = 4 * 1024 * 1024
     max_concurrent_streams: int = 1000
     keepalive_time: float = 60.0

@@ -1,0 +1,143 @@
+"""The AuthStore contract, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from meshchat_auth.bootstrap import open_store
+from meshchat_auth.domain import NewUser, RefreshToken, UserChanges
+from meshchat_auth.store import AuthStore
+from meshchat_runtime.errors import AlreadyExists
+from meshchat_runtime.identity import Role
+from meshchat_runtime.settings import parse_database_url
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[AuthStore]:
+    opened = await open_store(parse_database_url(database_url))
+    yield opened
+    await opened.close()
+
+
+def new_user(name: str, email: str = "", role: Role = Role.USER) -> NewUser:
+    return NewUser(name, email, role, "$argon2id$hash")
+
+
+async def test_users_round_trip(store: AuthStore) -> None:
+    created = await store.create_user(new_user("Alice", "a@example.org"), NOW)
+    assert await store.get_user(created.id) == created
+    assert await store.get_user_by_username("alice") == created
+    assert await store.get_user("not-a-uuid") is None
+    assert await store.get_user_by_username("bob") is None
+
+
+async def test_uniqueness_ignores_case_and_empty_emails(store: AuthStore) -> None:
+    await store.create_user(new_user("alice", "A@example.org"), NOW)
+    await store.create_user(new_user("bob"), NOW)
+    await store.create_user(new_user("carol"), NOW)
+    with pytest.raises(AlreadyExists, match="username"):
+        await store.create_user(new_user("ALICE"), NOW)
+    with pytest.raises(AlreadyExists, match="email"):
+        await store.create_user(new_user("dave", "a@EXAMPLE.org"), NOW)
+
+
+async def test_update_changes_only_given_fields_and_keeps_data_on_conflict(
+    store: AuthStore,
+) -> None:
+    alice = await store.create_user(new_user("alice", "a@example.org"), NOW)
+    bob = await store.create_user(new_user("bob", "b@example.org"), NOW)
+    later = NOW + timedelta(minutes=1)
+    updated = await store.update_user(alice.id, UserChanges(role=Role.ADMIN), later)
+    assert updated is not None
+    assert (updated.role, updated.email, updated.password_hash) == (
+        Role.ADMIN,
+        "a@example.org",
+        alice.password_hash,
+    )
+    assert updated.updated_at == later
+    with pytest.raises(AlreadyExists):
+        await store.update_user(bob.id, UserChanges(email="A@example.org", role=Role.ADMIN), later)
+    assert await store.get_user(bob.id) == bob
+    assert (
+        await store.update_user(
+            "00000000-0000-0000-0000-000000000000", UserChanges(email=""), later
+        )
+        is None
+    )
+
+
+async def test_delete_removes_the_user_and_their_tokens(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    token = RefreshToken(
+        "h1", "11111111-1111-1111-1111-111111111111", alice.id, NOW, NOW + timedelta(days=1)
+    )
+    await store.add_refresh_token(token)
+    assert await store.delete_user(alice.id)
+    assert await store.get_user(alice.id) is None
+    assert await store.get_refresh_token("h1") is None
+    assert not await store.delete_user(alice.id)
+
+
+async def test_list_users_pages_by_lowercase_username(store: AuthStore) -> None:
+    for name in ("bob", "Alice", "carol", "dave"):
+        await store.create_user(new_user(name), NOW)
+    first = await store.list_users(None, 2)
+    assert [u.username for u in first] == ["Alice", "bob"]
+    rest = await store.list_users("bob", 10)
+    assert [u.username for u in rest] == ["carol", "dave"]
+
+
+async def test_a_refresh_token_is_used_exactly_once(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    family = "22222222-2222-2222-2222-222222222222"
+    await store.add_refresh_token(
+        RefreshToken("h1", family, alice.id, NOW, NOW + timedelta(days=1))
+    )
+    results = await asyncio.gather(*(store.use_refresh_token("h1", NOW) for _ in range(5)))
+    assert sorted(results) == [False, False, False, False, True]
+    stored = await store.get_refresh_token("h1")
+    assert stored is not None
+    assert stored.used_at == NOW
+
+
+async def test_revoking_a_family_revokes_all_its_tokens(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    family = "33333333-3333-3333-3333-333333333333"
+    other = "44444444-4444-4444-4444-444444444444"
+    for token_hash, fam in (("a", family), ("b", family), ("c", other)):
+        await store.add_refresh_token(
+            RefreshToken(token_hash, fam, alice.id, NOW, NOW + timedelta(days=1))
+        )
+    await store.revoke_family(family, NOW)
+    assert not await store.use_refresh_token("b", NOW)
+    revoked = await store.get_refresh_token("a")
+    assert revoked is not None
+    assert revoked.revoked_at == NOW
+    assert await store.use_refresh_token("c", NOW)
+
+
+async def test_login_failures_count_in_a_window(store: AuthStore) -> None:
+    assert await store.login_failures("alice") is None
+    assert await store.count_login_failure("alice", NOW, 60) == (1, NOW)
+    assert await store.count_login_failure("alice", NOW + timedelta(seconds=30), 60) == (2, NOW)
+    later = NOW + timedelta(seconds=61)
+    assert await store.count_login_failure("alice", later, 60) == (1, later)
+    assert await store.login_failures("alice") == (1, later)
+    await store.clear_login_failures("alice")
+    assert await store.login_failures("alice") is None
+
+
+async def test_migrations_are_idempotent(database_url: str) -> None:
+    first = await open_store(parse_database_url(database_url))
+    await first.create_user(new_user("alice"), NOW)
+    await first.close()
+    second = await open_store(parse_database_url(database_url))
+    try:
+        assert await second.get_user_by_username("alice") is not None
+    finally:
+        await second.close()
