@@ -1,0 +1,265 @@
+"""The chat service's domain: chats, members, messages, stream events and the input rules."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from meshchat_runtime.errors import InvalidArgument
+from meshchat_runtime.identity import Principal
+
+__all__ = [
+    "NAME_MAX",
+    "PAGE_SIZE_DEFAULT",
+    "PAGE_SIZE_MAX",
+    "Caller",
+    "CaughtUp",
+    "Chat",
+    "ChatCursor",
+    "ChatPage",
+    "Heartbeat",
+    "Member",
+    "Message",
+    "MessagePage",
+    "NewMessage",
+    "SendOutcome",
+    "SendResult",
+    "StreamEvent",
+    "UserRef",
+    "decode_chat_cursor",
+    "encode_chat_cursor",
+    "validate_chat_id",
+    "validate_client_message_id",
+    "validate_name",
+    "validate_page_size",
+    "validate_text",
+]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NAME_MAX = 100
+CLIENT_MESSAGE_ID_MAX = 128
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who makes a call: the verified principal, the token to forward to the auth service and
+    the call's deadline (``time.monotonic()`` seconds; None when the client set none)."""
+
+    principal: Principal
+    token: str
+    deadline: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRef:
+    """A user as the chat service knows them: the auth service's id and the username."""
+
+    user_id: str
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member of a chat and when they joined."""
+
+    user_id: str
+    username: str
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """A chat with its members, owner and the seq of its newest message (0: none)."""
+
+    id: str
+    name: str
+    owner_id: str
+    created_at: datetime
+    last_seq: int
+    members: tuple[Member, ...]
+
+    def member(self, user_id: str) -> Member | None:
+        """The member with this user id, or None."""
+        return next((m for m in self.members if m.user_id == user_id), None)
+
+    def member_named(self, username: str) -> Member | None:
+        """The member with this username, or None."""
+        return next((m for m in self.members if m.username == username), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message; ``seq`` numbers the messages of a chat 1, 2, 3 ... without gaps."""
+
+    chat_id: str
+    seq: int
+    sender_id: str
+    sender_username: str
+    text: str
+    client_message_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store; the store assigns its seq."""
+
+    chat_id: str
+    sender: UserRef
+    text: str
+    client_message_id: str
+    created_at: datetime
+
+
+class SendOutcome(enum.Enum):
+    """What became of a send."""
+
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    NOT_MEMBER = "not_member"
+    NO_CHAT = "no_chat"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of a send and the message, for CREATED and DUPLICATE (the first one)."""
+
+    outcome: SendOutcome
+    message: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCursor:
+    """Where a page of the caller's chats (newest first) continues."""
+
+    created_at: datetime
+    chat_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPage:
+    """One page of chats and the token of the next one ("" on the last page)."""
+
+    chats: tuple[Chat, ...]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """Messages ascending by seq, and whether more lie beyond in the direction asked."""
+
+    messages: tuple[Message, ...]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """The replay is over; ``last_seq`` is the seq of the last message replayed (or the
+    ``after_seq`` asked for when there was nothing to replay)."""
+
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The stream has been idle for a while and is alive."""
+
+
+StreamEvent = Message | CaughtUp | Heartbeat
+
+
+def utc_now() -> datetime:
+    """The current time, UTC, with microseconds (what both stores keep)."""
+    return datetime.now(UTC)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(micros: int) -> datetime:
+    """The UTC datetime of microseconds since the epoch."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def validate_chat_id(value: str, field: str = "chat_id") -> str:
+    """A chat id is a UUID in its canonical lowercase form."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(field, "must be a chat id (a UUID)") from None
+    if str(parsed) != value:
+        raise InvalidArgument(field, "must be a chat id (a lowercase UUID with dashes)")
+    return value
+
+
+def _check_characters(value: str, field: str) -> None:
+    # PostgreSQL cannot store NUL in text, and no client means one: reject it on both backends.
+    if "\x00" in value:
+        raise InvalidArgument(field, "must not contain NUL characters")
+
+
+def validate_name(name: str, field: str = "name") -> str:
+    """1 to 100 characters, not only whitespace."""
+    if not name.strip():
+        raise InvalidArgument(field, "must not be empty")
+    if len(name) > NAME_MAX:
+        raise InvalidArgument(field, f"must be at most {NAME_MAX} characters, got {len(name)}")
+    _check_characters(name, field)
+    return name
+
+
+def validate_text(text: str, max_length: int, field: str = "text") -> str:
+    """1 to ``max_length`` characters."""
+    if not text:
+        raise InvalidArgument(field, "must not be empty")
+    if len(text) > max_length:
+        raise InvalidArgument(field, f"must be at most {max_length} characters, got {len(text)}")
+    _check_characters(text, field)
+    return text
+
+
+def validate_client_message_id(value: str, field: str = "client_message_id") -> str:
+    """Empty (not idempotent) or up to 128 characters."""
+    if len(value) > CLIENT_MESSAGE_ID_MAX:
+        raise InvalidArgument(field, f"must be at most {CLIENT_MESSAGE_ID_MAX} characters")
+    _check_characters(value, field)
+    return value
+
+
+def validate_page_size(value: int, field: str) -> int:
+    """0 means the default (50); otherwise 1 to 500."""
+    if value == 0:
+        return PAGE_SIZE_DEFAULT
+    if not 1 <= value <= PAGE_SIZE_MAX:
+        raise InvalidArgument(field, f"must be 1 to {PAGE_SIZE_MAX} (0 for {PAGE_SIZE_DEFAULT})")
+    return value
+
+
+def encode_chat_cursor(cursor: ChatCursor) -> str:
+    """An opaque page token for ``cursor``."""
+    micros = to_micros(cursor.created_at)
+    raw = f"{micros}:{cursor.chat_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_chat_cursor(token: str, field: str = "page_token") -> ChatCursor | None:
+    """The cursor of a page token; None for "" (the first page)."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        micros_text, _, chat_id = raw.partition(":")
+        micros = int(micros_text)
+        created_at = from_micros(micros)
+        validate_chat_id(chat_id)
+    except (ValueError, binascii.Error, OverflowError, OSError, InvalidArgument):
+        raise InvalidArgument(field, "is not a page token returned by ListChats") from None
+    return ChatCursor(created_at=created_at, chat_id=chat_id)
