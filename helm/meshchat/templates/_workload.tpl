@@ -1,0 +1,295 @@
+{{/* vim: set filetype=mustache: */}}
+{{/*
+What the auth and the chat workloads share: the Deployment (the app container and its Envoy
+sidecar), the Service, the ServiceAccount, the Envoy ConfigMap and the PodDisruptionBudget.
+Each takes (dict "ctx" $ "component" "auth"|"chat").
+*/}}
+
+{{/* The environment both services read. */}}
+{{- define "meshchat.commonEnv" -}}
+{{- $v := index .ctx.Values .component -}}
+{{- $db := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
+- name: MESHCHAT_LISTEN
+  value: {{ include "meshchat.hostPort" $v.listen | quote }}
+- name: MESHCHAT_METRICS_LISTEN
+  value: {{ include "meshchat.hostPort" $v.metricsListen | quote }}
+- name: MESHCHAT_LOG_LEVEL
+  value: {{ $v.logLevel | quote }}
+- name: MESHCHAT_GRACE_PERIOD
+  value: {{ $v.gracePeriodSeconds | quote }}
+- name: MESHCHAT_ISSUER
+  value: {{ .ctx.Values.auth.issuer | quote }}
+- name: MESHCHAT_AUDIENCE
+  value: {{ .ctx.Values.auth.audience | quote }}
+- name: MESHCHAT_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ index $db 0 }}
+      key: {{ index $db 1 }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "meshchat-%s" .component | quote }}
+- name: HOME
+  value: /tmp
+{{- end -}}
+
+{{/* The Envoy sidecar, a native sidecar (an init container that keeps running): it starts before the app and stops after it. */}}
+{{- define "meshchat.sidecarContainer" -}}
+{{- $v := index .ctx.Values .component -}}
+{{- $envoy := .ctx.Values.mesh.envoy -}}
+- name: envoy
+  image: {{ include "meshchat.image" (dict "image" $envoy.image "default" "latest") }}
+  imagePullPolicy: {{ $envoy.image.pullPolicy }}
+  restartPolicy: Always
+  args:
+    - --config-path
+    - {{ printf "%s/envoy.yaml" $envoy.configDir }}
+    - --log-level
+    - {{ $envoy.logLevel }}
+    - --drain-time-s
+    - {{ $envoy.drainTimeSeconds | quote }}
+    - --disable-hot-restart
+  ports:
+    - name: mesh
+      containerPort: {{ $v.sidecar.inbound.port }}
+      protocol: TCP
+    - name: health
+      containerPort: {{ $v.sidecar.health.port }}
+      protocol: TCP
+    - name: metrics
+      containerPort: {{ $v.sidecar.metrics.port }}
+      protocol: TCP
+  startupProbe:
+    httpGet:
+      path: /livez
+      port: health
+    periodSeconds: 1
+    failureThreshold: 30
+  livenessProbe:
+    httpGet:
+      path: /livez
+      port: health
+    periodSeconds: 10
+    timeoutSeconds: 2
+    failureThreshold: 3
+  readinessProbe:
+    httpGet:
+      path: /healthz
+      port: health
+    periodSeconds: 5
+    timeoutSeconds: 2
+    failureThreshold: 2
+  resources:
+    {{- toYaml $envoy.resources | nindent 4 }}
+  securityContext:
+    {{- include "meshchat.containerSecurityContext" .ctx | nindent 4 }}
+  volumeMounts:
+    - name: envoy-config
+      mountPath: {{ $envoy.configDir }}
+      readOnly: true
+    - name: mesh-certs
+      mountPath: {{ $envoy.certDir }}
+      readOnly: true
+{{- end -}}
+
+{{/* The probes of an app container: its sidecar's /healthz, which follows the app's gRPC health check. */}}
+{{- define "meshchat.appProbes" -}}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: health
+  periodSeconds: 2
+  failureThreshold: 90
+readinessProbe:
+  httpGet:
+    path: /healthz
+    port: health
+  periodSeconds: 5
+  timeoutSeconds: 2
+  failureThreshold: 2
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: health
+  periodSeconds: 10
+  timeoutSeconds: 2
+  failureThreshold: 6
+{{- end -}}
+
+{{/* The Deployment of a component; .env is the component's own environment (YAML list). */}}
+{{- define "meshchat.deployment" -}}
+{{- $ctx := .ctx -}}
+{{- $v := index $ctx.Values .component -}}
+{{- $base := dict "ctx" $ctx "component" .component -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  {{- include "meshchat.metadata" $base | nindent 2 }}
+spec:
+  {{- if not (and (eq .component "chat") $ctx.Values.chat.autoscaling.enabled) }}
+  replicas: {{ $v.replicaCount }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 25%
+      maxUnavailable: 0
+  selector:
+    matchLabels:
+      {{- include "meshchat.selectorLabels" $base | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "meshchat.labels" $base | nindent 8 }}
+        {{- with $v.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        checksum/config: {{ include "meshchat.envoyConfigMap" $base | sha256sum }}
+        checksum/env: {{ printf "%s%s" (include "meshchat.commonEnv" $base) .env | sha256sum }}
+        {{- with $v.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "meshchat.serviceAccountName" $base }}
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      {{- include "meshchat.imagePullSecrets" $ctx | nindent 6 }}
+      {{- with $v.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
+      terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+      securityContext:
+        {{- include "meshchat.podSecurityContext" $ctx | nindent 8 }}
+      {{- with $v.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      initContainers:
+        {{- include "meshchat.sidecarContainer" $base | nindent 8 }}
+      containers:
+        - name: {{ .component }}
+          image: {{ include "meshchat.image" (dict "image" $v.image "default" $ctx.Chart.AppVersion) }}
+          imagePullPolicy: {{ $v.image.pullPolicy }}
+          args:
+            - serve
+          env:
+            {{- include "meshchat.commonEnv" $base | nindent 12 }}
+            {{- .env | nindent 12 }}
+            {{- with $v.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          {{- include "meshchat.appProbes" $ctx | nindent 10 }}
+          resources:
+            {{- toYaml $v.resources | nindent 12 }}
+          securityContext:
+            {{- include "meshchat.containerSecurityContext" $ctx | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+            {{- if eq .component "auth" }}
+            - name: jwt-keys
+              mountPath: {{ $ctx.Values.auth.jwt.keysDir }}
+              readOnly: true
+            {{- end }}
+      volumes:
+        - name: envoy-config
+          configMap:
+            name: {{ printf "%s-envoy" (include "meshchat.componentName" $base) }}
+            defaultMode: 0444
+        # The whole Secret as a directory (no subPath), so the kubelet swaps rotated files in place.
+        - name: mesh-certs
+          secret:
+            secretName: {{ include "meshchat.meshSecretName" $base }}
+            defaultMode: 0440
+        - name: tmp
+          emptyDir:
+            sizeLimit: 64Mi
+        {{- if eq .component "auth" }}
+        - name: jwt-keys
+          secret:
+            secretName: {{ include "meshchat.jwtSecretName" $ctx }}
+            defaultMode: 0440
+        {{- end }}
+{{- end -}}
+
+{{/* The ConfigMap with the sidecar's bootstrap and SDS files. */}}
+{{- define "meshchat.envoyConfigMap" -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  {{- include "meshchat.metadata" (dict "ctx" .ctx "component" .component "name" (printf "%s-envoy" (include "meshchat.componentName" .))) | nindent 2 }}
+data:
+  envoy.yaml: |
+    {{- include "meshchat.envoy.bootstrap" . | nindent 4 }}
+  sds-certificate.yaml: |
+    {{- include "meshchat.envoy.sdsCertificate" .ctx | nindent 4 }}
+  sds-ca.yaml: |
+    {{- include "meshchat.envoy.sdsCa" .ctx | nindent 4 }}
+{{- end -}}
+
+{{/* The Service: the mTLS port (the sidecar's inbound listener) and the metrics port. */}}
+{{- define "meshchat.service" -}}
+{{- $v := index .ctx.Values .component -}}
+apiVersion: v1
+kind: Service
+metadata:
+  {{- include "meshchat.metadata" (dict "ctx" .ctx "component" .component "annotations" $v.service.annotations) | nindent 2 }}
+spec:
+  type: {{ $v.service.type }}
+  selector:
+    {{- include "meshchat.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: grpc-mesh
+      port: {{ $v.service.port }}
+      targetPort: mesh
+      protocol: TCP
+    - name: http-metrics
+      port: {{ $v.service.metricsPort }}
+      targetPort: metrics
+      protocol: TCP
+{{- end -}}
+
+{{/* The ServiceAccount (no API token is mounted: the pods do not call the Kubernetes API). */}}
+{{- define "meshchat.serviceAccount" -}}
+{{- $v := index .ctx.Values .component -}}
+{{- if $v.serviceAccount.create -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  {{- include "meshchat.metadata" (dict "ctx" .ctx "component" .component "name" (include "meshchat.serviceAccountName" .) "annotations" $v.serviceAccount.annotations) | nindent 2 }}
+automountServiceAccountToken: false
+{{- end -}}
+{{- end -}}
+
+{{/* The PodDisruptionBudget. */}}
+{{- define "meshchat.pdb" -}}
+{{- $v := index .ctx.Values .component -}}
+{{- if $v.pdb.create -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  {{- include "meshchat.metadata" . | nindent 2 }}
+spec:
+  {{- if $v.pdb.minAvailable }}
+  minAvailable: {{ $v.pdb.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ $v.pdb.maxUnavailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "meshchat.selectorLabels" . | nindent 6 }}
+{{- end -}}
+{{- end -}}
