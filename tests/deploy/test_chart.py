@@ -1,0 +1,399 @@
+"""The Helm chart: `helm lint --strict`, the values schema, the chart's own checks of impossible
+values, and the properties every rendering must have."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from tests.deploy.deploy_support import (
+    CHART,
+    COMBINATIONS,
+    NAMESPACE,
+    Doc,
+    Rendering,
+    hardening_problems,
+    helm_template,
+    load_docs,
+    run,
+)
+
+pytestmark = pytest.mark.deploy
+
+FULLNAME = "meshchat"
+
+
+def test_helm_lint_strict_passes_for_every_combination(
+    helm: Path, values_files: dict[str, Path]
+) -> None:
+    for name, values in values_files.items():
+        result = run([helm, "lint", "--strict", CHART, "--namespace", NAMESPACE, "-f", values])
+        assert result.returncode == 0, (
+            f"helm lint --strict ({name}):\n{result.stdout}{result.stderr}"
+        )
+
+
+def test_helm_lint_strict_fails_on_a_broken_chart(helm: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "meshchat"
+    shutil.copytree(CHART, broken)
+    (broken / "templates" / "broken.yaml").write_text(
+        "kind: ConfigMap\n{{ .Values.nope.missing }\n"
+    )
+    result = run([helm, "lint", "--strict", broken])
+    assert result.returncode != 0
+    assert "broken.yaml" in result.stdout + result.stderr
+
+
+def test_every_combination_renders(renderings: dict[str, Rendering]) -> None:
+    assert set(renderings) == set(COMBINATIONS)
+    for rendering in renderings.values():
+        kinds = {d["kind"] for d in rendering.docs}
+        assert {"Deployment", "Service", "ConfigMap", "NetworkPolicy"} <= kinds, rendering.name
+
+
+def _write_values(tmp_path: Path, values: dict[str, Any]) -> Path:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"auth": {"bogus": 1}}, "additional properties 'bogus' not allowed"),
+        ({"unknownTopLevel": True}, "additional properties 'unknownTopLevel' not allowed"),
+        ({"auth": {"listen": {"port": "fifty"}}}, "/auth/listen/port"),
+        ({"chat": {"sidecar": {"inbound": {"port": 70000}}}}, "/chat/sidecar/inbound/port"),
+        ({"chat": {"authzMode": "sometimes"}}, "/chat/authzMode"),
+        (
+            {"mesh": {"envoy": {"timeouts": {"request": "1 minute"}}}},
+            "/mesh/envoy/timeouts/request",
+        ),
+        ({"auth": {"image": {"digest": "md5:abc"}}}, "/auth/image/digest"),
+        ({"auth": {"resources": {"limits": {"memory": None}}}}, "/auth/resources/limits"),
+        ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
+    ],
+)
+def test_values_schema_rejects_bad_values(
+    helm: Path, tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    result = helm_template(helm, _write_values(tmp_path, values))
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"auth": {"listen": {"address": "0.0.0.0"}}},  # noqa: S104
+            'auth.listen.address is "0.0.0.0": the app must listen on a loopback address only',
+        ),
+        (
+            {"chat": {"sidecar": {"admin": {"address": "0.0.0.0"}}}},  # noqa: S104
+            "chat.sidecar.admin.address",
+        ),
+        (
+            {"chat": {"sidecar": {"health": {"port": 9090}}}},
+            "chat.sidecar.health.port and chat.sidecar.metrics.port are both 9090",
+        ),
+        (
+            {"chat": {"autoscaling": {"minReplicas": 4, "maxReplicas": 2}}},
+            "chat.autoscaling.maxReplicas (2) is below chat.autoscaling.minReplicas (4)",
+        ),
+        (
+            {"postgresql": {"enabled": False}},
+            "postgresql.enabled is false: set externalDatabase.host",
+        ),
+        (
+            {"externalDatabase": {"host": "db.example.internal"}},
+            "postgresql.enabled is true and externalDatabase.host is set: choose one",
+        ),
+        (
+            {"gateway": {"enabled": True}},
+            "gateway.create is true: set gateway.gatewayClassName",
+        ),
+        (
+            {"auth": {"terminationGracePeriodSeconds": 5}},
+            "auth.terminationGracePeriodSeconds (5) must exceed auth.gracePeriodSeconds (10)",
+        ),
+        (
+            {"postgresql": {"chat": {"username": "meshchat_auth"}}},
+            "must differ: each service has its own credentials",
+        ),
+    ],
+)
+def test_impossible_values_fail_with_a_readable_message(
+    helm: Path, tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    result = helm_template(helm, _write_values(tmp_path, values))
+    assert result.returncode != 0
+    assert "VALUES VALIDATION" in result.stderr
+    assert message in result.stderr
+
+
+def test_every_container_is_hardened(renderings: dict[str, Rendering]) -> None:
+    for rendering in renderings.values():
+        assert hardening_problems(rendering.docs) == [], rendering.name
+
+
+def test_hardening_check_finds_a_weak_container(renderings: dict[str, Rendering]) -> None:
+    docs = [yaml.safe_load(yaml.safe_dump(d)) for d in renderings["default"].docs]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    sidecar = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    sidecar["securityContext"]["readOnlyRootFilesystem"] = False
+    del sidecar["resources"]["limits"]
+    problems = hardening_problems(docs)
+    assert any("envoy: readOnlyRootFilesystem is not true" in p for p in problems)
+    assert any("envoy: no limits.cpu" in p for p in problems)
+
+
+def _pod(rendering: Rendering, component: str) -> Doc:
+    spec: Doc = rendering.get("Deployment", f"{FULLNAME}-{component}")["spec"]["template"]
+    return spec
+
+
+@pytest.mark.parametrize("component", ["auth", "chat"])
+def test_pod_layout(renderings: dict[str, Rendering], component: str) -> None:
+    pod = _pod(renderings["default"], component)
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    (sidecar,) = spec["initContainers"]
+    assert sidecar["name"] == "envoy"
+    assert sidecar["restartPolicy"] == "Always", "Envoy runs as a native sidecar"
+    assert "--disable-hot-restart" in sidecar["args"]
+    (app,) = spec["containers"]
+    env = {e["name"]: e for e in app["env"]}
+    assert env["MESHCHAT_LISTEN"]["value"].startswith("127.0.0.1:")
+    assert env["MESHCHAT_METRICS_LISTEN"]["value"].startswith("127.0.0.1:")
+    assert "secretKeyRef" in env["MESHCHAT_DATABASE_URL"]["valueFrom"]
+    assert [p["name"] for p in app.get("ports", [])] == [], "the app exposes no port itself"
+    mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
+    assert "subPath" not in mounts["mesh-certs"], "a whole-directory mount, so rotation works"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["mesh-certs"]["secret"]["secretName"] == f"{FULLNAME}-{component}-mesh-tls"
+    assert pod["metadata"]["annotations"]["checksum/config"]
+    if component == "auth":
+        assert env["MESHCHAT_GENERATE_KEY"]["value"] == "false"
+        assert {m["name"]: m for m in app["volumeMounts"]}["jwt-keys"]["readOnly"] is True
+    else:
+        assert env["MESHCHAT_AUTH_ADDR"]["value"] == "127.0.0.1:15001"
+
+
+def test_envoy_config_change_restarts_the_pods(helm: Path, tmp_path: Path) -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        result = helm_template(helm, _write_values(tmp_path, values))
+        assert result.returncode == 0, result.stderr
+        docs = load_docs(result.stdout)
+        deployment = next(
+            d
+            for d in docs
+            if d["kind"] == "Deployment" and d["metadata"]["name"] == f"{FULLNAME}-chat"
+        )
+        value: str = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        return value
+
+    assert checksum({}) == checksum({})
+    assert checksum({}) != checksum({"mesh": {"envoy": {"timeouts": {"request": "61s"}}}})
+
+
+def test_chat_replicas_and_autoscaler(renderings: dict[str, Rendering]) -> None:
+    default = renderings["default"]
+    assert "replicas" not in default.get("Deployment", f"{FULLNAME}-chat")["spec"]
+    hpa = default.get("HorizontalPodAutoscaler", f"{FULLNAME}-chat")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == f"{FULLNAME}-chat"
+    for name, replicas in (("chat-one-replica", 1), ("chat-three-replicas", 3)):
+        rendering = renderings[name]
+        assert rendering.get("Deployment", f"{FULLNAME}-chat")["spec"]["replicas"] == replicas
+        assert rendering.of_kind("HorizontalPodAutoscaler") == []
+    scaled = renderings["chat-autoscaled-three"].get("HorizontalPodAutoscaler", f"{FULLNAME}-chat")
+    assert scaled["spec"]["minReplicas"] == 3
+    assert len(scaled["spec"]["metrics"]) == 2
+    pdbs = renderings["chat-three-replicas"].of_kind("PodDisruptionBudget")
+    assert {p["metadata"]["name"]: p["spec"].get("minAvailable") for p in pdbs}[
+        f"{FULLNAME}-auth"
+    ] == 2
+
+
+def _secret_text(doc: Doc, key: str) -> str:
+    return base64.b64decode(doc["data"][key]).decode()
+
+
+def test_generated_certificates_chain_to_the_mesh_ca(renderings: dict[str, Rendering]) -> None:
+    rendering = renderings["default"]
+    ca_secret = rendering.get("Secret", f"{FULLNAME}-mesh-ca")
+    assert ca_secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    ca = x509.load_pem_x509_certificate(_secret_text(ca_secret, "tls.crt").encode())
+    ca_key = ca.public_key()
+    assert isinstance(ca_key, ec.EllipticCurvePublicKey)
+    for component in ("auth", "chat", "ingress"):
+        secret = rendering.get("Secret", f"{FULLNAME}-{component}-mesh-tls")
+        assert secret["type"] == "kubernetes.io/tls"
+        assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert _secret_text(secret, "ca.crt") == _secret_text(ca_secret, "tls.crt")
+        cert = x509.load_pem_x509_certificate(_secret_text(secret, "tls.crt").encode())
+        cert.verify_directly_issued_by(ca)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = sans.get_values_for_type(x509.DNSName)
+        assert names[0] == f"{FULLNAME}-{component}.{NAMESPACE}.mesh.internal"
+        if component != "ingress":
+            assert f"{FULLNAME}-{component}.{NAMESPACE}.svc.cluster.local" in names
+        key = load_pem_private_key(_secret_text(secret, "tls.key").encode(), None)
+        assert key.public_key() == cert.public_key()
+    ingress_tls = rendering.get("Secret", f"{FULLNAME}-ingress-tls")
+    cert = x509.load_pem_x509_certificate(_secret_text(ingress_tls, "tls.crt").encode())
+    cert.verify_directly_issued_by(ca)
+    hosts = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(hosts.get_values_for_type(x509.DNSName)) == {
+        "meshchat.127.0.0.1.nip.io",
+        "auth.meshchat.127.0.0.1.nip.io",
+        "chat.meshchat.127.0.0.1.nip.io",
+    }
+
+
+def test_jwt_signing_key_is_pkcs8_p256_and_kept(renderings: dict[str, Rendering]) -> None:
+    secret = renderings["default"].get("Secret", f"{FULLNAME}-auth-jwt")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    ((name, _),) = secret["data"].items()
+    assert name.endswith(".pem")
+    pem = _secret_text(secret, name)
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----\n"), "PKCS#8, not SEC1"
+    assert all(len(line) <= 64 for line in pem.splitlines())
+    key = load_pem_private_key(pem.encode(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert key.curve.name == "secp256r1"
+
+
+def test_cert_manager_certificates(renderings: dict[str, Rendering]) -> None:
+    rendering = renderings["cert-manager"]
+    assert not [s for s in rendering.of_kind("Secret") if s["metadata"]["name"].endswith("-tls")]
+    certs = {c["metadata"]["name"]: c["spec"] for c in rendering.of_kind("Certificate")}
+    assert certs[f"{FULLNAME}-mesh-ca"]["isCA"] is True
+    chat = certs[f"{FULLNAME}-chat-mesh-tls"]
+    assert chat["dnsNames"][0] == f"{FULLNAME}-chat.{NAMESPACE}.mesh.internal"
+    assert chat["issuerRef"]["name"] == f"{FULLNAME}-mesh-ca"
+    assert chat["privateKey"]["algorithm"] == "ECDSA"
+    external = renderings["cert-manager-cluster-issuer"]
+    assert external.of_kind("Issuer") == []
+    issuer_refs = {c["spec"]["issuerRef"]["kind"] for c in external.of_kind("Certificate")}
+    assert issuer_refs == {"ClusterIssuer"}
+
+
+def test_database_urls(renderings: dict[str, Rendering]) -> None:
+    bundled = renderings["default"]
+    auth_url = _secret_text(bundled.get("Secret", f"{FULLNAME}-auth-database"), "url")
+    chat_url = _secret_text(bundled.get("Secret", f"{FULLNAME}-chat-database"), "url")
+    host = f"{FULLNAME}-postgresql.{NAMESPACE}.svc.cluster.local:5432"
+    assert auth_url.startswith("postgresql://meshchat_auth:")
+    assert auth_url.endswith(f"@{host}/meshchat_auth")
+    assert chat_url.startswith("postgresql://meshchat_chat:")
+    assert chat_url.endswith(f"@{host}/meshchat_chat")
+    pg = bundled.get("Secret", f"{FULLNAME}-postgresql")
+    assert pg["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert _secret_text(pg, "auth-password") in auth_url
+    assert bundled.get("StatefulSet", f"{FULLNAME}-postgresql")["spec"]["volumeClaimTemplates"]
+
+    external = renderings["external-database"]
+    assert external.of_kind("StatefulSet") == []
+    url = _secret_text(external.get("Secret", f"{FULLNAME}-auth-database"), "url")
+    assert url == (
+        "postgresql://meshchat_auth:s3cret%2Fwith%3Achars@pg.db.svc.cluster.local:5432/"
+        "meshchat_auth?sslmode=verify-full"
+    )
+    chat = external.get("Deployment", f"{FULLNAME}-chat")["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in chat["containers"][0]["env"]}
+    assert env["MESHCHAT_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "chat-database",
+        "key": "uri",
+    }
+
+
+def test_network_policies_deny_by_default(renderings: dict[str, Rendering]) -> None:
+    rendering = renderings["default"]
+    policies = {p["metadata"]["name"]: p["spec"] for p in rendering.of_kind("NetworkPolicy")}
+    deny = policies[f"{FULLNAME}-default-deny"]
+    assert deny["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny
+    assert "egress" not in deny
+    assert deny["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "meshchat"
+    chat_egress = policies[f"{FULLNAME}-chat"]["egress"]
+    to_auth = [
+        rule
+        for rule in chat_egress
+        if any(
+            peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+            == "auth"
+            for peer in rule["to"]
+        )
+    ]
+    assert [r["ports"] for r in to_auth] == [[{"port": 8443, "protocol": "TCP"}]]
+    auth_ingress = policies[f"{FULLNAME}-auth"]["ingress"]
+    assert [r["ports"] for r in auth_ingress] == [[{"port": 8443, "protocol": "TCP"}]]
+    assert policies[f"{FULLNAME}-postgresql"]["egress"] == []
+    external = renderings["external-database"]
+    ext_policies = {p["metadata"]["name"]: p["spec"] for p in external.of_kind("NetworkPolicy")}
+    assert {"ipBlock": {"cidr": "10.20.0.5/32"}} in [
+        peer for rule in ext_policies[f"{FULLNAME}-auth"]["egress"] for peer in rule["to"]
+    ]
+
+
+def test_ingress_routes_by_grpc_service_over_mtls(renderings: dict[str, Rendering]) -> None:
+    rendering = renderings["default"]
+    for component, services in (
+        (
+            "auth",
+            [
+                "/meshchat.auth.v1.UserService",
+                "/meshchat.auth.v1.AuthService",
+                "/meshchat.auth.v1.AccessService",
+            ],
+        ),
+        ("chat", ["/meshchat.chat.v1.ChatService"]),
+    ):
+        ingress = rendering.get("Ingress", f"{FULLNAME}-{component}")
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
+        assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-secret"] == (
+            f"{NAMESPACE}/{FULLNAME}-ingress-mesh-tls"
+        )
+        assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-verify"] == "on"
+        main, own = ingress["spec"]["rules"]
+        assert main["host"] == "meshchat.127.0.0.1.nip.io"
+        assert [p["path"] for p in main["http"]["paths"]] == services
+        assert own["host"] == f"{component}.meshchat.127.0.0.1.nip.io"
+        assert [p["path"] for p in own["http"]["paths"]] == ["/"]
+        assert ingress["spec"]["tls"][0]["secretName"] == f"{FULLNAME}-ingress-tls"
+    chat = rendering.get("Ingress", f"{FULLNAME}-chat")["metadata"]["annotations"]
+    assert chat["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+
+
+def test_gateway_api_alternative(renderings: dict[str, Rendering]) -> None:
+    rendering = renderings["gateway-api"]
+    assert rendering.of_kind("Ingress") == []
+    gateway = rendering.get("Gateway", FULLNAME)
+    assert gateway["spec"]["tls"]["backend"]["clientCertificateRef"]["name"] == (
+        f"{FULLNAME}-ingress-mesh-tls"
+    )
+    main = rendering.get("GRPCRoute", FULLNAME)["spec"]
+    services = [m["method"]["service"] for rule in main["rules"] for m in rule["matches"]]
+    assert "meshchat.chat.v1.ChatService" in services
+    policy = rendering.get("BackendTLSPolicy", f"{FULLNAME}-chat")["spec"]["validation"]
+    assert policy["subjectAltNames"] == [
+        {"type": "Hostname", "hostname": f"{FULLNAME}-chat.{NAMESPACE}.mesh.internal"}
+    ]
+    assert rendering.get("ConfigMap", f"{FULLNAME}-mesh-ca")["data"]["ca.crt"]
+    shared = renderings["gateway-api-cert-manager"]
+    assert shared.of_kind("Gateway") == []
+    route = shared.get("GRPCRoute", f"{FULLNAME}-auth")["spec"]
+    assert route["parentRefs"] == [
+        {"name": "shared", "namespace": "gateways", "sectionName": "https"}
+    ]
