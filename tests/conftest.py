@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.support.postgres import PostgresNotAvailable, throwaway_postgres
+from tests.support.stack import RunningAuth, start_auth
 
 
 class ExistingPostgres:
@@ -58,3 +59,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'db' / 'test.db'}"
     server: ExistingPostgres = request.getfixturevalue("postgres_server")
     return server.create_database()
+
+
+@pytest.fixture
+async def auth(tmp_path: Path) -> AsyncIterator[RunningAuth]:
+    """An auth service on SQLite."""
+    running = await start_auth(tmp_path)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def auth_any(tmp_path: Path, database_url: str) -> AsyncIterator[RunningAuth]:
+    """An auth service, once per storage backend."""
+    running = await start_auth(tmp_path, database_url)
+    yield running
+    await running.stop()

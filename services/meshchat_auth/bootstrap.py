@@ -68,7 +68,11 @@ class AuthApp:
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, then stop gracefully."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
         await self.server.run_until_signalled(on_stop=self.store.close)
 
 

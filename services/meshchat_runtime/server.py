@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor as _otel_i
 from opentelemetry.sdk.trace import TracerProvider
 
 from meshchat_runtime.metrics import MetricsEndpoint, RpcMetrics, RpcMetricsInterceptor
-from meshchat_runtime.settings import ConfigError, ServerSettings
+from meshchat_runtime.settings import ConfigError, HostPort, ServerSettings
 
 __all__ = ["DependencyProbe", "GrpcServer", "ServiceRegistration"]
 
@@ -39,6 +40,19 @@ class ServiceRegistration:
 
     name: str
     register: Callable[[grpc.aio.Server], None]
+
+
+def _check_bindable(address: HostPort, setting: str) -> None:
+    """Fail with a one-line ConfigError when ``address`` is taken, before grpc's C core
+    logs its own multi-line complaint."""
+    if address.port == 0:
+        return
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((address.host, address.port))
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot listen on {address}: {exc.strerror}") from None
 
 
 class GrpcServer:
@@ -100,6 +114,7 @@ class GrpcServer:
         """Bind the ports and start serving; ConfigError when an address cannot be bound."""
         await self._set_all(NOT_SERVING)
         address = str(self.settings.listen)
+        _check_bindable(self.settings.listen, "MESHCHAT_LISTEN")
         try:
             self.port = self._server.add_insecure_port(address)
         except RuntimeError as exc:

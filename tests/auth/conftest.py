@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc.aio
 import pytest
 from meshchat.auth.v1 import access_pb2_grpc, auth_pb2_grpc, users_pb2_grpc
 
-from tests.support.stack import RunningAuth, start_auth
-
-
-@pytest.fixture
-async def auth(tmp_path: Path) -> AsyncIterator[RunningAuth]:
-    """An auth service on SQLite."""
-    running = await start_auth(tmp_path)
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
-async def auth_any(tmp_path: Path, database_url: str) -> AsyncIterator[RunningAuth]:
-    """An auth service, once per storage backend."""
-    running = await start_auth(tmp_path, database_url)
-    yield running
-    await running.stop()
+from tests.support.stack import RunningAuth
 
 
 class Stubs:

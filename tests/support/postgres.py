@@ -72,6 +72,10 @@ class ThrowawayPostgres:
         if self._as_postgres:
             shutil.chown(self.workdir, "postgres", "postgres")
         self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Start the (initialised, stopped) server; returns when it accepts connections."""
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
             f"-c unix_socket_directories={self.workdir} -c max_connections=300 "
