@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+
+from meshchat_auth.config import AuthConfig, TokenPolicy
+from meshchat_auth.domain import NewUser, validate_email, validate_password, validate_username
+from meshchat_auth.passwords import Argon2Parameters, PasswordHasher
 from meshchat_runtime.cli import run_service, server_options, server_settings
 from meshchat_runtime.errors import DomainError
 from meshchat_runtime.identity import Role
 from meshchat_runtime.settings import ConfigError, parse_database_url, parse_duration
 from meshchat_runtime.telemetry import configure_logging, configure_tracing
-
-from meshchat_auth.config import AuthConfig, TokenPolicy
-from meshchat_auth.domain import NewUser, validate_email, validate_password, validate_username
-from meshchat_auth.passwords import Argon2Parameters, PasswordHasher
 
 PROGRAM = "meshchat-auth"
 DEFAULT_DATABASE = "sqlite:///.data/auth.db"

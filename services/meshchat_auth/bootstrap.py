@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opentelemetry.sdk.trace import TracerProvider
+
 from meshchat.auth.v1 import (
     access_pb2,
     access_pb2_grpc,
@@ -12,14 +14,6 @@ from meshchat.auth.v1 import (
     users_pb2,
     users_pb2_grpc,
 )
-from meshchat_runtime.access import default_policy
-from meshchat_runtime.database import PostgresDatabase, SqliteDatabase
-from meshchat_runtime.interceptors import AuthInterceptor, ErrorInterceptor
-from meshchat_runtime.server import GrpcServer, ServiceRegistration
-from meshchat_runtime.settings import DatabaseUrl
-from meshchat_runtime.tokens import TokenVerifier
-from opentelemetry.sdk.trace import TracerProvider
-
 from meshchat_auth.config import AuthConfig
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.passwords import PasswordHasher
@@ -28,6 +22,12 @@ from meshchat_auth.service import AccessChecker, AccountService, SessionService,
 from meshchat_auth.servicers import AccessServicer, AuthServicer, UserServicer
 from meshchat_auth.sqlite_store import SqliteAuthStore
 from meshchat_auth.store import AuthStore
+from meshchat_runtime.access import default_policy
+from meshchat_runtime.database import PostgresDatabase, SqliteDatabase
+from meshchat_runtime.interceptors import AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.settings import DatabaseUrl
+from meshchat_runtime.tokens import TokenVerifier
 
 __all__ = ["AuthApp", "build_server", "open_store"]
 

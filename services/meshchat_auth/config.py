@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshchat_runtime.settings import DatabaseUrl, HostPort, ServerSettings, parse_database_url
-
 from meshchat_auth.passwords import Argon2Parameters
+from meshchat_runtime.settings import DatabaseUrl, HostPort, ServerSettings, parse_database_url
 
 __all__ = ["AuthConfig", "TokenPolicy"]
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import (
     EllipticCurvePrivateKey,
     EllipticCurvePublicKey,
 )
+
 from meshchat_runtime.settings import ConfigError
 from meshchat_runtime.tokens import ALGORITHM
 

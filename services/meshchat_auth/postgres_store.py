@@ -7,13 +7,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from meshchat_runtime.database import PostgresDatabase, load_migrations
-from meshchat_runtime.errors import AlreadyExists
-from meshchat_runtime.identity import Role
 from psycopg import sql
 
 from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
 from meshchat_auth.store import LoginFailures
+from meshchat_runtime.database import PostgresDatabase, load_migrations
+from meshchat_runtime.errors import AlreadyExists
+from meshchat_runtime.identity import Role
 
 __all__ = ["PostgresAuthStore"]
 

@@ -14,16 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from meshchat_runtime.access import AccessPolicy, Decision
-from meshchat_runtime.errors import (
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-)
-from meshchat_runtime.identity import Principal, Role
-from meshchat_runtime.tokens import ACCESS_TOKEN_TYPE, ALGORITHM, TokenVerifier
 
 from meshchat_auth.config import TokenPolicy
 from meshchat_auth.domain import (
@@ -40,6 +30,16 @@ from meshchat_auth.domain import (
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.passwords import PasswordHasher
 from meshchat_auth.store import AuthStore
+from meshchat_runtime.access import AccessPolicy, Decision
+from meshchat_runtime.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+from meshchat_runtime.identity import Principal, Role
+from meshchat_runtime.tokens import ACCESS_TOKEN_TYPE, ALGORITHM, TokenVerifier
 
 __all__ = ["AccessChecker", "AccountService", "Page", "SessionService", "TokenIssuer"]
 

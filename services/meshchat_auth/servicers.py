@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc.aio
 from google.protobuf import empty_pb2, timestamp_pb2
+
 from meshchat.auth.v1 import (
     access_pb2,
     access_pb2_grpc,
@@ -15,11 +16,10 @@ from meshchat.auth.v1 import (
     users_pb2,
     users_pb2_grpc,
 )
-from meshchat_runtime.identity import Role
-from meshchat_runtime.interceptors import bearer_token, current_principal, optional_principal
-
 from meshchat_auth.domain import IssuedTokens, User
 from meshchat_auth.service import AccessChecker, AccountService, SessionService
+from meshchat_runtime.identity import Role
+from meshchat_runtime.interceptors import bearer_token, current_principal, optional_principal
 
 __all__ = ["AccessServicer", "AuthServicer", "UserServicer"]
 

@@ -7,12 +7,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
+from meshchat_auth.store import LoginFailures
 from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
-
-from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
-from meshchat_auth.store import LoginFailures
 
 __all__ = ["SqliteAuthStore"]
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from google.protobuf.descriptor import FileDescriptor
-from meshchat.auth.v1 import access_options_pb2
 
+from meshchat.auth.v1 import access_options_pb2
 from meshchat_runtime.identity import Principal, Role
 
 __all__ = ["AccessPolicy", "Decision", "MethodRule", "default_policy"]

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import grpc.aio
 import pytest
-from meshchat.auth.v1 import access_pb2_grpc, auth_pb2_grpc, users_pb2_grpc
 
+from meshchat.auth.v1 import access_pb2_grpc, auth_pb2_grpc, users_pb2_grpc
 from tests.support.stack import RunningAuth
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from meshchat.auth.v1 import access_options_pb2, access_pb2
 from meshchat_runtime.access import Decision, default_policy
 from meshchat_runtime.identity import Principal, Role
-
 from tests.auth.conftest import Stubs
 from tests.auth.test_users import code_of, make_admin
 from tests.support.stack import RunningAuth, bearer, register_and_login

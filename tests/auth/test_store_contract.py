@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from meshchat_auth.bootstrap import open_store
 from meshchat_auth.domain import NewUser, RefreshToken, UserChanges
 from meshchat_auth.store import AuthStore

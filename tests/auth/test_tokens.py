@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import jwt
 import pytest
+
 from meshchat.auth.v1 import access_pb2, auth_pb2, users_pb2
 from meshchat_auth.keys import KeyRing, generate_key_file
-
 from tests.auth.conftest import Stubs
 from tests.auth.test_users import code_of
 from tests.support.stack import RunningAuth, bearer, register_and_login, start_auth

@@ -10,10 +10,10 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+
 from meshchat.auth.v1 import access_options_pb2, auth_pb2, users_pb2
 from meshchat_auth.domain import UserChanges
 from meshchat_runtime.identity import Role
-
 from tests.auth.conftest import Stubs
 from tests.support.stack import DEFAULT_PASSWORD, RunningAuth, bearer, register, register_and_login
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
+
 from meshchat_auth.bootstrap import open_store
 from meshchat_runtime.settings import parse_database_url
 

@@ -11,9 +11,9 @@ import grpc
 import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2
+
 from meshchat.auth.v1 import users_pb2, users_pb2_grpc
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
-
 from tests.support.postgres import throwaway_postgres
 from tests.support.processes import health_stub
 from tests.support.stack import loopback_settings, register, start_auth

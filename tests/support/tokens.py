@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+
 from meshchat_auth.keys import KeyRing
 
 __all__ = ["mint_access_token"]
