@@ -12,15 +12,25 @@ import grpc.aio
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat_auth.bootstrap import AuthApp, build_server
 from meshchat_auth.config import AuthConfig, TokenPolicy
-from meshchat_runtime.settings import HostPort, ServerSettings, parse_database_url
+from meshchat_chat.bootstrap import ChatApp
+from meshchat_chat.bootstrap import build_server as build_chat_server
+from meshchat_chat.config import ChatConfig
+from meshchat_runtime.settings import (
+    HostPort,
+    ServerSettings,
+    parse_database_url,
+    parse_host_port,
+)
 
 __all__ = [
     "DEFAULT_PASSWORD",
     "RunningAuth",
+    "RunningChat",
     "bearer",
     "register",
     "register_and_login",
     "start_auth",
+    "start_chat",
 ]
 
 DEFAULT_PASSWORD = "correct horse battery"
@@ -112,3 +122,59 @@ async def register_and_login(
     return await auth_pb2_grpc.AuthServiceStub(channel).Login(
         auth_pb2.LoginRequest(username=username, password=password), timeout=10
     )
+
+
+# --- the chat service -------------------------------------------------------------------------
+
+
+@dataclass
+class RunningChat:
+    """A chat service serving on a loopback port."""
+
+    app: ChatApp
+
+    @property
+    def config(self) -> ChatConfig:
+        """The configuration it runs with."""
+        return self.app.config
+
+    @property
+    def address(self) -> str:
+        """Its gRPC address, HOST:PORT."""
+        return f"127.0.0.1:{self.app.server.port}"
+
+    def channel(self) -> grpc.aio.Channel:
+        """A new plaintext channel to it (close it, or use ``async with``)."""
+        return grpc.aio.insecure_channel(self.address)
+
+    async def stop(self) -> None:
+        """Stop it quickly."""
+        await self.app.stop(grace=0.5)
+
+
+async def start_chat(
+    tmp_path: Path,
+    auth: RunningAuth | str,
+    database_url: str | None = None,
+    *,
+    server: ServerSettings | None = None,
+    **config_overrides: Any,
+) -> RunningChat:
+    """Build and start a chat service that trusts ``auth`` (a running auth service or its
+    address); SQLite under ``tmp_path`` unless a URL is given. ``config_overrides`` are
+    ChatConfig fields (authz_mode, heartbeat_interval, stream_queue_size, ...)."""
+    if isinstance(auth, RunningAuth):
+        auth_addr = auth.address
+        config_overrides.setdefault("issuer", auth.config.tokens.issuer)
+        config_overrides.setdefault("audience", auth.config.tokens.audience)
+    else:
+        auth_addr = auth
+    config = ChatConfig(
+        server=server or loopback_settings(),
+        database=parse_database_url(database_url or f"sqlite:///{tmp_path / 'chat.db'}"),
+        auth_addr=parse_host_port(auth_addr, "auth address"),
+        **config_overrides,
+    )
+    app = await build_chat_server(config)
+    await app.start()
+    return RunningChat(app)

@@ -1,0 +1,195 @@
+"""``meshchat-chat``: run the chat service."""
+
+from __future__ import annotations
+
+import click
+from meshchat_runtime.cli import run_service, server_options, server_settings
+from meshchat_runtime.settings import (
+    parse_database_url,
+    parse_duration,
+    parse_host_port,
+)
+from meshchat_runtime.telemetry import configure_logging, configure_tracing
+
+from meshchat_chat.config import AuthzMode, ChatConfig
+
+PROGRAM = "meshchat-chat"
+DEFAULT_DATABASE = "sqlite:///.data/chat.db"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """The meshchat chat service: chats, members, messages and live streams."""
+
+
+@cli.command()
+@server_options(
+    listen="127.0.0.1:50052", metrics_listen="127.0.0.1:9102", database_url=DEFAULT_DATABASE
+)
+@click.option(
+    "--database-pool-size",
+    envvar="MESHCHAT_DATABASE_POOL_SIZE",
+    default=10,
+    type=int,
+    show_default=True,
+    show_envvar=True,
+    help="PostgreSQL connections in the pool (the LISTEN connection comes on top).",
+)
+@click.option(
+    "--auth-addr",
+    envvar="MESHCHAT_AUTH_ADDR",
+    default="127.0.0.1:50051",
+    show_default=True,
+    show_envvar=True,
+    help="The auth service (HOST:PORT): JWKS, user look-ups and, in remote mode, access checks.",
+)
+@click.option(
+    "--authz-mode",
+    envvar="MESHCHAT_AUTHZ_MODE",
+    default="local",
+    show_default=True,
+    show_envvar=True,
+    type=click.Choice([m.value for m in AuthzMode], case_sensitive=False),
+    help="local: verify access tokens here against the auth service's JWKS (fast, survives an "
+    "auth outage; a revoked token stays valid until it expires). remote: ask the auth "
+    "service's Access API on every call, caching each answer briefly.",
+)
+@click.option(
+    "--issuer",
+    envvar="MESHCHAT_ISSUER",
+    default="meshchat-auth",
+    show_default=True,
+    show_envvar=True,
+    help="The iss claim access tokens must carry.",
+)
+@click.option(
+    "--audience",
+    envvar="MESHCHAT_AUDIENCE",
+    default="meshchat",
+    show_default=True,
+    show_envvar=True,
+    help="The aud claim access tokens must carry.",
+)
+@click.option(
+    "--jwks-refresh-interval",
+    envvar="MESHCHAT_JWKS_REFRESH_INTERVAL",
+    default="5m",
+    show_default=True,
+    show_envvar=True,
+    help="Local mode: how often the JWKS is fetched again.",
+)
+@click.option(
+    "--jwks-min-refetch-interval",
+    envvar="MESHCHAT_JWKS_MIN_REFETCH_INTERVAL",
+    default="10s",
+    show_default=True,
+    show_envvar=True,
+    help="Local mode: a token with an unknown kid triggers a fetch at most this often.",
+)
+@click.option(
+    "--jwks-max-age",
+    envvar="MESHCHAT_JWKS_MAX_AGE",
+    default="24h",
+    show_default=True,
+    show_envvar=True,
+    help="Local mode: how long cached keys stay in use while the auth service is unreachable.",
+)
+@click.option(
+    "--authz-cache-ttl",
+    envvar="MESHCHAT_AUTHZ_CACHE_TTL",
+    default="5s",
+    show_default=True,
+    show_envvar=True,
+    help="Remote mode: how long an access decision is reused for the same token and method.",
+)
+@click.option(
+    "--max-message-length",
+    envvar="MESHCHAT_MAX_MESSAGE_LENGTH",
+    default=4096,
+    type=int,
+    show_default=True,
+    show_envvar=True,
+    help="Longest message text, in characters.",
+)
+@click.option(
+    "--heartbeat-interval",
+    envvar="MESHCHAT_HEARTBEAT_INTERVAL",
+    default="30s",
+    show_default=True,
+    show_envvar=True,
+    help="A Connect stream idle this long gets a Heartbeat.",
+)
+@click.option(
+    "--stream-queue-size",
+    envvar="MESHCHAT_STREAM_QUEUE_SIZE",
+    default=256,
+    type=int,
+    show_default=True,
+    show_envvar=True,
+    help="Messages queued per Connect stream; a stream that falls further behind catches up "
+    "from the database.",
+)
+@click.option(
+    "--listen-check-interval",
+    envvar="MESHCHAT_LISTEN_CHECK_INTERVAL",
+    default="5s",
+    show_default=True,
+    show_envvar=True,
+    help="PostgreSQL: the LISTEN connection is checked with a query after being quiet this long.",
+)
+def serve(**options: str) -> None:
+    """Serve the chat API until SIGTERM or Ctrl-C."""
+
+    async def main() -> None:
+        from meshchat_chat.bootstrap import build_server
+
+        config = _config(options)
+        configure_logging(config.log_level, PROGRAM)
+        app = await build_server(config, tracer_provider=configure_tracing(PROGRAM))
+        await app.run()
+
+    run_service(PROGRAM, main)
+
+
+def _config(options: dict[str, str]) -> ChatConfig:
+    o = options
+    return ChatConfig(
+        server=server_settings(
+            listen=o["listen"],
+            metrics_listen=o["metrics_listen"],
+            grace_period=o["grace_period"],
+            max_receive_message_bytes=int(o["max_receive_message_bytes"]),
+            max_concurrent_streams=int(o["max_concurrent_streams"]),
+            max_connection_age=o["max_connection_age"],
+        ),
+        database=parse_database_url(o["database_url"]),
+        database_pool_size=int(o["database_pool_size"]),
+        auth_addr=parse_host_port(o["auth_addr"], "MESHCHAT_AUTH_ADDR"),
+        authz_mode=AuthzMode(o["authz_mode"].lower()),
+        issuer=o["issuer"],
+        audience=o["audience"],
+        jwks_refresh_interval=parse_duration(
+            o["jwks_refresh_interval"], "MESHCHAT_JWKS_REFRESH_INTERVAL"
+        ),
+        jwks_min_refetch_interval=parse_duration(
+            o["jwks_min_refetch_interval"], "MESHCHAT_JWKS_MIN_REFETCH_INTERVAL"
+        ),
+        jwks_max_age=parse_duration(o["jwks_max_age"], "MESHCHAT_JWKS_MAX_AGE"),
+        authz_cache_ttl=parse_duration(o["authz_cache_ttl"], "MESHCHAT_AUTHZ_CACHE_TTL"),
+        max_message_length=int(o["max_message_length"]),
+        heartbeat_interval=parse_duration(o["heartbeat_interval"], "MESHCHAT_HEARTBEAT_INTERVAL"),
+        stream_queue_size=int(o["stream_queue_size"]),
+        listen_check_interval=parse_duration(
+            o["listen_check_interval"], "MESHCHAT_LISTEN_CHECK_INTERVAL"
+        ),
+        log_level=o["log_level"],
+    )
+
+
+def main() -> None:
+    """Entry point of ``meshchat-chat``."""
+    cli(prog_name=PROGRAM)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The chat service's composition root: the one place that builds and wires everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc.aio
+from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
+from meshchat_runtime.access import default_policy
+from meshchat_runtime.interceptors import Authenticator, AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.tokens import TokenVerifier
+from opentelemetry.sdk.trace import TracerProvider
+
+from meshchat_chat.authn import JwksCache, LocalAuthenticator, RemoteAuthenticator
+from meshchat_chat.config import AuthzMode, ChatConfig
+from meshchat_chat.hub import Hub, HubCollector
+from meshchat_chat.listener import PostgresListener
+from meshchat_chat.service import ChatLimits, ChatService
+from meshchat_chat.servicer import ChatServicer
+from meshchat_chat.store import Store, open_store
+from meshchat_chat.users import GrpcUserDirectory
+
+__all__ = ["ChatApp", "build_server"]
+
+SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
+
+
+@dataclass(slots=True)
+class ChatApp:
+    """A built chat service: its server and the parts it owns."""
+
+    config: ChatConfig
+    server: GrpcServer
+    store: Store
+    hub: Hub
+    chats: ChatService
+    auth_channel: grpc.aio.Channel
+    jwks: JwksCache | None
+    listener: PostgresListener | None
+
+    async def start(self) -> None:
+        """Fetch the keys, start listening, bind and serve."""
+        if self.jwks is not None:
+            await self.jwks.start()
+        if self.listener is not None:
+            await self.listener.start()
+        await self.server.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop serving (in-flight RPCs get ``grace`` seconds), then release everything."""
+        await self.server.stop(grace)
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the listener, the keys' refresher, the auth channel and the store."""
+        if self.listener is not None:
+            await self.listener.stop()
+        if self.jwks is not None:
+            await self.jwks.stop()
+        await self.auth_channel.close()
+        await self.store.close()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, then stop gracefully."""
+        await self.start()
+        await self.server.run_until_signalled(on_stop=self.close)
+
+
+async def build_server(
+    config: ChatConfig, tracer_provider: TracerProvider | None = None
+) -> ChatApp:
+    """Wire the chat service from its configuration. Opens the store; binds nothing yet."""
+    store = await open_store(config.database, pool_size=config.database_pool_size)
+    auth_channel = grpc.aio.insecure_channel(str(config.auth_addr))
+    jwks: JwksCache | None = None
+    authenticator: Authenticator
+    if config.authz_mode is AuthzMode.LOCAL:
+        jwks = JwksCache(
+            auth_channel,
+            refresh_interval=config.jwks_refresh_interval,
+            min_refetch_interval=config.jwks_min_refetch_interval,
+            max_age=config.jwks_max_age,
+        )
+        verifier = TokenVerifier(jwks, issuer=config.issuer, audience=config.audience)
+        authenticator = LocalAuthenticator(verifier, jwks)
+    else:
+        authenticator = RemoteAuthenticator(auth_channel, ttl=config.authz_cache_ttl)
+    hub = Hub(store, queue_size=config.stream_queue_size)
+    chats = ChatService(
+        store,
+        GrpcUserDirectory(auth_channel),
+        hub,
+        ChatLimits(
+            max_message_length=config.max_message_length,
+            heartbeat_interval=config.heartbeat_interval,
+        ),
+    )
+    servicer = ChatServicer(chats)
+    server = GrpcServer(
+        config.server,
+        services=[
+            ServiceRegistration(
+                SERVICE_NAME, lambda s: chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, s)
+            )
+        ],
+        interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator, default_policy())],
+        tracer_provider=tracer_provider,
+    )
+    server.registry.register(HubCollector(hub))
+    server.add_dependency(store.ping)
+    listener: PostgresListener | None = None
+    if config.database.dialect == "postgresql":
+        listener = PostgresListener(
+            config.database.url, hub, check_interval=config.listen_check_interval
+        )
+        server.add_dependency(listener.probe)
+    return ChatApp(config, server, store, hub, chats, auth_channel, jwks, listener)
