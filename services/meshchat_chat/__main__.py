@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+
+from meshchat_chat.config import AuthzMode, ChatConfig
 from meshchat_runtime.cli import run_service, server_options, server_settings
 from meshchat_runtime.settings import (
     parse_database_url,
@@ -10,8 +12,6 @@ from meshchat_runtime.settings import (
     parse_host_port,
 )
 from meshchat_runtime.telemetry import configure_logging, configure_tracing
-
-from meshchat_chat.config import AuthzMode, ChatConfig
 
 PROGRAM = "meshchat-chat"
 DEFAULT_DATABASE = "sqlite:///.data/chat.db"

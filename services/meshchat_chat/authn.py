@@ -22,6 +22,7 @@ import grpc
 import grpc.aio
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from google.protobuf.json_format import MessageToDict
+
 from meshchat.auth.v1 import access_pb2, access_pb2_grpc, auth_pb2, auth_pb2_grpc
 from meshchat_runtime.errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
 from meshchat_runtime.identity import Principal, Role

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from meshchat_runtime.database import PostgresDatabase
-from meshchat_runtime.errors import NotFound
 from psycopg import errors as pg_errors
 
 from meshchat_chat.domain import (
@@ -26,6 +24,8 @@ from meshchat_chat.domain import (
     SendResult,
 )
 from meshchat_chat.store import NOTIFY_CHANNEL
+from meshchat_runtime.database import PostgresDatabase
+from meshchat_runtime.errors import NotFound
 
 __all__ = ["PostgresStore"]
 

@@ -10,15 +10,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from meshchat_runtime.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-)
-
 from meshchat_chat.domain import (
     Caller,
     CaughtUp,
@@ -44,6 +35,14 @@ from meshchat_chat.domain import (
 )
 from meshchat_chat.hub import Hub, Signal
 from meshchat_chat.store import Store
+from meshchat_runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 
 __all__ = ["ChatLimits", "ChatService", "UserDirectory"]
 

@@ -11,11 +11,11 @@ from typing import Any
 import grpc.aio
 from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
-from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from meshchat_runtime.interceptors import bearer_token, current_principal
 
+from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from meshchat_chat.domain import Caller, CaughtUp, Chat, Heartbeat, Message, StreamEvent
 from meshchat_chat.service import ChatService
+from meshchat_runtime.interceptors import bearer_token, current_principal
 
 __all__ = ["ChatServicer"]
 

@@ -7,9 +7,6 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from meshchat_runtime.database import SqliteDatabase
-from meshchat_runtime.errors import NotFound
-
 from meshchat_chat.domain import (
     Chat,
     ChatCursor,
@@ -21,6 +18,8 @@ from meshchat_chat.domain import (
     from_micros,
     to_micros,
 )
+from meshchat_runtime.database import SqliteDatabase
+from meshchat_runtime.errors import NotFound
 
 __all__ = ["SqliteStore"]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from meshchat_runtime.settings import DatabaseUrl
-
 from meshchat_chat.domain import Chat, ChatCursor, Member, Message, NewMessage, SendResult
+from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["NOTIFY_CHANNEL", "Store", "open_store"]
 

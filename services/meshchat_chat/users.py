@@ -7,10 +7,10 @@ import time
 
 import grpc
 import grpc.aio
-from meshchat.auth.v1 import users_pb2, users_pb2_grpc
-from meshchat_runtime.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
 
+from meshchat.auth.v1 import users_pb2, users_pb2_grpc
 from meshchat_chat.domain import Caller, UserRef
+from meshchat_runtime.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable
 
 __all__ = ["GrpcUserDirectory"]
 

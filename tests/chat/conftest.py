@@ -13,11 +13,11 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from meshchat_auth.domain import UserChanges
 from meshchat_runtime.identity import Role
-
 from tests.support.stack import (
     DEFAULT_PASSWORD,
     RunningAuth,

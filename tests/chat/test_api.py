@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from meshchat.chat.v1 import chat_pb2
 
+from meshchat.chat.v1 import chat_pb2
 from tests.chat.conftest import People, status_of
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

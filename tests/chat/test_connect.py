@@ -9,8 +9,8 @@ import random
 
 import grpc
 import pytest
-from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 
+from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from tests.chat.conftest import People, Person, Stream, eventually
 from tests.support.stack import RunningChat
 

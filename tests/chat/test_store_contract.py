@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+
 from meshchat_chat.domain import Chat, ChatCursor, Member, NewMessage, SendOutcome, UserRef, utc_now
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.errors import NotFound

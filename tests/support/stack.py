@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat_auth.bootstrap import AuthApp, build_server
 from meshchat_auth.config import AuthConfig, TokenPolicy
