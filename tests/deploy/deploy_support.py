@@ -134,6 +134,18 @@ _SHARED_HOST_PORTS: dict[str, Any] = {
             "authUpstream": {"address": "127.0.0.1", "port": 18443},
         },
     },
+    "edge": {
+        "enabled": True,
+        "listener": {"address": "127.0.0.1", "port": 38443},
+        "health": {"address": "127.0.0.1", "port": 38081},
+        "metrics": {"address": "127.0.0.1", "port": 39090},
+        "admin": {"address": "127.0.0.1", "port": 39901},
+        "upstreams": {
+            "auth": {"address": "127.0.0.1", "port": 18443},
+            "chat": {"address": "127.0.0.1", "port": 28443},
+        },
+        "tlsDir": "/srv/mesh/edge-tls",
+    },
     "mesh": {"envoy": {"configDir": "/srv/mesh/envoy", "certDir": "/srv/mesh/certs"}},
 }
 
@@ -191,6 +203,12 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
             }
         }
     },
+    "edge-envoy": {
+        "ingress": {"enabled": False},
+        "edge": {"enabled": True, "service": {"type": "NodePort", "nodePort": 30443}},
+        "networkPolicy": {"metricsPeers": [{"namespaceSelector": {}}]},
+    },
+    # Where issue 6 runs the mesh on one machine: every address and port changed by values.
     "shared-host-ports": _SHARED_HOST_PORTS,
 }
 

@@ -127,6 +127,10 @@ def test_values_schema_rejects_bad_values(
             "auth.terminationGracePeriodSeconds (5) must exceed auth.gracePeriodSeconds (10)",
         ),
         (
+            {"edge": {"enabled": True, "admin": {"port": 8443}, "listener": {"port": 8443}}},
+            "edge.listener.port and edge.admin.port are both 8443",
+        ),
+        (
             {"postgresql": {"chat": {"username": "meshchat_auth"}}},
             "must differ: each service has its own credentials",
         ),
@@ -339,6 +343,23 @@ def test_network_policies_deny_by_default(renderings: dict[str, Rendering]) -> N
     auth_ingress = policies[f"{FULLNAME}-auth"]["ingress"]
     assert [r["ports"] for r in auth_ingress] == [[{"port": 8443, "protocol": "TCP"}]]
     assert policies[f"{FULLNAME}-postgresql"]["egress"] == []
+    edge = {
+        p["metadata"]["name"]: p["spec"] for p in renderings["edge-envoy"].of_kind("NetworkPolicy")
+    }
+    assert "from" not in edge[f"{FULLNAME}-edge"]["ingress"][0], "clients come from anywhere"
+    edge_egress_ports = [r["ports"][0]["port"] for r in edge[f"{FULLNAME}-edge"]["egress"]]
+    assert edge_egress_ports == [53, 8443, 8443]
+    for component in ("auth", "chat"):
+        sources = edge[f"{FULLNAME}-{component}"]["ingress"][0]["from"]
+        assert {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "meshchat",
+                    "app.kubernetes.io/instance": "meshchat",
+                    "app.kubernetes.io/component": "edge",
+                }
+            }
+        } in sources
     external = renderings["external-database"]
     ext_policies = {p["metadata"]["name"]: p["spec"] for p in external.of_kind("NetworkPolicy")}
     assert {"ipBlock": {"cidr": "10.20.0.5/32"}} in [

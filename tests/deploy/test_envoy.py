@@ -51,6 +51,15 @@ class Bootstrap:
         return path
 
     @property
+    def tls_dir(self) -> str | None:
+        """The directory of the certificate clients see (the edge only)."""
+        if "sds-server-certificate.yaml" not in self.files:
+            return None
+        sds = yaml.safe_load(self.files["sds-server-certificate.yaml"])
+        path: str = sds["resources"][0]["tls_certificate"]["watched_directory"]["path"]
+        return path
+
+    @property
     def config_dir(self) -> str:
         """The directory the bootstrap expects its SDS files in."""
         return str(Path(_find(self.config, "path_config_source")[0]["path"]).parent)
@@ -123,16 +132,21 @@ def make_certs(directory: Path, sans: list[str], *, mismatched_key: bool = False
 def materialize(bootstrap: Bootstrap, root: Path, *, mismatched_key: bool = False) -> Path:
     """Write the bootstrap's files under ``root`` with its directories moved there, make the
     certificates, and return the path of envoy.yaml."""
-    config_dir, cert_dir = root / "config", root / "certs"
+    config_dir, cert_dir, tls_dir = root / "config", root / "certs", root / "tls"
     config_dir.mkdir(parents=True)
     make_certs(cert_dir, [identity("test")], mismatched_key=mismatched_key)
+    moves = [(bootstrap.cert_dir, cert_dir), (bootstrap.config_dir, config_dir)]
+    if bootstrap.tls_dir is not None:
+        make_certs(tls_dir, ["meshchat.example"])
+        moves.insert(0, (bootstrap.tls_dir, tls_dir))
+    # Longest first: the certificate directories may lie inside the configuration directory.
+    moves.sort(key=lambda move: len(move[0]), reverse=True)
     for name, text in bootstrap.files.items():
-        moved = (
-            text.replace(bootstrap.cert_dir, "\0CERTS\0")
-            .replace(bootstrap.config_dir, str(config_dir))
-            .replace("\0CERTS\0", str(cert_dir))
-        )
-        (config_dir / name).write_text(moved)
+        for index, (old, _) in enumerate(moves):
+            text = text.replace(old, f"\0{index}\0")
+        for index, (_, new) in enumerate(moves):
+            text = text.replace(f"\0{index}\0", str(new))
+        (config_dir / name).write_text(text)
     return config_dir / "envoy.yaml"
 
 
@@ -142,7 +156,9 @@ def inline_sds(envoy_yaml: Path) -> Path:
     resources and the files they name are validated too."""
     config = yaml.safe_load(envoy_yaml.read_text())
     secrets: list[Doc] = []
-    for name in ("sds-certificate.yaml", "sds-ca.yaml"):
+    for name in ("sds-certificate.yaml", "sds-ca.yaml", "sds-server-certificate.yaml"):
+        if not (envoy_yaml.parent / name).is_file():
+            continue
         for resource in yaml.safe_load((envoy_yaml.parent / name).read_text())["resources"]:
             secrets.append({k: v for k, v in resource.items() if k != "@type"})
     config["static_resources"]["secrets"] = secrets
@@ -169,7 +185,9 @@ def test_every_bootstrap_passes_envoy_validate(
     unique: dict[str, Bootstrap] = {}
     for rendering in renderings.values():
         found = bootstraps(rendering)
-        assert set(found) == {"auth", "chat"}, rendering.name
+        names = {d["metadata"]["name"] for d in rendering.of_kind("Deployment")}
+        edge = f"{FULLNAME}-edge" in names
+        assert set(found) == {"auth", "chat"} | ({"edge"} if edge else set()), rendering.name
         for bootstrap in found.values():
             digest = hashlib.sha256(yaml.safe_dump(bootstrap.files).encode()).hexdigest()
             unique.setdefault(digest, bootstrap)
@@ -187,7 +205,7 @@ def test_every_bootstrap_passes_envoy_validate(
     with ThreadPoolExecutor(max_workers=2) as pool:
         problems = [p for ps in pool.map(check, enumerate(unique.values())) for p in ps]
     assert problems == []
-    assert len(unique) >= 4
+    assert len(unique) >= 6
 
 
 def test_envoy_validate_rejects_a_broken_bootstrap(
@@ -284,7 +302,7 @@ def test_chat_reaches_auth_through_an_outbound_listener_checking_auth_san(
 
 
 def test_admin_on_loopback_and_limits_set(renderings: dict[str, Rendering]) -> None:
-    for component, bootstrap in bootstraps(renderings["default"]).items():
+    for component, bootstrap in bootstraps(renderings["edge-envoy"]).items():
         config = bootstrap.config
         assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
         monitors = config["overload_manager"]["resource_monitors"]
@@ -295,7 +313,8 @@ def test_admin_on_loopback_and_limits_set(renderings: dict[str, Rendering]) -> N
             if name.startswith("local_app") or name == "auth":
                 assert cluster["circuit_breakers"]["thresholds"][0]["max_requests"] > 0
                 assert cluster["per_connection_buffer_limit_bytes"] > 0
-        hcm = _find(_listeners(config)["inbound"], "typed_config")[1]
+        entry = "edge" if component == "edge" else "inbound"
+        hcm = _find(_listeners(config)[entry], "typed_config")[1]
         assert hcm["http2_protocol_options"]["max_concurrent_streams"] == 256
         assert hcm["max_request_headers_kb"] == 60
 
@@ -351,3 +370,57 @@ def test_every_address_and_port_follows_the_values(renderings: dict[str, Renderi
         for name, listener in _listeners(found["auth"].config).items()
     }
     assert auth_ports == {"inbound": 18443, "health": 18081, "metrics": 19090}
+
+
+def test_edge_terminates_client_tls_and_routes_by_service(
+    renderings: dict[str, Rendering],
+) -> None:
+    config = bootstraps(renderings["edge-envoy"])["edge"].config
+    edge = _listeners(config)["edge"]
+    tls = edge["filter_chains"][0]["transport_socket"]["typed_config"]
+    assert "require_client_certificate" not in tls
+    assert "combined_validation_context" not in tls["common_tls_context"]
+    hosts = {vhost["name"]: vhost for vhost in _find(edge, "virtual_hosts")[0]}
+    assert hosts["auth"]["domains"][0] == "auth.meshchat.127.0.0.1.nip.io"
+    assert [r["route"]["cluster"] for r in hosts["auth"]["routes"]] == ["auth"]
+    assert hosts["chat"]["routes"][0]["route"]["timeout"] == "0s"
+    main = {
+        r["match"].get("prefix") or r["match"].get("path"): r["route"]
+        for r in hosts["main"]["routes"]
+    }
+    assert hosts["main"]["domains"] == ["*"]
+    assert main["/meshchat.auth.v1.AccessService/"]["cluster"] == "auth"
+    assert main["/meshchat.chat.v1.ChatService/Connect"]["timeout"] == "0s"
+    assert main["/meshchat.chat.v1.ChatService/"]["cluster"] == "chat"
+    for component in ("auth", "chat"):
+        cluster = _clusters(config)[component]
+        upstream = cluster["transport_socket"]["typed_config"]
+        assert _sans(upstream) == [identity(component)]
+        assert upstream["common_tls_context"]["tls_certificate_sds_secret_configs"]
+    deployment = renderings["edge-envoy"].get("Deployment", f"{FULLNAME}-edge")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["mesh-certs"]["secret"]["secretName"] == f"{FULLNAME}-ingress-mesh-tls"
+    assert volumes["client-tls"]["secret"]["secretName"] == f"{FULLNAME}-ingress-tls"
+
+
+def test_edge_addresses_follow_the_values(renderings: dict[str, Rendering]) -> None:
+    edge = bootstraps(renderings["shared-host-ports"])["edge"]
+    config = edge.config
+    ports = {
+        name: listener["address"]["socket_address"]["port_value"]
+        for name, listener in _listeners(config).items()
+    }
+    assert ports == {"edge": 38443, "health": 38081, "metrics": 39090}
+    assert config["admin"]["address"]["socket_address"]["port_value"] == 39901
+    upstreams = {
+        name: cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+            "socket_address"
+        ]
+        for name, cluster in _clusters(config).items()
+        if name in ("auth", "chat")
+    }
+    assert upstreams == {
+        "auth": {"address": "127.0.0.1", "port_value": 18443},
+        "chat": {"address": "127.0.0.1", "port_value": 28443},
+    }
+    assert edge.tls_dir == "/srv/mesh/edge-tls"

@@ -232,6 +232,24 @@ Checks of values that the schema cannot express. Each failure names the values t
 {{- $errors = append $errors (printf "%s.terminationGracePeriodSeconds (%v) must exceed %s.gracePeriodSeconds (%v), or Kubernetes kills the service before it has stopped" $component $v.terminationGracePeriodSeconds $component $v.gracePeriodSeconds) -}}
 {{- end -}}
 {{- end -}}
+{{- if .Values.edge.enabled -}}
+{{- $e := .Values.edge -}}
+{{- if not (or (hasPrefix "127." (toString $e.admin.address)) (eq (toString $e.admin.address) "::1")) -}}
+{{- $errors = append $errors (printf "edge.admin.address is %q: the Envoy admin interface must stay on a loopback address" $e.admin.address) -}}
+{{- end -}}
+{{- $edgePorts := dict -}}
+{{- range (list (list "listener.port" $e.listener.port) (list "health.port" $e.health.port) (list "metrics.port" $e.metrics.port) (list "admin.port" $e.admin.port)) -}}
+{{- $key := toString (index . 1) -}}
+{{- if hasKey $edgePorts $key -}}
+{{- $errors = append $errors (printf "edge.%s and edge.%s are both %s: one Envoy cannot listen twice on a port" (get $edgePorts $key) (index . 0) $key) -}}
+{{- else -}}
+{{- $_ := set $edgePorts $key (index . 0) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $e.pdb.create $e.pdb.minAvailable (not (kindIs "invalid" $e.pdb.maxUnavailable)) (ne (toString $e.pdb.maxUnavailable) "") -}}
+{{- $errors = append $errors "edge.pdb: set minAvailable or maxUnavailable, not both" -}}
+{{- end -}}
+{{- end -}}
 {{- if lt (int .Values.chat.autoscaling.maxReplicas) (int .Values.chat.autoscaling.minReplicas) -}}
 {{- $errors = append $errors (printf "chat.autoscaling.maxReplicas (%v) is below chat.autoscaling.minReplicas (%v)" .Values.chat.autoscaling.maxReplicas .Values.chat.autoscaling.minReplicas) -}}
 {{- end -}}
