@@ -1,0 +1,1 @@
+"""The commands of ``meshchat``, one module per topic."""

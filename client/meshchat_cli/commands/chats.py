@@ -1,0 +1,81 @@
+"""create chat, chats, members add|remove, delete chat."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from meshchat.chat.v1 import chat_pb2
+from meshchat_cli.commands.params import ChatArg, JsonLines, UserArg, Yes
+from meshchat_cli.commands.prompts import confirm
+from meshchat_cli.options import open_api
+from meshchat_cli.render import clean, print_rows
+
+__all__ = ["add_member", "create_chat", "delete_chat", "list_chats", "remove_member"]
+
+
+def _members(chat: chat_pb2.Chat) -> str:
+    return ", ".join(member.username for member in chat.members)
+
+
+def create_chat(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="1 to 100 characters.")],
+    member: Annotated[
+        list[str] | None,
+        typer.Option("--member", "-m", metavar="USER", help="A user to add; repeat for more."),
+    ] = None,
+) -> None:
+    """Create a chat that you own; prints its id, alone, on standard output."""
+    with open_api(ctx) as api:
+        chat = api.create_chat(name, member or [])
+    typer.echo(f"created chat {clean(chat.name)} · members: {_members(chat)}", err=True)
+    typer.echo(chat.id)
+
+
+def list_chats(ctx: typer.Context, json_lines: JsonLines = False) -> None:
+    """List your chats, newest first."""
+    with open_api(ctx) as api:
+        chats = list(api.list_chats())
+    if json_lines:
+        for chat in chats:
+            document = {
+                "id": chat.id,
+                "name": chat.name,
+                "owner_id": chat.owner_id,
+                "members": [member.username for member in chat.members],
+                "last_seq": chat.last_seq,
+            }
+            typer.echo(json.dumps(document, ensure_ascii=False))
+        return
+    print_rows(
+        sys.stdout,
+        ("ID", "NAME", "MEMBERS", "MESSAGES"),
+        [(chat.id, chat.name, _members(chat), str(chat.last_seq)) for chat in chats],
+    )
+
+
+def add_member(ctx: typer.Context, chat: ChatArg, username: UserArg) -> None:
+    """Add a user to a chat (the owner or an admin)."""
+    with open_api(ctx) as api:
+        updated = api.add_member(api.chat_id(chat), username)
+    typer.echo(f"added {username} to {clean(updated.name)} · members: {_members(updated)}")
+
+
+def remove_member(ctx: typer.Context, chat: ChatArg, username: UserArg) -> None:
+    """Remove a user from a chat (the owner or an admin), or leave it (yourself)."""
+    with open_api(ctx) as api:
+        updated = api.remove_member(api.chat_id(chat), username)
+    typer.echo(f"removed {username} from {clean(updated.name)} · members: {_members(updated)}")
+
+
+def delete_chat(ctx: typer.Context, chat: ChatArg, yes: Yes = False) -> None:
+    """Delete a chat with all its messages (the owner or an admin)."""
+    with open_api(ctx) as api:
+        found = api.get_chat(api.chat_id(chat))
+        confirm(f"Delete chat {clean(found.name)} and its {found.last_seq} messages?", yes)
+        api.delete_chat(found.id)
+    typer.echo(f"deleted chat {clean(found.name)} ({found.id})")

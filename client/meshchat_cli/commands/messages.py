@@ -1,0 +1,72 @@
+"""send, history, connect."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Annotated
+
+import typer
+
+from meshchat_cli.commands.params import ChatArg, JsonLines
+from meshchat_cli.options import open_api
+from meshchat_cli.render import OutputFormat
+from meshchat_cli.screen import ChatScreen
+from meshchat_cli.session import ConnectSession
+
+__all__ = ["connect", "history", "send"]
+
+
+def _screen(user_id: str, json_lines: bool) -> ChatScreen:
+    output = OutputFormat.choose(json_lines, sys.stdout)
+    return ChatScreen(output, user_id, sys.stdin, sys.stdout, sys.stderr)
+
+
+def send(
+    ctx: typer.Context,
+    chat: ChatArg,
+    message: Annotated[str, typer.Argument(metavar="MESSAGE", help="The text to send.")],
+) -> None:
+    """Send one message."""
+    with open_api(ctx) as api:
+        stored = api.send_message(api.chat_id(chat), message, uuid.uuid4().hex)
+    typer.echo(f"sent #{stored.seq}")
+
+
+def history(
+    ctx: typer.Context,
+    chat: ChatArg,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=500, help="How many of the newest.")
+    ] = 20,
+    json_lines: JsonLines = False,
+) -> None:
+    """Show a chat's newest messages, oldest first."""
+    with open_api(ctx) as api:
+        user_id = api.tokens.credentials().user_id
+        messages = api.recent_messages(api.chat_id(chat), limit)
+    screen = _screen(user_id, json_lines)
+    for message in messages:
+        screen.show(message)
+
+
+def connect(
+    ctx: typer.Context,
+    chat: ChatArg,
+    json_lines: JsonLines = False,
+    history: Annotated[
+        int,
+        typer.Option("--history", min=0, max=500, help="How many earlier messages to show."),
+    ] = 20,
+) -> None:
+    """Join a chat: its recent history, then live messages; each line you type is sent.
+
+    Reconnects by itself when the connection drops. Ctrl-C or Ctrl-D (end of input) leaves.
+    """
+    with open_api(ctx) as api:
+        try:
+            user_id = api.tokens.credentials().user_id
+            found = api.get_chat(api.chat_id(chat))
+            ConnectSession(api, found, history, _screen(user_id, json_lines)).run()
+        except KeyboardInterrupt:
+            typer.echo("", err=True)

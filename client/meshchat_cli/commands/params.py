@@ -1,0 +1,20 @@
+"""Arguments and options that several commands share."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+__all__ = ["ChatArg", "JsonLines", "UserArg", "Yes"]
+
+ChatArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="CHAT_ID",
+        help="The chat's id, or its name when none of your other chats has that name.",
+    ),
+]
+UserArg = Annotated[str, typer.Argument(metavar="USER", help="A username.")]
+JsonLines = Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

@@ -1,0 +1,183 @@
+"""Logins kept between invocations: per server and user, in a file of mode 0600.
+
+The file is ``$XDG_CONFIG_HOME/meshchat/credentials.json`` (``~/.config/meshchat/`` when
+the variable is unset). It holds tokens, never a password. Every change happens under an
+exclusive lock on a neighbouring lock file and is written to a temporary file that replaces
+the old one, so concurrent ``meshchat`` processes (a ``connect`` and a ``send`` in two
+terminals) never see a half-written file and never refresh the same token twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from meshchat.auth.v1 import auth_pb2
+from meshchat_cli.errors import CliError, ExitCode
+from meshchat_cli.render import role_name
+
+__all__ = ["CredentialStore", "Credentials", "config_dir"]
+
+_FORMAT_VERSION = 1
+
+
+def config_dir(environ: Mapping[str, str]) -> Path:
+    """meshchat's folder in the user's configuration directory (XDG Base Directory)."""
+    base = environ.get("XDG_CONFIG_HOME", "")
+    # The specification says to ignore a relative path.
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
+    return root / "meshchat"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """One user's login on one server."""
+
+    username: str
+    user_id: str
+    role: str
+    access_token: str
+    access_token_expires: float
+    """Seconds since the epoch."""
+    refresh_token: str
+    refresh_token_expires: float
+    login_time: float
+    """When the user logged in; the newest login is the server's default user."""
+
+    @classmethod
+    def from_token_pair(cls, pair: auth_pb2.TokenPair, login_time: float) -> Credentials:
+        """The credentials that a Login or Refresh answer carries."""
+        return cls(
+            username=pair.user.username,
+            user_id=pair.user.id,
+            role=role_name(pair.user.role),
+            access_token=pair.access_token,
+            access_token_expires=pair.access_token_expire_time.ToSeconds(),
+            refresh_token=pair.refresh_token,
+            refresh_token_expires=pair.refresh_token_expire_time.ToSeconds(),
+            login_time=login_time,
+        )
+
+
+def _credentials(data: Any) -> Credentials:
+    return Credentials(
+        username=str(data["username"]),
+        user_id=str(data["user_id"]),
+        role=str(data["role"]),
+        access_token=str(data["access_token"]),
+        access_token_expires=float(data["access_token_expires"]),
+        refresh_token=str(data["refresh_token"]),
+        refresh_token_expires=float(data["refresh_token_expires"]),
+        login_time=float(data["login_time"]),
+    )
+
+
+class CredentialStore:
+    """The credentials file: logins keyed by the auth service's address, then username."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+
+    @property
+    def path(self) -> Path:
+        """The credentials file."""
+        return self._directory / "credentials.json"
+
+    def _damaged(self, problem: str) -> CliError:
+        return CliError(
+            f"the credentials file {self.path} is damaged ({problem}); delete it and log in again",
+            ExitCode.NOT_LOGGED_IN,
+        )
+
+    def _read(self) -> dict[str, dict[str, Credentials]]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise self._damaged(exc.strerror or str(exc)) from None
+        try:
+            document = json.loads(text)
+            return {
+                server: {name.lower(): _credentials(entry) for name, entry in users.items()}
+                for server, users in document["servers"].items()
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self._damaged(f"{type(exc).__name__}: {exc}") from None
+
+    def _write(self, logins: dict[str, dict[str, Credentials]]) -> None:
+        document = {
+            "version": _FORMAT_VERSION,
+            "servers": {
+                server: {creds.username: asdict(creds) for creds in users.values()}
+                for server, users in sorted(logins.items())
+                if users
+            },
+        }
+        temporary = self.path.with_name(f".credentials.{os.getpid()}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(descriptor, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump(document, file, indent=2)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(self._directory / "credentials.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # flock excludes other processes and, through separate descriptors, other threads.
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
+
+    def load(self, server: str, username: str | None) -> Credentials | None:
+        """The login of ``username`` on ``server``; without a username, the newest login."""
+        users = self._read().get(server, {})
+        if username is not None:
+            return users.get(username.lower())
+        return max(users.values(), key=lambda creds: creds.login_time, default=None)
+
+    def update(
+        self,
+        server: str,
+        username: str,
+        change: Callable[[Credentials | None], Credentials | None],
+    ) -> Credentials | None:
+        """Replace one login by ``change(current)`` under the lock; None removes it.
+
+        ``change`` may call the server: whoever holds the lock is the only one refreshing.
+        """
+        with self._locked():
+            logins = self._read()
+            users = logins.setdefault(server, {})
+            current = users.get(username.lower())
+            updated = change(current)
+            if updated is None:
+                users.pop(username.lower(), None)
+            else:
+                users[updated.username.lower()] = updated
+            if updated != current:
+                self._write(logins)
+            return updated
+
+    def save(self, server: str, credentials: Credentials) -> None:
+        """Store (or replace) a login."""
+        self.update(server, credentials.username, lambda _current: credentials)
+
+    def remove(self, server: str, username: str) -> None:
+        """Forget a login; nothing happens when there is none."""
+        self.update(server, username, lambda _current: None)

@@ -1,0 +1,289 @@
+"""``meshchat connect``: the recent history, then live messages, while typed lines are sent.
+
+Three threads share the work. The main thread reads what the user types (so that Ctrl-C
+reaches it) and queues each line. A receiver thread follows the chat's Connect stream and
+reopens it after any drop with the last seq it showed, so that nothing is missed; it drops
+every message at or below that seq, so that nothing is shown twice. A sender thread sends
+the queued lines in order, each with its own client_message_id, retrying until the server
+has stored it: a retry after a lost answer is stored once.
+
+A failure that ends the session (the chat was deleted, the user was removed, the login
+ended) is recorded by the thread that met it, which then interrupts the main thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import signal
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+
+from meshchat.chat.v1 import chat_pb2
+from meshchat_cli.api import MEMBERS_ONLY, Api, ConnectCall
+from meshchat_cli.errors import TRANSIENT, CliError, rpc_failure
+from meshchat_cli.screen import ChatScreen
+
+__all__ = ["Backoff", "ConnectSession"]
+
+# After the end of input, how long to wait for the user's own last messages to come back.
+_ECHO_WAIT = 10.0
+_JOIN_TIMEOUT = 2.0
+
+
+@dataclass
+class Backoff:
+    """Exponential delays with jitter between reconnection attempts."""
+
+    initial: float = 0.2
+    maximum: float = 5.0
+    _next: float = field(default=0.0, init=False)
+
+    def delay(self) -> float:
+        """The next delay, in seconds."""
+        self._next = min(self.maximum, self._next * 2) if self._next else self.initial
+        # Jitter spreads the reconnections of many clients after a server restart; it need
+        # not be unpredictable.
+        return self._next * random.uniform(0.5, 1.0)  # noqa: S311
+
+    def reset(self) -> None:
+        """Start again from the initial delay."""
+        self._next = 0.0
+
+
+class _Failure:
+    """The first failure that ends the session; it interrupts the main thread, which is
+    waiting for input or for the last sends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._main = threading.main_thread().ident
+        self._closed = False
+        self.error: CliError | None = None
+
+    def report(self, error: CliError) -> None:
+        with self._lock:
+            if self.error is not None:
+                return
+            self.error = error
+            if self._closed or self._main is None:
+                return
+        signal.pthread_kill(self._main, signal.SIGINT)
+
+    def close(self) -> None:
+        """The main thread is leaving: record failures from now on, interrupt no more."""
+        with self._lock:
+            self._closed = True
+
+
+class _Receiver:
+    """Follows the chat after ``after_seq``, reconnecting until stopped."""
+
+    def __init__(
+        self, api: Api, chat_id: str, after_seq: int, screen: ChatScreen, failure: _Failure
+    ) -> None:
+        self._api = api
+        self._chat_id = chat_id
+        self._screen = screen
+        self._failure = failure
+        self._stopped = threading.Event()
+        self._shown = threading.Condition()
+        self._last_seq = after_seq
+        self._call: ConnectCall | None = None
+        self._backoff = Backoff()
+        self._lost = False
+        self._refreshed = False
+        self._thread = threading.Thread(target=self._run, name="meshchat-receiver", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._shown:
+            call = self._call
+        if call is not None:
+            call.cancel()
+        self._thread.join(timeout=_JOIN_TIMEOUT)
+
+    def wait_shown(self, seq: int, timeout: float) -> None:
+        """Wait until the message ``seq`` has been shown."""
+        with self._shown:
+            self._shown.wait_for(lambda: self._last_seq >= seq, timeout=timeout)
+
+    def _show(self, message: chat_pb2.Message) -> None:
+        with self._shown:
+            if message.seq <= self._last_seq:
+                return
+            self._last_seq = message.seq
+            self._shown.notify_all()
+        self._screen.show(message)
+
+    def _caught_up(self) -> None:
+        if self._lost:
+            self._lost = False
+            self._screen.notice("reconnected", style="green")
+        self._backoff.reset()
+        self._refreshed = False
+
+    def _follow(self, token: str) -> None:
+        with self._shown:
+            call = self._call = self._api.connect(self._chat_id, self._last_seq, token)
+        if self._stopped.is_set():
+            call.cancel()
+        for event in call:
+            kind = event.WhichOneof("event")
+            if kind == "message":
+                self._show(event.message)
+            elif kind == "caught_up":
+                self._caught_up()
+
+    def _attempt(self) -> str | None:
+        """Follow one stream until it ends; why it ended, or None to reopen it at once."""
+        token = self._api.tokens.access_token()
+        try:
+            self._follow(token)
+        except grpc.RpcError as error:
+            code = error.code()
+            if self._stopped.is_set() or code is grpc.StatusCode.DEADLINE_EXCEEDED:
+                return None  # stopping, or the stream's own deadline passed
+            if code is grpc.StatusCode.UNAUTHENTICATED and not self._refreshed:
+                # The token expired under the stream: a new one, and straight back.
+                self._refreshed = True
+                self._api.tokens.refresh(token)
+                return None
+            if code not in TRANSIENT:
+                raise rpc_failure(
+                    error, self._api.endpoints.chat, "follow the chat", MEMBERS_ONLY
+                ) from None
+            return code.name.lower().replace("_", " ")
+        return "the server ended the stream"
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                reason = self._attempt()
+            except CliError as error:
+                if error.status not in TRANSIENT:
+                    self._failure.report(error)
+                    return
+                reason = error.message
+            if reason is None:
+                continue
+            if not self._lost:
+                self._lost = True
+                self._screen.notice(f"connection lost ({reason}); reconnecting…", style="yellow")
+            self._stopped.wait(self._backoff.delay())
+
+
+class _Sender:
+    """Sends queued lines in order; transient failures are retried with the same id."""
+
+    def __init__(self, api: Api, chat_id: str, screen: ChatScreen, failure: _Failure) -> None:
+        self._api = api
+        self._chat_id = chat_id
+        self._screen = screen
+        self._failure = failure
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stopped = threading.Event()
+        self.last_seq = 0
+        self._thread = threading.Thread(target=self._run, name="meshchat-sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, text: str) -> None:
+        self._lines.put(text)
+
+    def wait_idle(self) -> None:
+        """Wait until every submitted line has been stored or rejected."""
+        self._lines.join()
+
+    def pending(self) -> int:
+        """Lines not yet stored."""
+        return self._lines.unfinished_tasks
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._lines.put(None)
+        self._thread.join(timeout=_JOIN_TIMEOUT)
+
+    def _send(self, text: str) -> None:
+        client_message_id = uuid.uuid4().hex
+        backoff = Backoff()
+        warned = False
+        while not self._stopped.is_set():
+            try:
+                message = self._api.send_message(self._chat_id, text, client_message_id)
+            except CliError as error:
+                if error.status is grpc.StatusCode.INVALID_ARGUMENT:
+                    self._screen.notice(f"not sent: {error.message}", style="red")
+                    return
+                if error.status not in TRANSIENT:
+                    self._failure.report(error)
+                    self._stopped.set()
+                    return
+                if not warned:
+                    warned = True
+                    self._screen.notice(f"not sent yet, retrying: {error.message}", "yellow")
+                self._stopped.wait(backoff.delay())
+                continue
+            self.last_seq = max(self.last_seq, message.seq)
+            return
+
+    def _run(self) -> None:
+        while (text := self._lines.get()) is not None:
+            try:
+                self._send(text)
+            finally:
+                self._lines.task_done()
+
+
+class ConnectSession:
+    """One ``meshchat connect``: run it with :meth:`run`."""
+
+    def __init__(self, api: Api, chat: chat_pb2.Chat, history: int, screen: ChatScreen) -> None:
+        self._api = api
+        self._chat = chat
+        self._history = history
+        self._screen = screen
+
+    def _greet(self, user: str) -> None:
+        members = ", ".join(member.username for member in self._chat.members)
+        self._screen.notice(f"connected to {self._chat.name} as {user} · members: {members}")
+
+    def run(self) -> None:
+        """Show the history, follow the chat and send typed lines until the end of input
+        or Ctrl-C; raise the failure that ended the session early, if any."""
+        user = self._api.tokens.credentials().username
+        if self._history:
+            recent = self._api.recent_messages(self._chat.id, self._history)
+            after_seq = recent[-1].seq if recent else 0
+        else:
+            recent, after_seq = [], self._chat.last_seq
+        failure = _Failure()
+        receiver = _Receiver(self._api, self._chat.id, after_seq, self._screen, failure)
+        sender = _Sender(self._api, self._chat.id, self._screen, failure)
+        self._greet(user)
+        for message in recent:
+            self._screen.show(message)
+        receiver.start()
+        sender.start()
+        try:
+            while (line := self._screen.read_line()) is not None:
+                if line.strip():
+                    sender.submit(line)
+            sender.wait_idle()
+            receiver.wait_shown(sender.last_seq, timeout=_ECHO_WAIT)
+        except KeyboardInterrupt:
+            if failure.error is None and sender.pending():
+                self._screen.notice(f"left with {sender.pending()} message(s) not sent")
+        finally:
+            failure.close()
+            sender.stop()
+            receiver.stop()
+        if failure.error is not None:
+            raise failure.error
