@@ -51,6 +51,13 @@ kubectl config use-context "kind-${CLUSTER_NAME}"
 
 echo "installing ingress-nginx ${INGRESS_NGINX_VERSION}"
 kubectl apply -f "https://raw.githubusercontent.com/kubernetes/ingress-nginx/${INGRESS_NGINX_VERSION}/deploy/static/provider/kind/deploy.yaml"
+# The chart's Ingresses carry a configuration snippet with grpc_ssl_* directives: ingress-nginx applies
+# its proxy-ssl-* annotations to HTTP backends only, and the sidecars need the ingress's client
+# certificate on GRPCS too (ingress.clientCertificateSnippet). Allow exactly that kind of annotation.
+kubectl --namespace ingress-nginx patch configmap ingress-nginx-controller --type merge \
+    --patch '{"data":{"allow-snippet-annotations":"true","annotations-risk-level":"Critical"}}'
+kubectl --namespace ingress-nginx rollout restart deployment ingress-nginx-controller
+kubectl --namespace ingress-nginx rollout status deployment ingress-nginx-controller --timeout=300s
 kubectl wait --namespace ingress-nginx --for=condition=ready pod \
     --selector=app.kubernetes.io/component=controller --timeout=300s
 

@@ -4,6 +4,8 @@ values, and the properties every rendering must have."""
 from __future__ import annotations
 
 import base64
+import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,14 @@ def test_pod_layout(renderings: dict[str, Rendering], component: str) -> None:
     assert env["MESHCHAT_METRICS_LISTEN"]["value"].startswith("127.0.0.1:")
     assert "secretKeyRef" in env["MESHCHAT_DATABASE_URL"]["valueFrom"]
     assert [p["name"] for p in app.get("ports", [])] == [], "the app exposes no port itself"
+    # The app's probes ask its sidecar's health listener, by number (named ports are per container).
+    health = {p["name"]: p["containerPort"] for p in sidecar["ports"]}["health"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert app[probe]["httpGet"] == {"path": "/healthz", "port": health}
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    service = renderings["default"].get("Service", f"{FULLNAME}-{component}")
+    target_ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert target_ports == {"grpc-mesh": 8443, "http-metrics": 9090}
     mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
     assert "subPath" not in mounts["mesh-certs"], "a whole-directory mount, so rotation works"
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -387,6 +397,13 @@ def test_ingress_routes_by_grpc_service_over_mtls(renderings: dict[str, Renderin
             f"{NAMESPACE}/{FULLNAME}-ingress-mesh-tls"
         )
         assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-verify"] == "on"
+        # proxy-ssl-* does not reach grpc_pass: the snippet gives nginx its client certificate.
+        snippet = annotations["nginx.ingress.kubernetes.io/configuration-snippet"].splitlines()
+        pem = f"/etc/ingress-controller/ssl/{NAMESPACE}-{FULLNAME}-ingress-mesh-tls.pem"
+        assert f"grpc_ssl_certificate {pem};" in snippet
+        assert f"grpc_ssl_certificate_key {pem};" in snippet
+        assert "grpc_ssl_verify on;" in snippet
+        assert f"grpc_ssl_name {FULLNAME}-{component}.{NAMESPACE}.mesh.internal;" in snippet
         main, own = ingress["spec"]["rules"]
         assert main["host"] == "meshchat.127.0.0.1.nip.io"
         assert [p["path"] for p in main["http"]["paths"]] == services
@@ -417,4 +434,55 @@ def test_gateway_api_alternative(renderings: dict[str, Rendering]) -> None:
     route = shared.get("GRPCRoute", f"{FULLNAME}-auth")["spec"]
     assert route["parentRefs"] == [
         {"name": "shared", "namespace": "gateways", "sectionName": "https"}
+    ]
+
+
+def leaf_paths(values: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted paths of every value (a non-empty mapping is not a value itself, its keys are)."""
+    paths: set[str] = set()
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            paths |= leaf_paths(value, f"{path}.")
+        else:
+            paths.add(path)
+    return paths
+
+
+def loose_schema_objects(schema: dict[str, Any], path: str = "") -> list[str]:
+    """Objects of the values schema that accept unknown keys, and values without a description."""
+    problems: list[str] = []
+    properties = schema.get("properties")
+    if properties is not None:
+        if schema.get("additionalProperties") is not False and path != "":
+            problems.append(f"{path}: additionalProperties is not false")
+        for key, sub in properties.items():
+            child = f"{path}.{key}" if path else key
+            if "properties" not in sub and "description" not in sub:
+                problems.append(f"{child}: no description")
+            problems += loose_schema_objects(sub, child)
+    return problems
+
+
+def test_every_value_is_documented_and_the_schema_is_strict() -> None:
+    text = (CHART / "values.yaml").read_text()
+    documented = set(re.findall(r"## @param (\S+) \S", text))
+    assert leaf_paths(yaml.safe_load(text)) == documented
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+    assert loose_schema_objects(schema) == []
+
+
+def test_documentation_checks_find_gaps() -> None:
+    assert leaf_paths({"a": {"b": 1, "c": {}}, "d": []}) == {"a.b", "a.c", "d"}
+    loose = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "auth": {"type": "object", "properties": {"port": {"type": "integer"}}},
+        },
+    }
+    assert loose_schema_objects(loose) == [
+        "auth: additionalProperties is not false",
+        "auth.port: no description",
     ]

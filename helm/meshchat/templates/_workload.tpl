@@ -91,25 +91,27 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
       readOnly: true
 {{- end -}}
 
-{{/* The probes of an app container: its sidecar's /healthz, which follows the app's gRPC health check. */}}
+{{/* The probes of an app container: its sidecar's /healthz, which follows the app's gRPC health check.
+The port is a number: a named port resolves only among the probed container's own ports. */}}
 {{- define "meshchat.appProbes" -}}
+{{- $port := (index .ctx.Values .component).sidecar.health.port -}}
 startupProbe:
   httpGet:
     path: /healthz
-    port: health
+    port: {{ $port }}
   periodSeconds: 2
   failureThreshold: 90
 readinessProbe:
   httpGet:
     path: /healthz
-    port: health
+    port: {{ $port }}
   periodSeconds: 5
   timeoutSeconds: 2
   failureThreshold: 2
 livenessProbe:
   httpGet:
     path: /healthz
-    port: health
+    port: {{ $port }}
   periodSeconds: 10
   timeoutSeconds: 2
   failureThreshold: 6
@@ -191,7 +193,7 @@ spec:
             {{- with $v.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
-          {{- include "meshchat.appProbes" $ctx | nindent 10 }}
+          {{- include "meshchat.appProbes" $base | nindent 10 }}
           resources:
             {{- toYaml $v.resources | nindent 12 }}
           securityContext:
@@ -252,13 +254,14 @@ spec:
   selector:
     {{- include "meshchat.selectorLabels" . | nindent 4 }}
   ports:
+    # Numeric target ports: the ports belong to the sidecar, an init container.
     - name: grpc-mesh
       port: {{ $v.service.port }}
-      targetPort: mesh
+      targetPort: {{ $v.sidecar.inbound.port }}
       protocol: TCP
     - name: http-metrics
       port: {{ $v.service.metricsPort }}
-      targetPort: metrics
+      targetPort: {{ $v.sidecar.metrics.port }}
       protocol: TCP
 {{- end -}}
 
