@@ -133,6 +133,10 @@ def test_values_schema_rejects_bad_values(
             "edge.listener.port and edge.admin.port are both 8443",
         ),
         (
+            {"mesh": {"envoy": {"configDir": "/etc/envoy", "certDir": "/etc/envoy/certs"}}},
+            "mesh.envoy.configDir (/etc/envoy) and mesh.envoy.certDir (/etc/envoy/certs) overlap",
+        ),
+        (
             {"postgresql": {"chat": {"username": "meshchat_auth"}}},
             "must differ: each service has its own credentials",
         ),

@@ -268,7 +268,7 @@ def test_inbound_listener_requires_an_allowed_client_certificate(
     common = tls["common_tls_context"]
     assert common["tls_certificate_sds_secret_configs"][0]["sds_config"]["path_config_source"]
     validation = common["combined_validation_context"]["validation_context_sds_secret_config"]
-    assert validation["sds_config"]["path_config_source"]["path"] == "/etc/envoy/sds-ca.yaml"
+    assert validation["sds_config"]["path_config_source"]["path"] == "/etc/envoy/bootstrap/sds-ca.yaml"
 
 
 def test_sds_files_watch_the_certificate_directory(renderings: dict[str, Rendering]) -> None:
@@ -292,7 +292,7 @@ def test_chat_reaches_auth_through_an_outbound_listener_checking_auth_san(
     auth = _clusters(config)["auth"]
     endpoint = auth["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert endpoint["address"]["socket_address"] == {
-        "address": f"{FULLNAME}-auth.{NAMESPACE}.svc.cluster.local",
+        "address": f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local",
         "port_value": 8443,
     }
     tls = auth["transport_socket"]["typed_config"]

@@ -375,12 +375,14 @@ static_resources:
     {{- include "meshchat.envoy.staticCluster" (dict "name" "envoy_admin" "address" $v.sidecar.admin.address "port" $v.sidecar.admin.port "connectTimeout" $envoy.timeouts.connect) | nindent 4 }}
     {{- if eq .component "chat" }}
     {{- $authCtx := dict "ctx" $ctx "component" "auth" }}
-    {{- $authHost := default (include "meshchat.serviceHost" $authCtx) $v.sidecar.authUpstream.address }}
+    {{- $authHost := default (include "meshchat.headlessHost" $authCtx) $v.sidecar.authUpstream.address }}
     {{- $authPort := $v.sidecar.authUpstream.port | default $ctx.Values.auth.service.port }}
     # The auth service's sidecars over mTLS; only a certificate with auth's identity is accepted.
     - name: auth
       type: STRICT_DNS
       dns_lookup_family: V4_PREFERRED
+      dns_refresh_rate: 5s
+      lb_policy: LEAST_REQUEST
       connect_timeout: {{ $envoy.timeouts.connect }}
       per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
       {{- include "meshchat.envoy.upstreamHttp2" $ctx | nindent 6 }}

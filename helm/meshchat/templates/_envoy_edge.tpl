@@ -56,6 +56,8 @@ resources:
 - name: {{ .component }}
   type: STRICT_DNS
   dns_lookup_family: V4_PREFERRED
+  dns_refresh_rate: 5s
+  lb_policy: LEAST_REQUEST
   connect_timeout: {{ $envoy.timeouts.connect }}
   per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
   {{- include "meshchat.envoy.upstreamHttp2" $ctx | nindent 2 }}
@@ -74,7 +76,7 @@ resources:
           - endpoint:
               address:
                 socket_address:
-                  address: {{ default (include "meshchat.serviceHost" $base) $up.address | quote }}
+                  address: {{ default (include "meshchat.headlessHost" $base) $up.address | quote }}
                   port_value: {{ $up.port | default $svc.service.port }}
 {{- end -}}
 

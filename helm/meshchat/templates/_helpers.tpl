@@ -89,14 +89,6 @@ annotations:
 {{- end -}}
 {{- end -}}
 
-{{/* imagePullSecrets of every pod. */}}
-{{- define "meshchat.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end -}}
-
 {{/* The pod-level security context ("restricted" Pod Security Standard). */}}
 {{- define "meshchat.podSecurityContext" -}}
 runAsNonRoot: true
@@ -131,6 +123,11 @@ seccompProfile:
 {{/* The fully qualified DNS name of a component's Service: (dict "ctx" $ "component" "auth"). */}}
 {{- define "meshchat.serviceHost" -}}
 {{- printf "%s.%s.svc.%s" (include "meshchat.componentName" .) (include "meshchat.namespace" .ctx) .ctx.Values.clusterDomain -}}
+{{- end -}}
+
+{{/* The DNS name of a component's headless Service, which resolves to every ready pod. */}}
+{{- define "meshchat.headlessHost" -}}
+{{- printf "%s-headless.%s.svc.%s" (include "meshchat.componentName" .) (include "meshchat.namespace" .ctx) .ctx.Values.clusterDomain -}}
 {{- end -}}
 
 {{/* The DNS SANs of a component's mesh certificate, as a YAML list: identity first, then the Service names for servers. */}}
@@ -230,6 +227,14 @@ Checks of values that the schema cannot express. Each failure names the values t
 {{- end -}}
 {{- if le (int $v.terminationGracePeriodSeconds) (int $v.gracePeriodSeconds) -}}
 {{- $errors = append $errors (printf "%s.terminationGracePeriodSeconds (%v) must exceed %s.gracePeriodSeconds (%v), or Kubernetes kills the service before it has stopped" $component $v.terminationGracePeriodSeconds $component $v.gracePeriodSeconds) -}}
+{{- end -}}
+{{- end -}}
+{{- $dirs := list (list "mesh.envoy.configDir" .Values.mesh.envoy.configDir) (list "mesh.envoy.certDir" .Values.mesh.envoy.certDir) (list "edge.tlsDir" .Values.edge.tlsDir) -}}
+{{- range $a := $dirs -}}
+{{- range $b := $dirs -}}
+{{- if and (ne (index $a 0) (index $b 0)) (or (eq (index $a 1) (index $b 1)) (hasPrefix (printf "%s/" (trimSuffix "/" (index $a 1))) (index $b 1))) -}}
+{{- $errors = append $errors (printf "%s (%s) and %s (%s) overlap: each is a volume of its own, mount them side by side" (index $a 0) (index $a 1) (index $b 0) (index $b 1)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if .Values.edge.enabled -}}

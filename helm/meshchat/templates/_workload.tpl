@@ -156,7 +156,10 @@ spec:
       serviceAccountName: {{ include "meshchat.serviceAccountName" $base }}
       automountServiceAccountToken: false
       enableServiceLinks: false
-      {{- include "meshchat.imagePullSecrets" $ctx | nindent 6 }}
+      {{- if $ctx.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml $ctx.Values.imagePullSecrets | nindent 8 }}
+      {{- end }}
       {{- with $v.priorityClassName }}
       priorityClassName: {{ . }}
       {{- end }}
@@ -262,6 +265,27 @@ spec:
     - name: http-metrics
       port: {{ $v.service.metricsPort }}
       targetPort: {{ $v.sidecar.metrics.port }}
+      protocol: TCP
+{{- end -}}
+
+{{/* A headless Service with the same ports: its DNS name lists every ready pod, so that Envoy
+(chat's outbound cluster, the edge) balances requests and streams across pods instead of sending
+them all down one HTTP/2 connection to one ClusterIP. */}}
+{{- define "meshchat.headlessService" -}}
+{{- $v := index .ctx.Values .component -}}
+apiVersion: v1
+kind: Service
+metadata:
+  {{- include "meshchat.metadata" (dict "ctx" .ctx "component" .component "name" (printf "%s-headless" (include "meshchat.componentName" .))) | nindent 2 }}
+spec:
+  type: ClusterIP
+  clusterIP: None
+  selector:
+    {{- include "meshchat.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: grpc-mesh
+      port: {{ $v.service.port }}
+      targetPort: {{ $v.sidecar.inbound.port }}
       protocol: TCP
 {{- end -}}
 
