@@ -268,7 +268,9 @@ def test_inbound_listener_requires_an_allowed_client_certificate(
     common = tls["common_tls_context"]
     assert common["tls_certificate_sds_secret_configs"][0]["sds_config"]["path_config_source"]
     validation = common["combined_validation_context"]["validation_context_sds_secret_config"]
-    assert validation["sds_config"]["path_config_source"]["path"] == "/etc/envoy/bootstrap/sds-ca.yaml"
+    assert (
+        validation["sds_config"]["path_config_source"]["path"] == "/etc/envoy/bootstrap/sds-ca.yaml"
+    )
 
 
 def test_sds_files_watch_the_certificate_directory(renderings: dict[str, Rendering]) -> None:
