@@ -7,6 +7,7 @@ import click
 from meshchat_chat.config import AuthzMode, ChatConfig
 from meshchat_runtime.cli import run_service, server_options, server_settings
 from meshchat_runtime.settings import (
+    ConfigError,
     parse_database_url,
     parse_duration,
     parse_host_port,
@@ -29,8 +30,7 @@ def cli() -> None:
 @click.option(
     "--database-pool-size",
     envvar="MESHCHAT_DATABASE_POOL_SIZE",
-    default=10,
-    type=int,
+    default="10",
     show_default=True,
     show_envvar=True,
     help="PostgreSQL connections in the pool (the LISTEN connection comes on top).",
@@ -49,7 +49,6 @@ def cli() -> None:
     default="local",
     show_default=True,
     show_envvar=True,
-    type=click.Choice([m.value for m in AuthzMode], case_sensitive=False),
     help="local: verify access tokens here against the auth service's JWKS (fast, survives an "
     "auth outage; a revoked token stays valid until it expires). remote: ask the auth "
     "service's Access API on every call, caching each answer briefly.",
@@ -105,8 +104,7 @@ def cli() -> None:
 @click.option(
     "--max-message-length",
     envvar="MESHCHAT_MAX_MESSAGE_LENGTH",
-    default=4096,
-    type=int,
+    default="4096",
     show_default=True,
     show_envvar=True,
     help="Longest message text, in characters.",
@@ -122,8 +120,7 @@ def cli() -> None:
 @click.option(
     "--stream-queue-size",
     envvar="MESHCHAT_STREAM_QUEUE_SIZE",
-    default=256,
-    type=int,
+    default="256",
     show_default=True,
     show_envvar=True,
     help="Messages queued per Connect stream; a stream that falls further behind catches up "
@@ -163,9 +160,9 @@ def _config(options: dict[str, str]) -> ChatConfig:
             max_connection_age=o["max_connection_age"],
         ),
         database=parse_database_url(o["database_url"]),
-        database_pool_size=int(o["database_pool_size"]),
+        database_pool_size=_integer(o["database_pool_size"], "MESHCHAT_DATABASE_POOL_SIZE"),
         auth_addr=parse_host_port(o["auth_addr"], "MESHCHAT_AUTH_ADDR"),
-        authz_mode=AuthzMode(o["authz_mode"].lower()),
+        authz_mode=_authz_mode(o["authz_mode"]),
         issuer=o["issuer"],
         audience=o["audience"],
         jwks_refresh_interval=parse_duration(
@@ -176,14 +173,29 @@ def _config(options: dict[str, str]) -> ChatConfig:
         ),
         jwks_max_age=parse_duration(o["jwks_max_age"], "MESHCHAT_JWKS_MAX_AGE"),
         authz_cache_ttl=parse_duration(o["authz_cache_ttl"], "MESHCHAT_AUTHZ_CACHE_TTL"),
-        max_message_length=int(o["max_message_length"]),
+        max_message_length=_integer(o["max_message_length"], "MESHCHAT_MAX_MESSAGE_LENGTH"),
         heartbeat_interval=parse_duration(o["heartbeat_interval"], "MESHCHAT_HEARTBEAT_INTERVAL"),
-        stream_queue_size=int(o["stream_queue_size"]),
+        stream_queue_size=_integer(o["stream_queue_size"], "MESHCHAT_STREAM_QUEUE_SIZE"),
         listen_check_interval=parse_duration(
             o["listen_check_interval"], "MESHCHAT_LISTEN_CHECK_INTERVAL"
         ),
         log_level=o["log_level"],
     )
+
+
+def _integer(value: str, setting: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{setting}: expected a whole number, got {value!r}") from None
+
+
+def _authz_mode(value: str) -> AuthzMode:
+    try:
+        return AuthzMode(value.strip().lower())
+    except ValueError:
+        choices = " or ".join(m.value for m in AuthzMode)
+        raise ConfigError(f"MESHCHAT_AUTHZ_MODE: expected {choices}, got {value!r}") from None
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ class JwksCache:
     """The auth service's public keys by ``kid``, fetched over gRPC and refreshed.
 
     Keys are refreshed every ``refresh_interval`` and, when a token names an unknown
-    ``kid``, at most once per ``min_refetch_interval``. When a fetch fails the cached keys
+    ``kid``, again, at most once per ``min_refetch_interval``. When a fetch fails the cached keys
     stay in use for up to ``max_age`` after the last successful fetch, so tokens keep being
     accepted while the auth service is down.
     """
@@ -61,6 +61,7 @@ class JwksCache:
         self._keys: dict[str, EllipticCurvePublicKey] = {}
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
+        self._refetched_at: float | None = None
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -77,34 +78,36 @@ class JwksCache:
         return self._fetched_at is not None and self._clock() - self._fetched_at <= self._max_age
 
     async def start(self) -> None:
-        """Fetch the keys (a failure is logged: tokens are refused until a fetch succeeds)
-        and keep refreshing them in the background."""
-        await self.refresh()
+        """Fetch the keys now and then every ``refresh_interval``, in the background; until
+        the first fetch succeeds, tokens are refused (UNAVAILABLE)."""
         self._task = asyncio.create_task(self._refresh_periodically(), name="jwks refresh")
 
     async def stop(self) -> None:
         """Stop refreshing."""
         self._stopping.set()
         if self._task is not None:
-            await self._task
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     async def _refresh_periodically(self) -> None:
         while not self._stopping.is_set():
+            await self.refresh()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._refresh_interval)
-            if not self._stopping.is_set():
-                await self.refresh()
 
     async def refresh_for_unknown_kid(self) -> bool:
-        """Fetch again because a token named an unknown key, unless a fetch was attempted
+        """Fetch again because a token named an unknown key, unless such a fetch was made
         within ``min_refetch_interval``. True when the key set was fetched just now (by
         this call or by one it waited for)."""
         attempted = self._attempted_at
         async with self._lock:
             if self._attempted_at != attempted:
                 return self._fetched_at == self._attempted_at
-            if attempted is not None and self._clock() - attempted < self._min_refetch_interval:
+            last = self._refetched_at
+            if last is not None and self._clock() - last < self._min_refetch_interval:
                 return False
+            self._refetched_at = self._clock()
             return await self._fetch()
 
     async def refresh(self) -> bool:
@@ -116,7 +119,10 @@ class JwksCache:
         now = self._clock()
         self._attempted_at = now
         try:
-            jwks = await self._stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
+            # wait_for_ready: right after an outage the channel may still be reconnecting.
+            jwks = await self._stub.GetJwks(
+                auth_pb2.GetJwksRequest(), timeout=self._timeout, wait_for_ready=True
+            )
         except grpc.aio.AioRpcError as exc:
             log.warning(
                 "cannot fetch the auth service's keys; keeping the cached ones",

@@ -23,6 +23,13 @@ from meshchat_runtime.tokens import TokenVerifier
 
 __all__ = ["ChatApp", "build_server"]
 
+# Reconnect to the auth service within a couple of seconds after an outage (gRPC's default
+# backoff grows to two minutes).
+AUTH_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 
 
@@ -40,12 +47,17 @@ class ChatApp:
     listener: PostgresListener | None
 
     async def start(self) -> None:
-        """Fetch the keys, start listening, bind and serve."""
-        if self.jwks is not None:
-            await self.jwks.start()
-        if self.listener is not None:
-            await self.listener.start()
-        await self.server.start()
+        """Fetch the keys, start listening, bind and serve; on failure (a port in use),
+        release everything before raising, so that the process can exit."""
+        try:
+            if self.jwks is not None:
+                await self.jwks.start()
+            if self.listener is not None:
+                await self.listener.start()
+            await self.server.start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop serving (in-flight RPCs get ``grace`` seconds), then release everything."""
@@ -72,7 +84,7 @@ async def build_server(
 ) -> ChatApp:
     """Wire the chat service from its configuration. Opens the store; binds nothing yet."""
     store = await open_store(config.database, pool_size=config.database_pool_size)
-    auth_channel = grpc.aio.insecure_channel(str(config.auth_addr))
+    auth_channel = grpc.aio.insecure_channel(str(config.auth_addr), options=AUTH_CHANNEL_OPTIONS)
     jwks: JwksCache | None = None
     authenticator: Authenticator
     if config.authz_mode is AuthzMode.LOCAL:

@@ -67,8 +67,8 @@ class ChatConfig:
             (self.jwks_refresh_interval > 0, "MESHCHAT_JWKS_REFRESH_INTERVAL: must be positive"),
             (self.jwks_max_age > 0, "MESHCHAT_JWKS_MAX_AGE: must be positive"),
             (self.listen_check_interval > 0, "MESHCHAT_LISTEN_CHECK_INTERVAL: must be positive"),
-            (bool(self.issuer), "MESHCHAT_ISSUER: must not be empty"),
-            (bool(self.audience), "MESHCHAT_AUDIENCE: must not be empty"),
+            (bool(self.issuer.strip()), "MESHCHAT_ISSUER: must not be empty"),
+            (bool(self.audience.strip()), "MESHCHAT_AUDIENCE: must not be empty"),
         )
         for ok, problem in checks:
             if not ok:
