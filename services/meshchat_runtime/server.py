@@ -50,6 +50,9 @@ def _check_bindable(address: HostPort, setting: str) -> None:
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As grpc's own listener does: connections of the previous run that wait in
+            # TIME_WAIT must not stop a restart; a live listener still makes the bind fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((address.host, address.port))
     except OSError as exc:
         raise ConfigError(f"{setting}: cannot listen on {address}: {exc.strerror}") from None
