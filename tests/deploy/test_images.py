@@ -83,35 +83,65 @@ def test_image_rules_catch_a_bad_dockerfile() -> None:
     assert any(p.startswith("the final stage copies more") for p in problems)
 
 
-def test_install_step_matches_the_makefile() -> None:
-    makefile = (REPO_ROOT / "Makefile").read_text()
-    assert "pip install --quiet -c constraints.txt -e '.[dev]'" in makefile
-    constraints = {
-        line.split("==")[0].lower().replace("_", "-")
-        for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
-        if "==" in line
-    }
-    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+def _names(lines: list[str]) -> set[str]:
+    return {line.split("==")[0].lower().replace("_", "-") for line in lines if "==" in line}
+
+
+def runtime_dependencies(pyproject: str) -> set[str]:
+    """The names in [project] dependencies of a pyproject.toml."""
     block = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
-    runtime = {
+    return {
         re.split(r"[\[<>=]", dep.strip().strip('",'))[0].lower().replace("_", "-")
         for dep in block.splitlines()
         if dep.strip().startswith('"')
     }
+
+
+def unpinned(pyproject: str, constraints: str) -> set[str]:
+    """Runtime dependencies that constraints.txt does not pin (the image would float them)."""
+    return runtime_dependencies(pyproject) - _names(constraints.splitlines())
+
+
+def dockerignore_problems(dockerignore: str, dockerfiles: list[str]) -> list[str]:
+    """Paths the Dockerfiles COPY that .dockerignore keeps out of the build context, and
+    whether the context is an allow-list at all."""
+    rules = [line for line in dockerignore.splitlines() if line and not line.startswith("#")]
+    if not rules or rules[0] != "*":
+        return ["the build context is not an allow-list (first rule is not '*')"]
+    allowed = {rule[1:] for rule in rules if rule.startswith("!")}
+    problems = []
+    for text in dockerfiles:
+        for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
+            problems += [
+                f"COPY {path} is excluded" for path in source.split() if path not in allowed
+            ]
+    return problems
+
+
+def test_install_step_matches_the_makefile() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "pip install --quiet -c constraints.txt -e '.[dev]'" in makefile
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    assert runtime_dependencies(pyproject)
     # The image installs with the same pins as `make`, so every runtime dependency is pinned.
-    assert runtime
-    assert runtime <= constraints, runtime - constraints
+    assert unpinned(pyproject, (REPO_ROOT / "constraints.txt").read_text()) == set()
+
+
+def test_unpinned_dependencies_are_found() -> None:
+    pyproject = 'dependencies = [\n    "grpcio>=1.70",\n    "PyJWT[crypto]>=2.10",\n]\n'
+    assert unpinned(pyproject, "grpcio==1.85.3\n") == {"pyjwt"}
 
 
 def test_dockerignore_lets_the_build_see_only_what_it_needs() -> None:
-    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
-    rules = [line for line in lines if line and not line.startswith("#")]
-    assert rules[0] == "*"
-    allowed = {rule[1:] for rule in rules if rule.startswith("!")}
+    dockerignore = (REPO_ROOT / ".dockerignore").read_text()
+    allowed = {line[1:] for line in dockerignore.splitlines() if line.startswith("!")}
     assert allowed == {"pyproject.toml", "constraints.txt", "README.md", "services/", "client/"}
-    for service in SERVICES:
-        for source in re.findall(
-            r"^COPY (?!--from)(.+) \S+$", dockerfile(service).read_text(), re.MULTILINE
-        ):
-            for path in source.split():
-                assert path in allowed, f"{service}: COPY {path} is excluded by .dockerignore"
+    dockerfiles = [dockerfile(service).read_text() for service in SERVICES]
+    assert dockerignore_problems(dockerignore, dockerfiles) == []
+
+
+def test_dockerignore_check_finds_excluded_sources() -> None:
+    assert dockerignore_problems("*\n!services/\n", ["COPY pyproject.toml ./\n"]) == [
+        "COPY pyproject.toml is excluded"
+    ]
+    assert dockerignore_problems(".git\n", []) != []

@@ -126,6 +126,16 @@ def test_the_chart_accepts_skaffolds_values(
     assert images == {"meshchat-auth:0f3a9c1d", "meshchat-chat:7b2e4d6a"}
 
 
+def test_the_chart_rejects_a_value_skaffold_might_misspell(
+    helm: Path, skaffold: dict[str, Any]
+) -> None:
+    (release,) = copy.deepcopy(skaffold["deploy"]["helm"]["releases"])
+    release["setValues"]["auth.image.pullPolcy"] = "IfNotPresent"
+    result = helm_template(helm, None, *_release_values(release))
+    assert result.returncode != 0
+    assert "pullPolcy" in result.stderr
+
+
 def test_port_forwards_name_rendered_services(
     skaffold: dict[str, Any], renderings: dict[str, Rendering]
 ) -> None:
