@@ -6,8 +6,9 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import grpc
+
+from meshchat_cli.errors import CliError, ExitCode
 
 __all__ = [
     "DEFAULT_AUTH_ADDRESS",
@@ -56,7 +57,7 @@ def _split_address(value: str, option: str) -> str:
     """Check HOST:PORT (or [v6]:PORT) and return the host."""
     host, sep, port = value.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.UsageError(f"{option}: expected HOST:PORT, got {value!r}")
+        raise CliError(f"{option}: expected HOST:PORT, got {value!r}", ExitCode.USAGE)
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
@@ -85,7 +86,9 @@ def resolve_endpoints(
     is given; ``--insecure`` turns it off.
     """
     if insecure and (ca_file is not None or server_name):
-        raise click.UsageError("--insecure cannot be combined with --ca-file or --server-name")
+        raise CliError(
+            "--insecure cannot be combined with --ca-file or --server-name", ExitCode.USAGE
+        )
 
     def endpoint(service: str, explicit: str | None, default: str) -> Endpoint:
         option = f"--{service}-addr" if explicit else "--server"
@@ -117,8 +120,8 @@ def open_channel(endpoint: Endpoint) -> grpc.Channel:
         try:
             root_certificates = endpoint.ca_file.read_bytes()
         except OSError as exc:
-            raise click.UsageError(
-                f"--ca-file: cannot read {endpoint.ca_file}: {exc.strerror}"
+            raise CliError(
+                f"--ca-file: cannot read {endpoint.ca_file}: {exc.strerror}", ExitCode.USAGE
             ) from None
     if endpoint.server_name:
         # The name checked against the certificate, and the :authority that an ingress

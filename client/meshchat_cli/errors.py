@@ -10,11 +10,13 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import click
 import grpc
+import typer
 
-from meshchat_cli.endpoints import Endpoint
+if TYPE_CHECKING:
+    from meshchat_cli.endpoints import Endpoint
 
 __all__ = ["TRANSIENT", "CliError", "ExitCode", "rpc_failure"]
 
@@ -71,13 +73,13 @@ class CliError(Exception):
 
     def show(self) -> None:
         """Print the one line to standard error (red on a terminal)."""
-        click.echo(f"{click.style('error:', fg='red', bold=True)} {self.message}", err=True)
+        typer.echo(f"{typer.style('error:', fg='red', bold=True)} {self.message}", err=True)
 
 
 def _unreachable_reason(details: str) -> str | None:
     """A short cause of a transport failure, or None when the server itself answered."""
     text = details.lower()
-    if "handshake" in text or "ssl" in text or "tls" in text or "certificate" in text:
+    if any(word in text for word in ("handshake", "ssl", "tls", "certificate", "verif")):
         return "TLS handshake failed"
     if "connection refused" in text:
         return "connection refused"

@@ -1,4 +1,4 @@
-"""The global options, kept on the click context, and the Api built from them."""
+"""The global options, kept on the command context, and the Api built from them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from meshchat_cli.api import Api
@@ -38,9 +37,7 @@ class GlobalOptions:
 
 def open_api(ctx: typer.Context) -> Api:
     """The services as the global options describe them; use it in a ``with`` block."""
-    options = ctx.find_object(GlobalOptions)
-    if options is None:
-        raise click.UsageError("meshchat's global options are missing")
+    options: GlobalOptions = ctx.obj
     endpoints = resolve_endpoints(
         server=options.server,
         auth_addr=options.auth_addr,

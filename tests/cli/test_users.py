@@ -1,0 +1,82 @@
+"""user list|get|update|delete, as an admin and as a user."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.cli.conftest import Stack
+from tests.support.cli import PASSWORD, Cli, unique_name
+from tests.support.processes import VENV_BIN
+
+
+def _new_admin(cli: Cli, stack: Stack) -> str:
+    """An admin made with ``meshchat-auth create-admin``, logged in."""
+    admin = unique_name("root")
+    subprocess.run(
+        [str(VENV_BIN / "meshchat-auth"), "create-admin", "--username", admin, "--password-stdin"],
+        input=f"{PASSWORD}\n",
+        cwd=stack.workdir,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    cli.login(admin)
+    return admin
+
+
+def test_an_admin_lists_gets_updates_and_deletes_users(cli: Cli, shared_stack: Stack) -> None:
+    alice = unique_name("alice")
+    cli.register(alice)
+    admin = _new_admin(cli, shared_stack)
+
+    rows = [line.split("\t") for line in cli.ok("user", "list").splitlines()]
+    by_name = {row[1]: row for row in rows}
+    assert by_name[admin][2] == "admin"
+    assert by_name[alice][2] == "user"
+    alice_id = by_name[alice][0]
+
+    out = cli.ok("user", "get", alice)
+    assert f"id: {alice_id}" in out
+    assert f"username: {alice}" in cli.ok("user", "get", alice_id)
+
+    out = cli.ok("user", "update", alice, "--email", f"{alice}@example.org", "--role", "admin")
+    assert f"updated {alice} (role admin)" in out
+    assert f"email: {alice}@example.org" in cli.ok("user", "get", alice)
+
+    assert f"deleted user {alice}" in cli.ok("user", "delete", alice, "--yes")
+    assert cli.run("user", "get", alice).returncode == 4
+    result = cli.run("login", alice, "--password-stdin", input=f"{PASSWORD}\n")
+    assert result.returncode == 3
+
+
+def test_a_user_may_not_list_users_or_promote_themselves(cli: Cli) -> None:
+    alice = cli.new_user("alice")
+
+    result = cli.run("user", "list")
+    assert result.returncode == 5
+    assert result.stderr.strip() == (
+        "error: cannot list the users: role USER may not call "
+        "/meshchat.auth.v1.UserService/ListUsers; ask an admin"
+    )
+    result = cli.run("user", "update", alice, "--role", "admin")
+    assert result.returncode == 5
+    assert "only an admin may change a role" in result.stderr
+
+
+def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> None:
+    alice = cli.new_user("alice")
+    new_password = "a brand new password"
+    cli.ok("user", "update", alice, "--password-stdin", input=f"{new_password}\n")
+    result = cli.run("login", alice, "--password-stdin", input=f"{PASSWORD}\n")
+    assert result.returncode == 3
+    cli.login(alice, new_password)
+
+    result = cli.run("user", "update", alice)
+    assert result.returncode == 2
+    assert "give --email, --password or --role" in result.stderr
+
+    assert f"deleted user {alice}" in cli.ok("user", "delete", alice, "--yes")
+    result = cli.run("whoami")
+    assert result.returncode == 3
+    assert "not logged in" in result.stderr
