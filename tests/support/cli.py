@@ -188,6 +188,9 @@ class Terminal:
         self, condition: Callable[[Terminal], bool], what: str, timeout: float = 30.0
     ) -> None:
         """Read output until ``condition(self)`` holds; fail after ``timeout`` seconds."""
+        # What an earlier pexpect ``expect`` read past its match waits in its buffer.
+        self.raw += self.child.buffer
+        self.child.buffer = ""
         deadline = time.monotonic() + timeout
         while not condition(self):
             remaining = deadline - time.monotonic()
