@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,35 @@ def test_dockerignore_check_finds_excluded_sources() -> None:
         "COPY pyproject.toml is excluded"
     ]
     assert dockerignore_problems(".git\n", []) != []
+
+
+_IMPORT_ALL = """
+import importlib, pkgutil, sys
+for blocked in sys.argv[2:]:
+    sys.modules[blocked] = None  # what the image deletes cannot be imported
+package = importlib.import_module(sys.argv[1])
+for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+    importlib.import_module(module.name)
+"""
+
+
+def import_without(package: str, blocked: list[str]) -> tuple[bool, str]:
+    """Import every module of ``package`` in a fresh interpreter in which ``blocked`` packages
+    cannot be imported: whether that worked, and the error."""
+    result = run([sys.executable, "-c", _IMPORT_ALL, package, *blocked])
+    return result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_a_service_runs_without_what_its_image_leaves_out(service: str) -> None:
+    # The image keeps only this service, meshchat_runtime and the generated `meshchat` package.
+    ok, error = import_without(
+        f"meshchat_{service}", [f"meshchat_{SERVICES[service]}", "meshchat_cli"]
+    )
+    assert ok, error
+
+
+def test_the_import_check_notices_a_missing_package() -> None:
+    ok, error = import_without("meshchat_auth", ["meshchat_runtime"])
+    assert not ok
+    assert "meshchat_runtime" in error
