@@ -129,7 +129,8 @@ class _Receiver:
         self._backoff.reset()
         self._refreshed = False
 
-    def _follow(self, token: str) -> None:
+    def _follow(self, token: str) -> str:
+        """Show the stream's messages until it ends; why it ended."""
         with self._shown:
             call = self._call = self._api.connect(self._chat_id, self._last_seq, token)
         if self._stopped.is_set():
@@ -137,15 +138,21 @@ class _Receiver:
         for event in call:
             kind = event.WhichOneof("event")
             if kind == "message":
+                if event.message.seq > self._last_seq + 1:
+                    # Never skip one: reopen after the last message shown, and the server
+                    # replays what is missing.
+                    call.cancel()
+                    return f"message {self._last_seq + 1} was missing"
                 self._show(event.message)
             elif kind == "caught_up":
                 self._caught_up()
+        return "the server ended the stream"
 
     def _attempt(self) -> str | None:
         """Follow one stream until it ends; why it ended, or None to reopen it at once."""
         token = self._api.tokens.access_token()
         try:
-            self._follow(token)
+            return self._follow(token)
         except grpc.RpcError as error:
             code = error.code()
             if self._stopped.is_set() or code is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -160,7 +167,6 @@ class _Receiver:
                     error, self._api.endpoints.chat, "follow the chat", MEMBERS_ONLY
                 ) from None
             return code.name.lower().replace("_", " ")
-        return "the server ended the stream"
 
     def _run(self) -> None:
         while not self._stopped.is_set():
