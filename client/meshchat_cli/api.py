@@ -85,11 +85,9 @@ class Api:
         endpoints: Endpoints,
         store: CredentialStore,
         username: str | None,
-        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.endpoints = endpoints
         self._store = store
-        self._timeout = timeout
         self._channels: dict[str, grpc.Channel] = {}
         self._channels_lock = threading.Lock()
         self.tokens = TokenSource(store, endpoints.auth, username, self._refresh)
@@ -138,7 +136,7 @@ class Api:
     ) -> ResponseT:
         try:
             return method(
-                request, timeout=self._timeout, metadata=_bearer(token) if token else None
+                request, timeout=DEFAULT_TIMEOUT, metadata=_bearer(token) if token else None
             )
         except grpc.RpcError as error:
             raise rpc_failure(error, endpoint, action, hints) from None
@@ -153,7 +151,7 @@ class Api:
     ) -> ResponseT:
         token = self.tokens.access_token()
         try:
-            return method(request, timeout=self._timeout, metadata=_bearer(token))
+            return method(request, timeout=DEFAULT_TIMEOUT, metadata=_bearer(token))
         except grpc.RpcError as error:
             if error.code() is not grpc.StatusCode.UNAUTHENTICATED:
                 raise rpc_failure(error, endpoint, action, hints) from None
@@ -162,7 +160,7 @@ class Api:
 
     def _refresh(self, refresh_token: str) -> auth_pb2.TokenPair:
         return self._auth().Refresh(
-            auth_pb2.RefreshRequest(refresh_token=refresh_token), timeout=self._timeout
+            auth_pb2.RefreshRequest(refresh_token=refresh_token), timeout=DEFAULT_TIMEOUT
         )
 
     # Accounts -----------------------------------------------------------------------------
