@@ -477,6 +477,12 @@ def test_every_value_is_documented_and_the_schema_is_strict() -> None:
     assert loose_schema_objects(schema) == []
 
 
+def test_chart_readme_lists_every_parameter() -> None:
+    documented = re.findall(r"## @param (\S+) \S", (CHART / "values.yaml").read_text())
+    listed = re.findall(r"^\| `([^`]+)` \|", (CHART / "README.md").read_text(), re.MULTILINE)
+    assert listed == documented
+
+
 def test_documentation_checks_find_gaps() -> None:
     assert leaf_paths({"a": {"b": 1, "c": {}}, "d": []}) == {"a.b", "a.c", "d"}
     loose = {

