@@ -104,7 +104,7 @@ def _apply_patches(config: dict[str, Any], patches: list[dict[str, Any]]) -> dic
     return patched
 
 
-@pytest.mark.parametrize("profile", [None, "fast", "cert-manager"])
+@pytest.mark.parametrize("profile", [None, "fast", "cert-manager", "edge"])
 def test_the_chart_accepts_skaffolds_values(
     helm: Path, skaffold: dict[str, Any], profile: str | None
 ) -> None:
@@ -120,7 +120,7 @@ def test_the_chart_accepts_skaffolds_values(
     images = {
         c["image"]
         for d in docs
-        if d["kind"] == "Deployment"
+        if d["kind"] == "Deployment" and d["metadata"]["name"] in ("meshchat-auth", "meshchat-chat")
         for c in d["spec"]["template"]["spec"]["containers"]
     }
     assert images == {"meshchat-auth:0f3a9c1d", "meshchat-chat:7b2e4d6a"}
