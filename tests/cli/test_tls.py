@@ -2,55 +2,21 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from meshchat.auth.v1 import users_pb2
 from meshchat_cli.endpoints import resolve_endpoints
 from meshchat_cli.errors import CliError
+from tests.support.certs import make_server_certificate
 from tests.support.cli import Cli
 from tests.support.processes import free_port
 
 SERVER_NAME = "meshchat.test"
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name,
-    signer: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
-        )
-    return builder.sign(signer, hashes.SHA256())
-
-
-def _pem(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(serialization.Encoding.PEM)
 
 
 def _sign_up(request: users_pb2.CreateUserRequest, context: grpc.ServicerContext) -> users_pb2.User:
@@ -62,18 +28,7 @@ def _sign_up(request: users_pb2.CreateUserRequest, context: grpc.ServicerContext
 def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A gRPC server with a certificate for meshchat.test from a private CA; its address
     and the CA's PEM file."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshchat test CA")])
-    ca = _certificate("meshchat test CA", ca_key, ca_name, ca_key, ca=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    certificate = _certificate(SERVER_NAME, key, ca_name, ca_key, ca=False)
-    ca_file = tmp_path / "ca.pem"
-    ca_file.write_bytes(_pem(ca))
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    files = make_server_certificate(tmp_path / "tls", SERVER_NAME)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     handler = grpc.unary_unary_rpc_method_handler(
         _sign_up,
@@ -88,9 +43,10 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         )
     )
     address = f"127.0.0.1:{free_port()}"
-    server.add_secure_port(address, grpc.ssl_server_credentials([(key_pem, _pem(certificate))]))
+    key_and_chain = (files.key_file.read_bytes(), files.certificate_file.read_bytes())
+    server.add_secure_port(address, grpc.ssl_server_credentials([key_and_chain]))
     server.start()
-    yield address, ca_file
+    yield address, files.ca_file
     server.stop(grace=None)
 
 
