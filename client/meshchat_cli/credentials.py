@@ -101,7 +101,11 @@ class CredentialStore:
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise self._damaged(exc.strerror or str(exc)) from None
+            raise CliError(
+                f"cannot read the credentials file {self.path} ({exc.strerror}); check its "
+                "owner and mode",
+                ExitCode.NOT_LOGGED_IN,
+            ) from None
         try:
             document = json.loads(text)
             return {

@@ -160,3 +160,16 @@ def test_a_revoked_login_says_to_log_in_again_and_is_forgotten(cli: Cli) -> None
     assert alice not in json.loads(cli.credentials_path().read_text())["servers"].get(
         cli.auth_address, {}
     )
+
+
+def test_a_damaged_credentials_file_says_what_to_do(cli: Cli) -> None:
+    cli.new_user("alice")
+    cli.credentials_path().write_text("{not json")
+
+    result = cli.run("whoami")
+
+    assert result.returncode == 3
+    assert result.stderr.startswith(
+        f"error: the credentials file {cli.credentials_path()} is damaged (JSONDecodeError: "
+    )
+    assert result.stderr.strip().endswith("delete it and log in again")
