@@ -34,7 +34,7 @@ proto: $(STAMP) ## Regenerate the Python code in services/meshchat from proto/.
 lint: $(STAMP) ## ruff and mypy --strict.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy services client tests scripts
+	$(BIN)/mypy services client tests scripts benchmarks
 
 .PHONY: test
 test: lint tools ## The whole suite: lint, types, unit, both storage backends, deployment checks, end to end.

@@ -192,22 +192,15 @@ class GrpcServer:
         """Return when the server has stopped."""
         await self._server.wait_for_termination()
 
-    async def run_until_signalled(
-        self, on_stop: Callable[[], Awaitable[None]] | None = None
-    ) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully and run ``on_stop``."""
+    async def run_until_signalled(self, on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully and run ``on_stop``. Signals
+        that arrive while stopping are absorbed, not fatal."""
         loop = asyncio.get_running_loop()
         received = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, received.set)
-        try:
-            await received.wait()
-            log.info(
-                "signal received: stopping", extra={"grace_seconds": self.settings.grace_period}
-            )
-            await self.stop()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            if on_stop is not None:
-                await on_stop()
+        await received.wait()
+        log.info("signal received: stopping", extra={"grace_seconds": self.settings.grace_period})
+        await self.stop()
+        if on_stop is not None:
+            await on_stop()

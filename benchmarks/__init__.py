@@ -1,0 +1,1 @@
+"""meshchat's benchmarks (``make bench``): throughput, fan-out latency, stream memory."""
