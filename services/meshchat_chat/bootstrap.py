@@ -120,11 +120,12 @@ async def build_server(
         tracer_provider=tracer_provider,
     )
     server.registry.register(HubCollector(hub))
-    server.add_dependency(store.ping)
     listener: PostgresListener | None = None
     if config.database.dialect == "postgresql":
         listener = PostgresListener(
             config.database.url, hub, check_interval=config.listen_check_interval
         )
+        # First: it answers at once, while a ping of a lost database waits for its timeout.
         server.add_dependency(listener.probe)
+    server.add_dependency(store.ping)
     return ChatApp(config, server, store, hub, chats, auth_channel, jwks, listener)

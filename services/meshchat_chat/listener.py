@@ -35,7 +35,7 @@ class PostgresListener:
         *,
         check_interval: float = 5.0,
         min_retry: float = 0.2,
-        max_retry: float = 5.0,
+        max_retry: float = 2.0,
     ) -> None:
         self._url = url
         self._hub = hub

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -230,21 +230,20 @@ class ChatService:
 
     async def connect(
         self, caller: Caller, chat_id: str, after_seq: int
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """The chat's messages after ``after_seq``: the stored ones, then :class:`CaughtUp`,
         then live ones as they are sent, each once and in seq order, with a
         :class:`Heartbeat` when idle. Ends with Unauthenticated when the token expires."""
         if after_seq < 0:
             raise InvalidArgument("after_seq", "must not be negative")
-        chat = await self._readable_chat(caller, chat_id)
-        if after_seq > chat.last_seq:
-            raise InvalidArgument(
-                "after_seq", f"is beyond the chat's newest message ({chat.last_seq})"
-            )
+        # Only the seq is kept: an idle stream should not hold the chat and its members.
+        newest = (await self._readable_chat(caller, chat_id)).last_seq
+        if after_seq > newest:
+            raise InvalidArgument("after_seq", f"is beyond the chat's newest message ({newest})")
         expires_at = caller.principal.expires_at
-        async with self._hub.subscribe(chat.id) as subscription:
+        async with self._hub.subscribe(chat_id) as subscription:
             last = after_seq
-            async for message in self._replay(chat.id, last):
+            async for message in self._replay(chat_id, last):
                 last = message.seq
                 yield message
             yield CaughtUp(last)
@@ -259,9 +258,9 @@ class ChatService:
                     if self._clock() < expires_at:
                         yield Heartbeat()
                 elif item is Signal.RECHECK:
-                    await self._readable_chat(caller, chat.id)
+                    await self._readable_chat(caller, chat_id)
                 elif item is Signal.LAGGING or item.seq > last + 1:
-                    async for message in self._replay(chat.id, last):
+                    async for message in self._replay(chat_id, last):
                         last = message.seq
                         yield message
                 if isinstance(item, Message) and item.seq == last + 1:

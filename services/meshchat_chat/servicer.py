@@ -3,6 +3,7 @@ mapped to status codes by the runtime's ErrorInterceptor."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -66,14 +67,29 @@ def message_to_proto(message: Message) -> chat_pb2.Message:
     )
 
 
-def event_to_proto(event: StreamEvent) -> chat_pb2.ConnectResponse:
-    """The proto of a Connect stream event."""
-    if isinstance(event, Message):
-        return chat_pb2.ConnectResponse(message=message_to_proto(event))
-    if isinstance(event, CaughtUp):
-        return chat_pb2.ConnectResponse(caught_up=chat_pb2.CaughtUp(last_seq=event.last_seq))
-    assert isinstance(event, Heartbeat)
-    return _HEARTBEAT
+class StreamEvents:
+    """Converts Connect events to protos. A message goes to every stream of its chat, so its
+    proto is built once and reused (protos are never modified after they are built)."""
+
+    def __init__(self, cache_size: int = 4096) -> None:
+        self._messages: dict[tuple[str, int], chat_pb2.ConnectResponse] = {}
+        self._cache_size = cache_size
+
+    def to_proto(self, event: StreamEvent) -> chat_pb2.ConnectResponse:
+        """The proto of a Connect stream event."""
+        if isinstance(event, Message):
+            key = (event.chat_id, event.seq)
+            response = self._messages.get(key)
+            if response is None:
+                response = chat_pb2.ConnectResponse(message=message_to_proto(event))
+                if len(self._messages) >= self._cache_size:
+                    del self._messages[next(iter(self._messages))]
+                self._messages[key] = response
+            return response
+        if isinstance(event, CaughtUp):
+            return chat_pb2.ConnectResponse(caught_up=chat_pb2.CaughtUp(last_seq=event.last_seq))
+        assert isinstance(event, Heartbeat)
+        return _HEARTBEAT
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -81,6 +97,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
     def __init__(self, chats: ChatService) -> None:
         self._chats = chats
+        self._events = StreamEvents()
 
     async def CreateChat(
         self, request: chat_pb2.CreateChatRequest, context: Context
@@ -146,5 +163,6 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.ConnectRequest, context: Context
     ) -> AsyncIterator[chat_pb2.ConnectResponse]:
         events = self._chats.connect(_caller(context), request.chat_id, request.after_seq)
-        async for event in events:
-            yield event_to_proto(event)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield self._events.to_proto(event)

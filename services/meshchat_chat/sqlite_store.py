@@ -1,10 +1,16 @@
-"""The Store on SQLite, the embedded default. Timestamps are kept as microseconds (UTC)."""
+"""The Store on SQLite, the embedded default. Timestamps are kept as microseconds (UTC).
+
+Writes go through the runtime's aiosqlite connection, which serializes them. Reads use a
+second, read-only connection on the event loop's own thread: in WAL mode a reader sees every
+committed write and never waits for a writer, and an indexed read takes tens of microseconds,
+several times less than handing it to aiosqlite's thread and back.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from meshchat_chat.domain import (
@@ -70,6 +76,13 @@ class SqliteStore:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self._reader = sqlite3.connect(db.path, isolation_level=None)
+        self._reader.row_factory = sqlite3.Row
+        self._reader.execute("PRAGMA query_only=ON")
+        self._reader.execute("PRAGMA busy_timeout=1000")
+
+    def _read(self, query: str, params: Sequence[object]) -> list[sqlite3.Row]:
+        return self._reader.execute(query, params).fetchall()
 
     async def create_chat(self, chat: Chat) -> None:
         """Store a new chat with its members."""
@@ -86,11 +99,7 @@ class SqliteStore:
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
-        async with self._db.reading() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {_CHAT_COLUMNS} FROM chats c WHERE c.id = ?",  # noqa: S608
-                (chat_id,),
-            )
+        rows = self._read(f"SELECT {_CHAT_COLUMNS} FROM chats c WHERE c.id = ?", (chat_id,))  # noqa: S608
         return next((_chat(row) for row in rows), None)
 
     async def list_chats(self, user_id: str, limit: int, after: ChatCursor | None) -> list[Chat]:
@@ -105,9 +114,7 @@ class SqliteStore:
             params += [to_micros(after.created_at), after.chat_id]
         query += " ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
         params.append(limit)
-        async with self._db.reading() as conn:
-            rows = await conn.execute_fetchall(query, params)
-        return [_chat(row) for row in rows]
+        return [_chat(row) for row in self._read(query, params)]
 
     async def delete_chat(self, chat_id: str) -> bool:
         """Delete the chat; its members and messages go with it."""
@@ -184,12 +191,11 @@ class SqliteStore:
 
     async def messages_after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
         """Messages with seq > after_seq, ascending."""
-        async with self._db.reading() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND seq > ? "  # noqa: S608
-                "ORDER BY seq LIMIT ?",
-                (chat_id, after_seq, limit),
-            )
+        rows = self._read(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND seq > ? "  # noqa: S608
+            "ORDER BY seq LIMIT ?",
+            (chat_id, after_seq, limit),
+        )
         return _messages(rows)
 
     async def messages_before(
@@ -197,20 +203,16 @@ class SqliteStore:
     ) -> list[Message]:
         """The newest messages with seq < before_seq, ascending."""
         bound = before_seq if before_seq is not None else 2**63 - 1
-        async with self._db.reading() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND seq < ? "  # noqa: S608
-                "ORDER BY seq DESC LIMIT ?",
-                (chat_id, bound, limit),
-            )
-        return _messages(reversed(list(rows)))
+        rows = self._read(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND seq < ? "  # noqa: S608
+            "ORDER BY seq DESC LIMIT ?",
+            (chat_id, bound, limit),
+        )
+        return _messages(reversed(rows))
 
     async def last_seq(self, chat_id: str) -> int | None:
         """The chat's counter, or None."""
-        async with self._db.reading() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT last_seq FROM chats WHERE id = ?", (chat_id,)
-            )
+        rows = self._read("SELECT last_seq FROM chats WHERE id = ?", (chat_id,))
         return next((int(row[0]) for row in rows), None)
 
     async def ping(self) -> bool:
@@ -218,5 +220,6 @@ class SqliteStore:
         return await self._db.ping()
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
+        self._reader.close()
         await self._db.close()
