@@ -331,7 +331,7 @@ async def idle_streams(report: Report, chat: ServiceProcess, token: str, chat_id
             chat_pb2.GetChatRequest(chat_id=chat_id), metadata=bearer(token), timeout=10
         )
     before = rss_bytes(pid)
-    per_client = 1000
+    per_client = 2500
     clients = [
         await asyncio.create_subprocess_exec(
             sys.executable,
