@@ -549,9 +549,9 @@ class Mesh:
         if status != 200:
             raise MeshError(f"the admin interface of {envoy} answered {status}")
         return {
-            stat["name"]: int(stat["value"])
+            stat["name"]: stat["value"]
             for stat in json.loads(body)["stats"]
-            if "value" in stat
+            if isinstance(stat.get("value"), int)
         }
 
     def rotate_certificate(self, envoy: str) -> Leaf:

@@ -1,0 +1,64 @@
+"""Clients that go straight to a sidecar's inbound listener, with or without a certificate."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import tempfile
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from grpc_health.v1 import health_pb2
+
+from scripts.mesh import Leaf, Mesh
+from tests.support.processes import health_stub
+
+
+def inbound_port(mesh: Mesh, component: str) -> int:
+    """The port of a sidecar's mTLS listener."""
+    return mesh.ports.component(component)["inbound"]
+
+
+def sidecar_health(
+    mesh: Mesh, component: str, client: Leaf | None, ca_pem: bytes | None = None
+) -> grpc.StatusCode:
+    """grpc.health.v1 Check straight to a sidecar's inbound listener: over mTLS with ``client``
+    (trusting ``ca_pem``, by default the mesh CA), or in plaintext when ``client`` is None.
+    OK when the app answered SERVING, else the call's status code."""
+    address = f"127.0.0.1:{inbound_port(mesh, component)}"
+    if client is None:
+        channel = grpc.insecure_channel(address)
+    else:
+        credentials = grpc.ssl_channel_credentials(
+            ca_pem or mesh.ca.pem, client.key_pem, client.cert_pem
+        )
+        override = (("grpc.ssl_target_name_override", mesh.identity(component)),)
+        channel = grpc.secure_channel(address, credentials, override)
+    with channel:
+        try:
+            reply = health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        except grpc.RpcError as exc:
+            code: grpc.StatusCode = exc.code()
+            return code
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    return grpc.StatusCode.OK
+
+
+def served_certificate(mesh: Mesh, component: str, client: Leaf) -> x509.Certificate:
+    """The certificate a sidecar's inbound listener presents to a new connection."""
+    context = ssl.create_default_context(cadata=mesh.ca.pem.decode())
+    context.set_alpn_protocols(["h2"])
+    with tempfile.TemporaryDirectory() as directory:
+        cert, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+        cert.write_bytes(client.cert_pem)
+        key.write_bytes(client.key_pem)
+        context.load_cert_chain(cert, key)
+    port = inbound_port(mesh, component)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=mesh.identity(component)) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)

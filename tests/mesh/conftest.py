@@ -1,0 +1,33 @@
+"""The mesh of scripts/mesh.py (the code behind `make mesh`), started once for the session, and
+clients with mesh certificates. In CI (CI=true) a missing tool fails the tests, never skips them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.mesh import Mesh, ToolMissing, run_mesh
+from tests.deploy.deploy_support import missing_tool
+from tests.support.postgres import PostgresNotAvailable
+
+
+def start_mesh(workdir: Path) -> Iterator[Mesh]:
+    """Run a mesh for a fixture: skip (or, in CI, fail) when a tool is missing."""
+    try:
+        context = run_mesh(workdir)
+        mesh = context.__enter__()
+    except (ToolMissing, PostgresNotAvailable) as exc:
+        missing_tool(str(exc))
+        raise AssertionError("unreachable") from exc
+    try:
+        yield mesh
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """The mesh shared by the tests that do not disturb it."""
+    yield from start_mesh(tmp_path_factory.mktemp("mesh"))

@@ -1,0 +1,184 @@
+"""Through the edge Envoy and the sidecars, as a user: the CLI walk-through, grpcurl by
+reflection, the chat service's way to auth through its sidecar, and every metrics endpoint."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from scripts.mesh import Mesh, http_get, wait_until
+from tests.support.cli import PASSWORD, ChatLine, Cli, chat_lines, unique_name
+
+pytestmark = pytest.mark.mesh
+
+
+def edge_cli(mesh: Mesh, config_home: Path) -> Cli:
+    """The CLI configured, through its environment, exactly as the printed command line."""
+    return Cli(
+        mesh.edge_address,
+        mesh.edge_address,
+        config_home,
+        env={
+            "MESHCHAT_AUTH_ADDR": "",
+            "MESHCHAT_CHAT_ADDR": "",
+            "MESHCHAT_SERVER": mesh.edge_address,
+            "MESHCHAT_CA_FILE": str(mesh.ca_file),
+            "MESHCHAT_SERVER_NAME": mesh.hosts["main"],
+        },
+    )
+
+
+def access_log(mesh: Mesh, envoy: str) -> list[dict[str, object]]:
+    """The JSON access-log lines an Envoy has written so far."""
+    text = mesh.children[f"{envoy}-envoy"].stdout_log.read_text()
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def peer_identities(line: dict[str, object]) -> list[str]:
+    """The DNS SANs of the client certificate an access-log line records."""
+    return str(line["peer_san"] or "").split(",")
+
+
+def test_the_printed_commands_reach_the_edge(mesh: Mesh, tmp_path: Path) -> None:
+    printed = mesh.describe()
+    command = mesh.meshchat_command()
+    assert f"{shlex.join(command)} register alice" in printed
+    for component in ("auth", "chat"):
+        assert shlex.join([*mesh.grpcurl_command(component), "list"]) in printed
+    # The printed CLI line, run as printed (its own config directory).
+    cli = edge_cli(mesh, tmp_path)
+    name = unique_name("printed")
+    result = subprocess.run(
+        [*command, "register", name, "--password-stdin"],
+        input=f"{PASSWORD}\n",
+        env=cli.environment({"MESHCHAT_SERVER": "", "MESHCHAT_CA_FILE": ""}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"registered {name}" in result.stdout + result.stderr
+
+
+def test_cli_walk_through_the_edge(mesh: Mesh, tmp_path: Path) -> None:
+    cli = edge_cli(mesh, tmp_path)
+    bob = cli.new_user("bob")
+    alice = cli.new_user("alice")
+    assert f"auth service: {mesh.edge_address} (TLS)" in cli.ok("whoami")
+    chat = cli.ok("create", "chat", unique_name("mesh"), "--member", bob).strip()
+    cli.ok("--user", bob, "send", chat, "through two Envoys")
+
+    session = cli.spawn("connect", chat)
+    session.wait_for_messages(["through two Envoys"])
+    cli.ok("--user", bob, "send", chat, "live through the mesh")
+    session.wait_for_messages(["live through the mesh"])
+    session.type("and back")
+    session.wait_for_messages(["and back"])
+    session.child.sendintr()
+    assert session.finish() == 0
+
+    assert chat_lines(cli.ok("--user", bob, "history", chat)) == [
+        ChatLine(bob, "through two Envoys", own=True),
+        ChatLine(bob, "live through the mesh", own=True),
+        ChatLine(alice, "and back", own=False),
+    ]
+    # Every call entered the apps through their sidecars, with the edge's mesh identity.
+    callers = {san for line in access_log(mesh, "chat") for san in peer_identities(line)}
+    assert mesh.identity("edge") in callers
+
+
+@pytest.mark.parametrize(
+    ("component", "services"),
+    [
+        ("auth", ["meshchat.auth.v1.AuthService", "meshchat.auth.v1.UserService"]),
+        ("chat", ["meshchat.chat.v1.ChatService"]),
+    ],
+)
+def test_grpcurl_lists_describes_and_health_checks(
+    mesh: Mesh, component: str, services: list[str]
+) -> None:
+    def grpcurl(*args: str) -> str:
+        result = subprocess.run(
+            [*mesh.grpcurl_command(component), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    listed = grpcurl("list").split()
+    assert set(services) | {"grpc.health.v1.Health"} <= set(listed)
+    for service in services:
+        assert f"{service} is a service:" in grpcurl("describe", service)
+    assert json.loads(grpcurl("grpc.health.v1.Health/Check")) == {"status": "SERVING"}
+
+
+def test_chat_reaches_auth_through_its_sidecar_outbound_listener(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    chat_env = {e["name"]: e.get("value") for e in mesh.pods["chat"].containers["chat"]["env"]}
+    outbound = mesh.ports.chat_outbound
+    assert chat_env["MESHCHAT_AUTH_ADDR"] == f"127.0.0.1:{outbound}"
+    auth_inbound = f"127.0.0.1:{mesh.ports.auth_inbound}"
+
+    # The JWKS the chat service checks tokens with: fetched through the chat sidecar's outbound
+    # listener, over mTLS to the auth sidecar, which saw the chat service's identity.
+    def jwks_fetched() -> bool:
+        jwks = "/meshchat.auth.v1.AuthService/GetJwks"
+        sent = {
+            line["request_id"]
+            for line in access_log(mesh, "chat")
+            if line["path"] == jwks
+            and line["upstream_host"] == auth_inbound
+            and line["grpc_status"] == 0
+        }
+        received = {
+            line["request_id"]
+            for line in access_log(mesh, "auth")
+            if line["path"] == jwks and mesh.identity("chat") in peer_identities(line)
+        }
+        return bool(sent & received)
+
+    # Envoy writes access logs in batches (its file flush interval): wait for the lines.
+    wait_until(jwks_fetched, "the JWKS fetch in the sidecars' access logs", 30)
+
+    # A token check and a user look-up now: the outbound cluster's counters move.
+    before = mesh.envoy_stats("chat")
+    cli = edge_cli(mesh, tmp_path)
+    bob = cli.new_user("bob")
+    cli.new_user("alice")
+    cli.ok("create", "chat", unique_name("jwks"), "--member", bob)
+    after = mesh.envoy_stats("chat")
+    assert after["http.outbound_auth.downstream_rq_total"] > before[
+        "http.outbound_auth.downstream_rq_total"
+    ]
+    assert after["cluster.auth.upstream_rq_200"] > before["cluster.auth.upstream_rq_200"]
+    assert after["cluster.auth.ssl.handshake"] >= 1
+    assert after["cluster.auth.ssl.fail_verify_san"] == 0
+
+
+def test_metrics_of_both_services_and_every_envoy_can_be_scraped(mesh: Mesh) -> None:
+    # Starting the mesh checked each service's health through the edge: the apps counted it.
+    checked = 'grpc_server_handled_total{grpc_code="OK",grpc_method="Check"'
+    for component in ("auth", "chat"):
+        port = mesh.ports.component(component)["metrics"]
+        status, body = http_get(port, "/metrics")
+        assert status == 200
+        assert checked in body
+        status, body = http_get(port, "/stats/prometheus")
+        assert status == 200
+        assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="local_app"}' in body
+        # Nothing else of the admin interface is reachable there.
+        assert http_get(port, "/stats")[0] == 404
+        assert http_get(port, "/quitquitquit")[0] == 404
+    status, body = http_get(mesh.ports.edge_metrics, "/stats/prometheus")
+    assert status == 200
+    assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="chat"}' in body
+    assert http_get(mesh.ports.edge_metrics, "/metrics")[0] == 404
