@@ -21,17 +21,19 @@ def inbound_port(mesh: Mesh, component: str) -> int:
 
 
 def sidecar_health(
-    mesh: Mesh, component: str, client: Leaf | None, ca_pem: bytes | None = None
+    mesh: Mesh, component: str, client: Leaf | None, *, tls: bool = True
 ) -> grpc.StatusCode:
-    """grpc.health.v1 Check straight to a sidecar's inbound listener: over mTLS with ``client``
-    (trusting ``ca_pem``, by default the mesh CA), or in plaintext when ``client`` is None.
-    OK when the app answered SERVING, else the call's status code."""
+    """grpc.health.v1 Check straight to a sidecar's inbound listener: over TLS trusting the mesh
+    CA, with ``client`` as client certificate (none when None), or in plaintext when not
+    ``tls``. OK when the app answered SERVING, else the call's status code."""
     address = f"127.0.0.1:{inbound_port(mesh, component)}"
-    if client is None:
+    if not tls:
         channel = grpc.insecure_channel(address)
     else:
         credentials = grpc.ssl_channel_credentials(
-            ca_pem or mesh.ca.pem, client.key_pem, client.cert_pem
+            mesh.ca.pem,
+            client.key_pem if client else None,
+            client.cert_pem if client else None,
         )
         override = (("grpc.ssl_target_name_override", mesh.identity(component)),)
         channel = grpc.secure_channel(address, credentials, override)

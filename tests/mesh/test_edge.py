@@ -156,9 +156,10 @@ def test_chat_reaches_auth_through_its_sidecar_outbound_listener(
     cli.new_user("alice")
     cli.ok("create", "chat", unique_name("jwks"), "--member", bob)
     after = mesh.envoy_stats("chat")
-    assert after["http.outbound_auth.downstream_rq_total"] > before[
-        "http.outbound_auth.downstream_rq_total"
-    ]
+    assert (
+        after["http.outbound_auth.downstream_rq_total"]
+        > before["http.outbound_auth.downstream_rq_total"]
+    )
     assert after["cluster.auth.upstream_rq_200"] > before["cluster.auth.upstream_rq_200"]
     assert after["cluster.auth.ssl.handshake"] >= 1
     assert after["cluster.auth.ssl.fail_verify_san"] == 0
