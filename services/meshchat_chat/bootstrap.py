@@ -41,7 +41,6 @@ class ChatApp:
     server: GrpcServer
     store: Store
     hub: Hub
-    chats: ChatService
     auth_channel: grpc.aio.Channel
     jwks: JwksCache | None
     listener: PostgresListener | None
@@ -128,4 +127,4 @@ async def build_server(
         # First: it answers at once, while a ping of a lost database waits for its timeout.
         server.add_dependency(listener.probe)
     server.add_dependency(store.ping)
-    return ChatApp(config, server, store, hub, chats, auth_channel, jwks, listener)
+    return ChatApp(config, server, store, hub, auth_channel, jwks, listener)

@@ -233,5 +233,9 @@ async def test_a_deleted_users_token(
     if still_accepted:
         # Local mode: the token verifies until it expires (at most the access-token TTL).
         assert await accepted()
+        # Resolving members forwards the caller's own token, which the auth service refuses.
+        await people("bob")
+        code, _ = await status_of(alice.create_chat("with bob", "bob"))
+        assert code == UNAUTHENTICATED
     else:
         await eventually(refused, within=5, what="the deleted user's token is refused")
