@@ -24,7 +24,8 @@ venv: $(STAMP) ## Create .venv and install meshchat with its development tools.
 
 .PHONY: run
 run: $(STAMP) ## Start the auth and chat services on the embedded SQLite default (Ctrl-C stops).
-	$(BIN)/honcho --procfile Procfile start
+	@# honcho answers Ctrl-C with status 130 once both services have stopped cleanly.
+	$(BIN)/honcho --procfile Procfile start || [ $$? -eq 130 ]
 
 .PHONY: proto
 proto: $(STAMP) ## Regenerate the Python code in services/meshchat from proto/.

@@ -192,14 +192,22 @@ class GrpcServer:
         """Return when the server has stopped."""
         await self._server.wait_for_termination()
 
-    async def run_until_signalled(self, on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully and run ``on_stop``. Signals
-        that arrive while stopping are absorbed, not fatal."""
+    async def run_until_signalled(
+        self, on_stop: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully and run ``on_stop``.
+
+        Further signals are ignored while stopping: process managers (and a terminal's
+        Ctrl-C, which reaches the whole process group) often send a second one.
+        """
         loop = asyncio.get_running_loop()
         received = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, received.set)
         await received.wait()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
         log.info("signal received: stopping", extra={"grace_seconds": self.settings.grace_period})
         await self.stop()
         if on_stop is not None:
