@@ -34,11 +34,11 @@ __all__ = ["PostgresStore"]
 _CHAT_COLUMNS = (
     "c.id::text AS id, c.name, c.owner_id, c.created_at, c.last_seq, "
     "ARRAY(SELECT m.user_id FROM chat_members m WHERE m.chat_id = c.id "
-    "ORDER BY m.joined_at, m.username) AS member_ids, "
+    'ORDER BY m.joined_at, m.username COLLATE "C") AS member_ids, '
     "ARRAY(SELECT m.username FROM chat_members m WHERE m.chat_id = c.id "
-    "ORDER BY m.joined_at, m.username) AS member_names, "
+    'ORDER BY m.joined_at, m.username COLLATE "C") AS member_names, '
     "ARRAY(SELECT m.joined_at FROM chat_members m WHERE m.chat_id = c.id "
-    "ORDER BY m.joined_at, m.username) AS member_joined"
+    'ORDER BY m.joined_at, m.username COLLATE "C") AS member_joined'
 )
 _MESSAGE_COLUMNS = (
     "chat_id::text AS chat_id, seq, sender_id, sender_username, text, client_message_id, created_at"

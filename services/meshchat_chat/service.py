@@ -32,6 +32,7 @@ from meshchat_chat.domain import (
     validate_name,
     validate_page_size,
     validate_text,
+    validate_username,
 )
 from meshchat_chat.hub import Hub, Signal
 from meshchat_chat.store import Store
@@ -96,8 +97,7 @@ class ChatService:
                 "member_usernames", f"must name at most {MAX_MEMBERS_PER_REQUEST} users"
             )
         for username in wanted:
-            if not username:
-                raise InvalidArgument("member_usernames", "must not contain an empty username")
+            validate_username(username, "member_usernames")
         others = await self._find_users(wanted, caller)
         now = utc_now()
         members = [Member(me.user_id, me.username, now)]
@@ -108,7 +108,7 @@ class ChatService:
             owner_id=me.user_id,
             created_at=now,
             last_seq=0,
-            members=tuple(sorted(members, key=lambda m: (m.user_id != me.user_id, m.username))),
+            members=tuple(sorted(members, key=lambda m: (m.joined_at, m.username))),
         )
         await self._store.create_chat(chat)
         return chat
@@ -152,8 +152,7 @@ class ChatService:
         """Add a user to a chat: its owner or an admin."""
         chat = await self._existing_chat(chat_id)
         self._require_manager(caller, chat, "add members to")
-        if not username:
-            raise InvalidArgument("username", "must not be empty")
+        validate_username(username, "username")
         if chat.member_named(username) is not None:
             raise AlreadyExists(f"{username} is already a member of this chat")
         user = await self._users.find(username, caller)
@@ -165,6 +164,7 @@ class ChatService:
 
     async def remove_member(self, caller: Caller, chat_id: str, username: str) -> Chat:
         """Remove a member: the owner or an admin, or the member themselves (leaving)."""
+        validate_username(username, "username")
         chat = await self._existing_chat(chat_id)
         me = caller.principal
         if username != me.username:

@@ -30,6 +30,30 @@ async def test_create_chat_makes_the_caller_owner_and_resolves_members(people: P
     assert await bob.get_chat(chat.id) == chat
 
 
+async def test_the_created_chat_is_the_one_stored(people: People) -> None:
+    zoe = await people("zoe")
+    await people("Bob")
+    await people("alice")
+    chat = await zoe.create_chat("order", "alice", "Bob")
+    assert await zoe.get_chat(chat.id) == chat
+    assert [m.username for m in chat.members] == ["Bob", "alice", "zoe"]
+
+
+async def test_usernames_are_checked_before_asking_the_auth_service(people: People) -> None:
+    alice = await people("alice")
+    chat = await alice.create_chat("checks")
+    for call, field in (
+        (alice.create_chat("x", "u" * 65), "member_usernames"),
+        (alice.create_chat("x", ""), "member_usernames"),
+        (alice.add_member(chat.id, ""), "username"),
+        (alice.add_member(chat.id, "u" * 1_000_000), "username"),
+        (alice.remove_member(chat.id, "nul\x00"), "username"),
+    ):
+        code, details = await status_of(call)
+        assert code == INVALID
+        assert details.startswith(f"{field}:"), details
+
+
 async def test_an_unknown_member_is_named_and_nothing_is_created(people: People) -> None:
     alice = await people("alice")
     await people("bob")

@@ -176,3 +176,20 @@ async def test_text_is_stored_verbatim(store: Store) -> None:
 
 async def test_ping(store: Store) -> None:
     assert await store.ping()
+
+
+async def test_members_joined_together_come_in_code_point_order(store: Store) -> None:
+    now = utc_now()
+    names = ["alice", "Zed", "Bob", "\u00e9mile"]
+    chat = Chat(
+        id=str(uuid.uuid4()),
+        name="order",
+        owner_id="owner",
+        created_at=now,
+        last_seq=0,
+        members=tuple(Member(str(uuid.uuid4()), n, now) for n in names),
+    )
+    await store.create_chat(chat)
+    loaded = await store.get_chat(chat.id)
+    assert loaded is not None
+    assert [m.username for m in loaded.members] == sorted(names)
