@@ -358,6 +358,11 @@ static_resources:
       health_checks:
         - timeout: {{ $envoy.healthCheck.timeout }}
           interval: {{ $envoy.healthCheck.interval }}
+          # The health listener (the kubelet's probe) follows this check whether or not traffic
+          # has flowed: without these, Envoy checks a cluster that has had no traffic only every
+          # 60 s, so /healthz would lag the app by up to a minute after start and on the first change.
+          no_traffic_interval: {{ $envoy.healthCheck.interval }}
+          no_traffic_healthy_interval: {{ $envoy.healthCheck.interval }}
           unhealthy_threshold: {{ $envoy.healthCheck.unhealthyThreshold }}
           healthy_threshold: {{ $envoy.healthCheck.healthyThreshold }}
           grpc_health_check:
