@@ -1,7 +1,9 @@
-"""Clients that go straight to a sidecar's inbound listener, with or without a certificate."""
+"""Clients of the mesh: the CLI through the edge, calls straight to a sidecar's inbound listener
+with or without a certificate, and the Envoys' access logs."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import tempfile
@@ -12,6 +14,7 @@ from cryptography import x509
 from grpc_health.v1 import health_pb2
 
 from scripts.mesh import Leaf, Mesh
+from tests.support.cli import Cli
 from tests.support.processes import health_stub
 
 
@@ -64,3 +67,30 @@ def served_certificate(mesh: Mesh, component: str, client: Leaf) -> x509.Certifi
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der)
+
+
+def edge_cli(mesh: Mesh, config_home: Path) -> Cli:
+    """The CLI configured, through its environment, exactly as the printed command line."""
+    return Cli(
+        mesh.edge_address,
+        mesh.edge_address,
+        config_home,
+        env={
+            "MESHCHAT_AUTH_ADDR": "",
+            "MESHCHAT_CHAT_ADDR": "",
+            "MESHCHAT_SERVER": mesh.edge_address,
+            "MESHCHAT_CA_FILE": str(mesh.ca_file),
+            "MESHCHAT_SERVER_NAME": mesh.hosts["main"],
+        },
+    )
+
+
+def access_log(mesh: Mesh, envoy: str) -> list[dict[str, object]]:
+    """The JSON access-log lines an Envoy has written so far."""
+    text = mesh.children[f"{envoy}-envoy"].stdout_log.read_text()
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def peer_identities(line: dict[str, object]) -> list[str]:
+    """The DNS SANs of the client certificate an access-log line records."""
+    return str(line["peer_san"] or "").split(",")

@@ -11,36 +11,10 @@ from pathlib import Path
 import pytest
 
 from scripts.mesh import Mesh, http_get, wait_until
-from tests.support.cli import PASSWORD, ChatLine, Cli, chat_lines, unique_name
+from tests.mesh.clients import access_log, edge_cli, peer_identities
+from tests.support.cli import PASSWORD, ChatLine, chat_lines, unique_name
 
 pytestmark = pytest.mark.mesh
-
-
-def edge_cli(mesh: Mesh, config_home: Path) -> Cli:
-    """The CLI configured, through its environment, exactly as the printed command line."""
-    return Cli(
-        mesh.edge_address,
-        mesh.edge_address,
-        config_home,
-        env={
-            "MESHCHAT_AUTH_ADDR": "",
-            "MESHCHAT_CHAT_ADDR": "",
-            "MESHCHAT_SERVER": mesh.edge_address,
-            "MESHCHAT_CA_FILE": str(mesh.ca_file),
-            "MESHCHAT_SERVER_NAME": mesh.hosts["main"],
-        },
-    )
-
-
-def access_log(mesh: Mesh, envoy: str) -> list[dict[str, object]]:
-    """The JSON access-log lines an Envoy has written so far."""
-    text = mesh.children[f"{envoy}-envoy"].stdout_log.read_text()
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
-def peer_identities(line: dict[str, object]) -> list[str]:
-    """The DNS SANs of the client certificate an access-log line records."""
-    return str(line["peer_san"] or "").split(",")
 
 
 def test_the_printed_commands_reach_the_edge(mesh: Mesh, tmp_path: Path) -> None:
@@ -65,7 +39,15 @@ def test_the_printed_commands_reach_the_edge(mesh: Mesh, tmp_path: Path) -> None
     assert f"registered {name}" in result.stdout + result.stderr
 
 
+def inbound_requests(mesh: Mesh) -> dict[str, int]:
+    """Requests each sidecar's mTLS listener has handled, and the edge's listener."""
+    counts = {c: mesh.envoy_stats(c)["http.inbound.downstream_rq_total"] for c in ("auth", "chat")}
+    counts["edge"] = mesh.envoy_stats("edge")["http.edge.downstream_rq_total"]
+    return counts
+
+
 def test_cli_walk_through_the_edge(mesh: Mesh, tmp_path: Path) -> None:
+    before = inbound_requests(mesh)
     cli = edge_cli(mesh, tmp_path)
     bob = cli.new_user("bob")
     alice = cli.new_user("alice")
@@ -87,9 +69,9 @@ def test_cli_walk_through_the_edge(mesh: Mesh, tmp_path: Path) -> None:
         ChatLine(bob, "live through the mesh", own=True),
         ChatLine(alice, "and back", own=False),
     ]
-    # Every call entered the apps through their sidecars, with the edge's mesh identity.
-    callers = {san for line in access_log(mesh, "chat") for san in peer_identities(line)}
-    assert mesh.identity("edge") in callers
+    # The calls crossed the edge and both sidecars' mTLS listeners.
+    after = inbound_requests(mesh)
+    assert all(after[envoy] >= before[envoy] + 3 for envoy in after), (before, after)
 
 
 @pytest.mark.parametrize(
