@@ -11,7 +11,13 @@ import click
 from meshchat_auth.config import AuthConfig, TokenPolicy
 from meshchat_auth.domain import NewUser, validate_email, validate_password, validate_username
 from meshchat_auth.passwords import Argon2Parameters, PasswordHasher
-from meshchat_runtime.cli import run_service, server_options, server_settings
+from meshchat_runtime.cli import (
+    parse_int,
+    parse_log_level,
+    run_service,
+    server_options,
+    server_settings,
+)
 from meshchat_runtime.errors import DomainError
 from meshchat_runtime.identity import Role
 from meshchat_runtime.settings import ConfigError, parse_database_url, parse_duration
@@ -82,8 +88,7 @@ def cli() -> None:
 @click.option(
     "--max-failed-logins",
     envvar="MESHCHAT_MAX_FAILED_LOGINS",
-    default=5,
-    type=int,
+    default="5",
     show_default=True,
     show_envvar=True,
     help="Failed logins of one account before Login answers RESOURCE_EXHAUSTED.",
@@ -99,8 +104,7 @@ def cli() -> None:
 @click.option(
     "--argon2-memory-kib",
     envvar="MESHCHAT_ARGON2_MEMORY_KIB",
-    default=19456,
-    type=int,
+    default="19456",
     show_default=True,
     show_envvar=True,
     help="argon2id memory cost (OWASP minimum 19456).",
@@ -108,8 +112,7 @@ def cli() -> None:
 @click.option(
     "--argon2-time-cost",
     envvar="MESHCHAT_ARGON2_TIME_COST",
-    default=2,
-    type=int,
+    default="2",
     show_default=True,
     show_envvar=True,
     help="argon2id iterations (minimum 2).",
@@ -132,7 +135,8 @@ def _config(options: dict[str, str]) -> AuthConfig:
     o = options
     try:
         argon2 = Argon2Parameters(
-            memory_kib=int(o["argon2_memory_kib"]), time_cost=int(o["argon2_time_cost"])
+            memory_kib=parse_int(o["argon2_memory_kib"], "MESHCHAT_ARGON2_MEMORY_KIB", 1),
+            time_cost=parse_int(o["argon2_time_cost"], "MESHCHAT_ARGON2_TIME_COST", 1),
         )
     except ValueError as exc:
         raise ConfigError(f"MESHCHAT_ARGON2_*: {exc}") from None
@@ -141,7 +145,7 @@ def _config(options: dict[str, str]) -> AuthConfig:
         audience=o["audience"],
         access_ttl=parse_duration(o["access_token_ttl"], "MESHCHAT_ACCESS_TOKEN_TTL"),
         refresh_ttl=parse_duration(o["refresh_token_ttl"], "MESHCHAT_REFRESH_TOKEN_TTL"),
-        max_failed_logins=int(o["max_failed_logins"]),
+        max_failed_logins=parse_int(o["max_failed_logins"], "MESHCHAT_MAX_FAILED_LOGINS", 1),
         failed_login_window=parse_duration(
             o["failed_login_window"], "MESHCHAT_FAILED_LOGIN_WINDOW"
         ),
@@ -159,8 +163,8 @@ def _config(options: dict[str, str]) -> AuthConfig:
             listen=o["listen"],
             metrics_listen=o["metrics_listen"],
             grace_period=o["grace_period"],
-            max_receive_message_bytes=int(o["max_receive_message_bytes"]),
-            max_concurrent_streams=int(o["max_concurrent_streams"]),
+            max_receive_message_bytes=o["max_receive_message_bytes"],
+            max_concurrent_streams=o["max_concurrent_streams"],
             max_connection_age=o["max_connection_age"],
         ),
         database=parse_database_url(o["database_url"]),
@@ -168,7 +172,7 @@ def _config(options: dict[str, str]) -> AuthConfig:
         generate_key=bool(o["generate_key"]),
         tokens=tokens,
         argon2=argon2,
-        log_level=o["log_level"],
+        log_level=parse_log_level(o["log_level"]),
     )
 
 

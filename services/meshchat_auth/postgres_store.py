@@ -64,7 +64,7 @@ class PostgresAuthStore:
         """Store a new account with a fresh id."""
         user_id = str(uuid.uuid4())
         try:
-            async with self._db.pool.connection() as conn:
+            async with self._db.connection() as conn:
                 await conn.execute(
                     "INSERT INTO users (id, username, email, role, password_hash, created_at, updated_at) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -86,14 +86,14 @@ class PostgresAuthStore:
         """The account with this id."""
         if not _is_uuid(user_id):
             return None
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(_USERS + "WHERE id = %s", (user_id,))
             row = await cur.fetchone()
         return _user(row) if row else None
 
     async def get_user_by_username(self, username: str) -> User | None:
         """The account with this username, ignoring case."""
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(_USERS + "WHERE lower(username) = lower(%s)", (username,))
             row = await cur.fetchone()
         return _user(row) if row else None
@@ -117,7 +117,7 @@ class PostgresAuthStore:
             "RETURNING id::text, username, email, role, password_hash, created_at, updated_at"
         ).format(sql.SQL(", ").join(assignments))
         try:
-            async with self._db.pool.connection() as conn:
+            async with self._db.connection() as conn:
                 cur = await conn.execute(query, (*values, user_id))
                 row = await cur.fetchone()
         except psycopg.errors.UniqueViolation as exc:
@@ -128,13 +128,13 @@ class PostgresAuthStore:
         """Delete the account; its refresh tokens go with it (ON DELETE CASCADE)."""
         if not _is_uuid(user_id):
             return False
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute("DELETE FROM users WHERE id = %s", (user_id,))
             return cur.rowcount > 0
 
     async def list_users(self, after_username: str | None, limit: int) -> list[User]:
         """Accounts ordered by lowercase username."""
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(
                 _USERS + "WHERE lower(username) > lower(%s) ORDER BY lower(username) LIMIT %s",
                 (after_username or "", limit),
@@ -143,7 +143,7 @@ class PostgresAuthStore:
 
     async def add_refresh_token(self, token: RefreshToken) -> None:
         """Store a new refresh token."""
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             await conn.execute(
                 "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at) "
                 "VALUES (%s, %s, %s, %s, %s)",
@@ -158,7 +158,7 @@ class PostgresAuthStore:
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
         """The refresh token with this hash."""
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(
                 "SELECT token_hash, family_id::text, user_id::text, issued_at, expires_at, used_at, "
                 "revoked_at FROM refresh_tokens WHERE token_hash = %s",
@@ -169,7 +169,7 @@ class PostgresAuthStore:
 
     async def use_refresh_token(self, token_hash: str, now: datetime) -> bool:
         """Mark the token used if it is unused and not revoked."""
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(
                 "UPDATE refresh_tokens SET used_at = %s "
                 "WHERE token_hash = %s AND used_at IS NULL AND revoked_at IS NULL",
@@ -179,7 +179,7 @@ class PostgresAuthStore:
 
     async def revoke_family(self, family_id: str, now: datetime) -> None:
         """Revoke every token of a rotation family."""
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             await conn.execute(
                 "UPDATE refresh_tokens SET revoked_at = %s WHERE family_id = %s AND revoked_at IS NULL",
                 (now, family_id),
@@ -189,7 +189,7 @@ class PostgresAuthStore:
         self, username_key: str, now: datetime, window_seconds: float
     ) -> LoginFailures:
         """Count one failed login, atomically across replicas."""
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO login_failures AS f (username_key, window_start, failures) "
                 "VALUES (%(key)s, %(now)s, 1) ON CONFLICT (username_key) DO UPDATE SET "
@@ -206,7 +206,7 @@ class PostgresAuthStore:
 
     async def login_failures(self, username_key: str) -> LoginFailures | None:
         """The current failure count and its window start."""
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(
                 "SELECT failures, window_start FROM login_failures WHERE username_key = %s",
                 (username_key,),
@@ -216,7 +216,7 @@ class PostgresAuthStore:
 
     async def clear_login_failures(self, username_key: str) -> None:
         """Forget the failures of an account."""
-        async with self._db.pool.connection() as conn:
+        async with self._db.connection() as conn:
             await conn.execute(
                 "DELETE FROM login_failures WHERE username_key = %s", (username_key,)
             )

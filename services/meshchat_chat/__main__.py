@@ -7,7 +7,7 @@ import gc
 import click
 
 from meshchat_chat.config import AuthzMode, ChatConfig
-from meshchat_runtime.cli import run_service, server_options, server_settings
+from meshchat_runtime.cli import parse_log_level, run_service, server_options, server_settings
 from meshchat_runtime.settings import (
     ConfigError,
     parse_database_url,
@@ -158,8 +158,8 @@ def _config(options: dict[str, str]) -> ChatConfig:
             listen=o["listen"],
             metrics_listen=o["metrics_listen"],
             grace_period=o["grace_period"],
-            max_receive_message_bytes=int(o["max_receive_message_bytes"]),
-            max_concurrent_streams=int(o["max_concurrent_streams"]),
+            max_receive_message_bytes=o["max_receive_message_bytes"],
+            max_concurrent_streams=o["max_concurrent_streams"],
             max_connection_age=o["max_connection_age"],
         ),
         database=parse_database_url(o["database_url"]),
@@ -182,7 +182,7 @@ def _config(options: dict[str, str]) -> ChatConfig:
         listen_check_interval=parse_duration(
             o["listen_check_interval"], "MESHCHAT_LISTEN_CHECK_INTERVAL"
         ),
-        log_level=o["log_level"],
+        log_level=parse_log_level(o["log_level"]),
     )
 
 

@@ -8,13 +8,11 @@ of that statement, so a message and its announcement are committed together.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import PoolTimeout
 
 from meshchat_chat.domain import (
     Chat,
@@ -27,7 +25,7 @@ from meshchat_chat.domain import (
 )
 from meshchat_chat.store import NOTIFY_CHANNEL
 from meshchat_runtime.database import PostgresDatabase
-from meshchat_runtime.errors import NotFound, Unavailable
+from meshchat_runtime.errors import NotFound
 
 __all__ = ["PostgresStore"]
 
@@ -107,19 +105,9 @@ class PostgresStore:
         self._db = db
         self._pool = db.pool
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
-        """A pooled connection; a lost database becomes Unavailable (clients retry) rather
-        than an unexpected error."""
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise Unavailable(f"the database is unavailable: {exc}".splitlines()[0]) from exc
-
     async def create_chat(self, chat: Chat) -> None:
         """Store a new chat with its members."""
-        async with self._connection() as conn, conn.transaction():
+        async with self._db.connection() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO chats (id, name, owner_id, created_at, last_seq) "
                 "VALUES (%s::uuid, %s, %s, %s, %s)",
@@ -134,7 +122,7 @@ class PostgresStore:
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_CHAT_COLUMNS} FROM chats c WHERE c.id = %s::uuid",  # noqa: S608
                 (chat_id,),
@@ -154,14 +142,14 @@ class PostgresStore:
             params += [after.created_at, after.chat_id]
         query += " ORDER BY c.created_at DESC, c.id DESC LIMIT %s"
         params.append(limit)
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(query.encode(), params)
             rows = await cur.fetchall()
         return [_chat(row) for row in rows]
 
     async def delete_chat(self, chat_id: str) -> bool:
         """Delete the chat (members and messages cascade) and announce it."""
-        async with self._connection() as conn, conn.transaction():
+        async with self._db.connection() as conn, conn.transaction():
             cur = await conn.execute("DELETE FROM chats WHERE id = %s::uuid", (chat_id,))
             deleted = cur.rowcount > 0
             if deleted:
@@ -170,7 +158,7 @@ class PostgresStore:
 
     async def add_member(self, chat_id: str, member: Member) -> bool:
         """Add a member unless already one."""
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             try:
                 cur = await conn.execute(
                     "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
@@ -183,7 +171,7 @@ class PostgresStore:
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         """Remove a member and announce it, so that their open streams end."""
-        async with self._connection() as conn, conn.transaction():
+        async with self._db.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "DELETE FROM chat_members WHERE chat_id = %s::uuid AND user_id = %s",
                 (chat_id, user_id),
@@ -207,7 +195,7 @@ class PostgresStore:
             "client_id": message.client_message_id,
             "created": message.created_at,
         }
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             try:
                 cur = await conn.execute(_SEND.encode(), params)
                 row = await cur.fetchone()
@@ -232,7 +220,7 @@ class PostgresStore:
 
     async def messages_after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
         """Messages with seq > after_seq, ascending."""
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = %s::uuid AND seq > %s "  # noqa: S608
                 "ORDER BY seq LIMIT %s",
@@ -246,7 +234,7 @@ class PostgresStore:
     ) -> list[Message]:
         """The newest messages with seq < before_seq, ascending."""
         bound = before_seq if before_seq is not None else 2**63 - 1
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = %s::uuid AND seq < %s "  # noqa: S608
                 "ORDER BY seq DESC LIMIT %s",
@@ -257,7 +245,7 @@ class PostgresStore:
 
     async def last_seq(self, chat_id: str) -> int | None:
         """The chat's counter, or None."""
-        async with self._connection() as conn:
+        async with self._db.connection() as conn:
             cur = await conn.execute("SELECT last_seq FROM chats WHERE id = %s::uuid", (chat_id,))
             row = await cur.fetchone()
         return int(row["last_seq"]) if row is not None else None

@@ -12,7 +12,7 @@ import click
 
 from meshchat_runtime.settings import ConfigError, ServerSettings, parse_duration, parse_host_port
 
-__all__ = ["run_service", "server_options", "server_settings"]
+__all__ = ["parse_int", "parse_log_level", "run_service", "server_options", "server_settings"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,8 +58,7 @@ def server_options(listen: str, metrics_listen: str, database_url: str) -> Calla
             click.option(
                 "--max-receive-message-bytes",
                 envvar="MESHCHAT_MAX_RECEIVE_MESSAGE_BYTES",
-                default=4 * 1024 * 1024,
-                type=int,
+                default="4194304",
                 show_default=True,
                 show_envvar=True,
                 help="Largest request message accepted.",
@@ -67,8 +66,7 @@ def server_options(listen: str, metrics_listen: str, database_url: str) -> Calla
             click.option(
                 "--max-concurrent-streams",
                 envvar="MESHCHAT_MAX_CONCURRENT_STREAMS",
-                default=1000,
-                type=int,
+                default="1000",
                 show_default=True,
                 show_envvar=True,
                 help="HTTP/2 streams one connection may have open at once.",
@@ -88,7 +86,6 @@ def server_options(listen: str, metrics_listen: str, database_url: str) -> Calla
                 default="info",
                 show_default=True,
                 show_envvar=True,
-                type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
                 help="Least severe log level written (JSON lines on stderr).",
             ),
         ]
@@ -99,20 +96,39 @@ def server_options(listen: str, metrics_listen: str, database_url: str) -> Calla
     return decorate
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_int(value: str | int, setting: str, minimum: int) -> int:
+    """A whole number of at least ``minimum``; ConfigError otherwise."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{setting}: expected a whole number, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{setting}: must be at least {minimum}")
+    return number
+
+
+def parse_log_level(value: str) -> str:
+    """One of debug, info, warning, error (any case); ConfigError otherwise."""
+    if value.lower() not in LOG_LEVELS:
+        raise ConfigError(
+            f"MESHCHAT_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {value!r}"
+        )
+    return value.lower()
+
+
 def server_settings(
     *,
     listen: str,
     metrics_listen: str,
     grace_period: str,
-    max_receive_message_bytes: int,
-    max_concurrent_streams: int,
+    max_receive_message_bytes: str | int,
+    max_concurrent_streams: str | int,
     max_connection_age: str,
 ) -> ServerSettings:
     """Validate the common flags into ServerSettings (ConfigError on a bad value)."""
-    if max_receive_message_bytes < 1024:
-        raise ConfigError("MESHCHAT_MAX_RECEIVE_MESSAGE_BYTES: must be at least 1024")
-    if max_concurrent_streams < 1:
-        raise ConfigError("MESHCHAT_MAX_CONCURRENT_STREAMS: must be at least 1")
     metrics = (
         None
         if metrics_listen.strip().lower() in ("", "off")
@@ -122,8 +138,12 @@ def server_settings(
         listen=parse_host_port(listen, "MESHCHAT_LISTEN"),
         metrics_listen=metrics,
         grace_period=parse_duration(grace_period, "MESHCHAT_GRACE_PERIOD"),
-        max_receive_message_bytes=max_receive_message_bytes,
-        max_concurrent_streams=max_concurrent_streams,
+        max_receive_message_bytes=parse_int(
+            max_receive_message_bytes, "MESHCHAT_MAX_RECEIVE_MESSAGE_BYTES", 1024
+        ),
+        max_concurrent_streams=parse_int(
+            max_concurrent_streams, "MESHCHAT_MAX_CONCURRENT_STREAMS", 1
+        ),
         max_connection_age=parse_duration(max_connection_age, "MESHCHAT_MAX_CONNECTION_AGE"),
     )
 

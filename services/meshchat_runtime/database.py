@@ -23,8 +23,9 @@ from typing import Any
 import aiosqlite
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from meshchat_runtime.errors import Unavailable
 from meshchat_runtime.settings import ConfigError, DatabaseUrl
 
 __all__ = [
@@ -63,8 +64,11 @@ def load_migrations(package: str, dialect: str) -> list[Migration]:
     return migrations
 
 
-def _split_statements(sql: str) -> list[str]:
-    return [s.strip() for s in sql.split(";\n") if s.strip() and not s.strip().startswith("--")]
+def split_statements(sql: str) -> list[str]:
+    """The statements of a migration file; full-line ``--`` comments are dropped first, so a
+    comment before a statement does not hide it."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip()]
 
 
 class SqliteDatabase:
@@ -108,7 +112,7 @@ class SqliteDatabase:
             for migration in migrations:
                 if migration.version in applied:
                     continue
-                for statement in _split_statements(migration.sql):
+                for statement in split_statements(migration.sql):
                     await conn.execute(statement)
                 await conn.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
@@ -209,6 +213,16 @@ class PostgresDatabase:
                         (migration.version, migration.name),
                     )
                 log.info("migration applied", extra={"migration": migration.name})
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+        """A pooled connection; a lost database becomes Unavailable (clients retry) rather
+        than an unexpected error."""
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise Unavailable(f"the database is unavailable: {exc}".splitlines()[0]) from exc
 
     async def ping(self) -> bool:
         """Whether a pooled connection answers within a few seconds."""

@@ -41,14 +41,19 @@ def configure_logging(level: str, service: str) -> None:
     root.setLevel(level.upper())
 
 
-def configure_tracing(service: str) -> TracerProvider:
-    """A tracer provider for the process; spans go to OTLP only when
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, and otherwise only give logs their trace ids."""
+def configure_tracing(service: str) -> TracerProvider | None:
+    """The process's tracer provider, exporting over OTLP, when ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    is set; None (tracing off) otherwise.
+
+    Off means no tracing interceptor at all: it costs about 190 us of CPU per call, a third
+    of a cheap RPC, which is not worth paying for spans that go nowhere.
+    """
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service)})
     provider = TracerProvider(resource=resource)
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return provider
