@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2
 
-from tests.support.postgres import ThrowawayPostgres, throwaway_postgres
+from tests.support.postgres import PostgresNotAvailable, ThrowawayPostgres, throwaway_postgres
 from tests.support.processes import free_port, health_status, health_stub
 
 __all__ = [
@@ -575,7 +575,10 @@ class Mesh:
         self.logs.mkdir(parents=True, exist_ok=True)
         for component in ENVOYS:
             self.pods[component] = self._render_pod(helm, component)
-        self.postgres = self._stack.enter_context(throwaway_postgres())
+        try:
+            self.postgres = self._stack.enter_context(throwaway_postgres())
+        except PostgresNotAvailable as exc:
+            raise ToolMissing(str(exc)) from None
         for component in COMPONENTS:
             self.databases[component] = self.postgres.create_database(component)
         for component in COMPONENTS:

@@ -10,7 +10,6 @@ import pytest
 
 from scripts.mesh import Mesh, ToolMissing, run_mesh
 from tests.deploy.deploy_support import missing_tool
-from tests.support.postgres import PostgresNotAvailable
 
 
 def start_mesh(workdir: Path) -> Iterator[Mesh]:
@@ -18,7 +17,7 @@ def start_mesh(workdir: Path) -> Iterator[Mesh]:
     try:
         context = run_mesh(workdir)
         mesh = context.__enter__()
-    except (ToolMissing, PostgresNotAvailable) as exc:
+    except ToolMissing as exc:
         missing_tool(str(exc))
         raise AssertionError("unreachable") from exc
     try:
