@@ -55,7 +55,7 @@ def test_auth_walkthrough(tmp_path: Path, heading: str) -> None:
     assert "meshchat.auth.v1.UserService" in out
     assert '"status": "SERVING"' in out
     assert '"access_token": "ey' in out
-    assert '"username": "alice"' in out
+    assert '"username": "ada"' in out
     assert '"role": "ROLE_USER"' in out
     assert '"kty": "EC"' in out
     assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Login"' in out

@@ -1,4 +1,4 @@
-"""The chat service's grpcurl walk-through (docs/chat-service.md) works as written, against
+"""The chat service's grpcurl walk-through (README.md) works as written, against
 real auth and chat processes; only the ports are changed."""
 
 from __future__ import annotations
@@ -14,12 +14,17 @@ from tests.chat.conftest import DEADLINE
 from tests.support.processes import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "chat-service.md"
+DOC = ROOT / "README.md"
 
 
 def walkthrough_blocks() -> list[str]:
-    """The sh blocks of the walk-through: alice's setup, bob's stream, alice's send."""
-    section = DOC.read_text().split("\n### Try it with grpcurl\n", 1)[1].split("\n### ", 1)[0]
+    """The sh blocks of the walk-through: carol's setup, dave's stream, carol's send."""
+    section = (
+        DOC.read_text()
+        .split("\n## The chat service\n", 1)[1]
+        .split("\n### Try it with grpcurl\n", 1)[1]
+        .split("\n### ", 1)[0]
+    )
     blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
     assert len(blocks) == 3, blocks
     return blocks
@@ -59,8 +64,8 @@ async def test_two_users_chat_through_grpcurl(tmp_path: Path) -> None:
             block.replace("127.0.0.1:50051", auth.address).replace("127.0.0.1:50052", chat.address)
             for block in walkthrough_blocks()
         )
-        out = await output_of(setup + "\ndeclare -p ALICE CHAT > vars.sh\n", tmp_path)
-        assert '"username": "bob"' in out
+        out = await output_of(setup + "\ndeclare -p CAROL CHAT > vars.sh\n", tmp_path)
+        assert '"username": "dave"' in out
         chat_id = re.search(r"^chat (\S+)$", out, re.MULTILINE)
         assert chat_id is not None, out
 
@@ -79,14 +84,14 @@ async def test_two_users_chat_through_grpcurl(tmp_path: Path) -> None:
         try:
             await asyncio.wait_for(read_until('"caught_up"'), DEADLINE)
             out = await output_of("source vars.sh\n" + send, tmp_path)
-            assert '"text": "hi bob"' in out
-            await asyncio.wait_for(read_until('"client_message_id": "alice-1"'), DEADLINE)
+            assert '"text": "hi dave"' in out
+            await asyncio.wait_for(read_until('"client_message_id": "carol-1"'), DEADLINE)
         finally:
             os.killpg(bob.pid, signal.SIGKILL)  # bash and the grpcurl it started
             await bob.wait()
         assert '"message": {' in received
         assert f'"chat_id": "{chat_id.group(1)}"' in received
-        assert '"sender_username": "alice"' in received
+        assert '"sender_username": "carol"' in received
         assert '"seq": "1"' in received
     finally:
         chat.stop()

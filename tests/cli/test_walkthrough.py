@@ -18,16 +18,13 @@ SHELL_PROMPT = "walkthrough$ "
 
 
 def walkthrough_blocks() -> list[list[str]]:
-    """The commands of the walk-through's ```sh blocks, from the README once the CLI's
-    section is merged there, else from docs/cli.md."""
-    for document in (ROOT / "README.md", ROOT / "docs" / "cli.md"):
-        text = document.read_text() if document.exists() else ""
-        heading = re.search(rf"^#+ {re.escape(HEADING)}$", text, re.MULTILINE)
-        if heading:
-            section = re.split(r"^#+ ", text[heading.end() :], maxsplit=1, flags=re.MULTILINE)[0]
-            blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
-            return [[line for line in block.splitlines() if line.strip()] for block in blocks]
-    raise AssertionError(f"no section {HEADING!r} in README.md or docs/cli.md")
+    """The commands of the README walk-through's ```sh blocks."""
+    text = (ROOT / "README.md").read_text()
+    heading = re.search(rf"^#+ {re.escape(HEADING)}$", text, re.MULTILINE)
+    assert heading, f"no section {HEADING!r} in README.md"
+    section = re.split(r"^#+ ", text[heading.end() :], maxsplit=1, flags=re.MULTILINE)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    return [[line for line in block.splitlines() if line.strip()] for block in blocks]
 
 
 def _shell(cli: Cli) -> Terminal:
