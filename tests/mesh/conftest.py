@@ -1,5 +1,5 @@
-"""The mesh of scripts/mesh.py (the code behind `make mesh`), started once for the session, and
-clients with mesh certificates. In CI (CI=true) a missing tool fails the tests, never skips them."""
+"""The mesh of scripts/mesh.py (the code behind `make mesh`), started once for tests/mesh. In CI
+(CI=true) a missing tool fails the tests, never skips them."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def start_mesh(workdir: Path) -> Iterator[Mesh]:
         context.__exit__(None, None, None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """The mesh shared by the tests that do not disturb it."""
+    """The mesh shared by the tests that do not disturb it (stopped after the last of them)."""
     yield from start_mesh(tmp_path_factory.mktemp("mesh"))
