@@ -16,7 +16,8 @@ from meshchat_runtime.cli import (
     parse_log_level,
     run_service,
     server_options,
-    server_settings,
+    server_settings_from,
+    tune_garbage_collector,
 )
 from meshchat_runtime.errors import DomainError
 from meshchat_runtime.identity import Role
@@ -126,6 +127,7 @@ def serve(**options: str) -> None:
         config = _config(options)
         configure_logging(config.log_level, PROGRAM)
         app = await build_server(config, tracer_provider=configure_tracing(PROGRAM))
+        tune_garbage_collector()
         await app.run()
 
     run_service(PROGRAM, main)
@@ -159,14 +161,7 @@ def _config(options: dict[str, str]) -> AuthConfig:
     if tokens.max_failed_logins < 1:
         raise ConfigError("MESHCHAT_MAX_FAILED_LOGINS: must be at least 1")
     return AuthConfig(
-        server=server_settings(
-            listen=o["listen"],
-            metrics_listen=o["metrics_listen"],
-            grace_period=o["grace_period"],
-            max_receive_message_bytes=o["max_receive_message_bytes"],
-            max_concurrent_streams=o["max_concurrent_streams"],
-            max_connection_age=o["max_connection_age"],
-        ),
+        server=server_settings_from(o),
         database=parse_database_url(o["database_url"]),
         keys_dir=Path(o["keys_dir"]),
         generate_key=bool(o["generate_key"]),
