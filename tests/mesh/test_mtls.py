@@ -49,7 +49,7 @@ def test_a_client_certificate_from_another_ca_fails_the_handshake(mesh: Mesh) ->
 def test_no_client_certificate_fails_the_handshake(mesh: Mesh) -> None:
     before = listener_stat(mesh, "chat", "fail_verify_no_cert")
     assert sidecar_health(mesh, "chat", None) == grpc.StatusCode.UNAVAILABLE
-    assert listener_stat(mesh, "chat", "fail_verify_no_cert") == before + 1
+    assert listener_stat(mesh, "chat", "fail_verify_no_cert") > before
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_a_mesh_certificate_of_a_caller_not_allowed_is_rejected(
     client = mesh.ca.issue(caller, [caller])
     before = listener_stat(mesh, component, "fail_verify_san")
     assert sidecar_health(mesh, component, client) == grpc.StatusCode.UNAVAILABLE
-    assert listener_stat(mesh, component, "fail_verify_san") == before + 1
+    assert listener_stat(mesh, component, "fail_verify_san") > before
     # The same certificate where its identity is allowed: chat may call auth.
     if caller == mesh.identity("chat"):
         assert sidecar_health(mesh, "auth", client) == grpc.StatusCode.OK
