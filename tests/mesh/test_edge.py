@@ -29,7 +29,9 @@ def test_the_printed_commands_reach_the_edge(mesh: Mesh, tmp_path: Path) -> None
     result = subprocess.run(
         [*command, "register", name, "--password-stdin"],
         input=f"{PASSWORD}\n",
-        env=cli.environment({"MESHCHAT_SERVER": "", "MESHCHAT_CA_FILE": ""}),
+        env=cli.environment(
+            {"MESHCHAT_SERVER": "", "MESHCHAT_CA_FILE": "", "MESHCHAT_SERVER_NAME": ""}
+        ),
         capture_output=True,
         text=True,
         timeout=30,
