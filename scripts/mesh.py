@@ -450,8 +450,12 @@ class Pod:
     component: str
     containers: dict[str, Doc]
     mesh_certs: Path
-    identity: str
     tls_subjects: dict[Path, tuple[str, list[str]]] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        """The workload identity: the common name (and first SAN) of its mesh certificate."""
+        return self.tls_subjects[self.mesh_certs][0]
 
 
 @dataclass
@@ -463,6 +467,7 @@ class Mesh:
     edge_port: int = 0
     ca: MeshCa = field(default_factory=MeshCa)
     ports: Ports = field(init=False)
+    hosts: dict[str, str] = field(init=False)
     pods: dict[str, Pod] = field(default_factory=dict)
     children: dict[str, Child] = field(default_factory=dict)
     databases: dict[str, str] = field(default_factory=dict)
@@ -472,7 +477,7 @@ class Mesh:
     def __post_init__(self) -> None:
         self.ports = Ports.free(self.edge_port)
         ingress = chart_values()["ingress"]
-        self.hosts: dict[str, str] = {
+        self.hosts = {
             "main": ingress["host"],
             "auth": ingress["authHost"],
             "chat": ingress["chatHost"],
@@ -627,11 +632,10 @@ class Mesh:
         spec = deployment["spec"]["template"]["spec"]
         containers = {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}
         volumes = {v["name"]: v for v in spec["volumes"]}
-        pod = Pod(component, containers, dirs["envoyCerts"], identity="")
+        pod = Pod(component, containers, dirs["envoyCerts"])
         for container in containers.values():
             for mount in container.get("volumeMounts", []):
                 self._materialise(pod, docs, volumes[mount["name"]], Path(mount["mountPath"]))
-        pod.identity = pod.tls_subjects[pod.mesh_certs][0]
         return pod
 
     def _materialise(self, pod: Pod, docs: list[Doc], volume: Doc, path: Path) -> None:
