@@ -53,7 +53,13 @@ class BehaviorInterceptor(grpc.aio.ServerInterceptor):
     Subclasses override :meth:`wrap_unary` (unary and client-streaming responses) and
     :meth:`wrap_stream` (server- and bidi-streaming responses). Request-streaming behaviors
     receive the request iterator as their "request".
+
+    A method's handler is the same object on every call, so its wrapped handler is built
+    once and reused: wrapping per call cost about 70 us per interceptor.
     """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[object, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     def wrap_unary(self, method: str, kind: str, behavior: UnaryBehavior) -> UnaryBehavior:
         """Wrap a behavior that returns one response."""
@@ -75,6 +81,17 @@ class BehaviorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            result: grpc.RpcMethodHandler[_TRequest, _TResponse] = cached[1]
+            return result
+        wrapped = self._wrap_handler(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap_handler(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         kind = rpc_type(handler)
         h: Any = handler
         kwargs = {
@@ -100,5 +117,4 @@ class BehaviorInterceptor(grpc.aio.ServerInterceptor):
                 method, kind, lambda request, context: _iterate(inner, request, context)
             )
             wrapped = factory(stream, **kwargs)
-        result: grpc.RpcMethodHandler[_TRequest, _TResponse] = wrapped
-        return result
+        return wrapped

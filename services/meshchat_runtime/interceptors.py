@@ -153,6 +153,7 @@ class AuthInterceptor(BehaviorInterceptor):
         policy: AccessPolicy,
         exempt_services: Collection[str] = INFRASTRUCTURE_SERVICES,
     ) -> None:
+        super().__init__()
         self._authenticator = authenticator
         self._policy = policy
         self._exempt = frozenset(exempt_services)

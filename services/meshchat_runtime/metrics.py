@@ -86,6 +86,7 @@ class RpcMetricsInterceptor(BehaviorInterceptor):
     """Counts every RPC by method and status code and times it."""
 
     def __init__(self, metrics: RpcMetrics) -> None:
+        super().__init__()
         self._metrics = metrics
 
     def wrap_unary(self, method: str, kind: str, behavior: UnaryBehavior) -> UnaryBehavior:
