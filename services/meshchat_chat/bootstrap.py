@@ -119,6 +119,7 @@ async def build_server(
         tracer_provider=tracer_provider,
     )
     server.registry.register(HubCollector(hub))
+    server.on_stop(hub.close_streams)
     listener: PostgresListener | None = None
     if config.database.dialect == "postgresql":
         listener = PostgresListener(

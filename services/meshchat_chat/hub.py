@@ -41,6 +41,8 @@ class Signal(enum.Enum):
     LAGGING = "lagging"
     # The chat's members changed or the chat was deleted: check access again.
     RECHECK = "recheck"
+    # This replica is stopping: end the stream, so that the client resumes elsewhere.
+    CLOSING = "closing"
 
 
 class HubStats:
@@ -56,7 +58,7 @@ class HubStats:
 class Subscription:
     """One stream's view of a chat: a bounded queue of messages and two flags."""
 
-    __slots__ = ("_items", "_lagging", "_limit", "_recheck", "_stats", "_waiter")
+    __slots__ = ("_closing", "_items", "_lagging", "_limit", "_recheck", "_stats", "_waiter")
 
     def __init__(self, limit: int, stats: HubStats) -> None:
         # A list, not a deque: an empty deque costs 600 bytes and most streams are idle.
@@ -65,6 +67,7 @@ class Subscription:
         self._stats = stats
         self._lagging = False
         self._recheck = False
+        self._closing = False
         self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, message: Message) -> None:
@@ -83,13 +86,18 @@ class Subscription:
         self._recheck = True
         self._wake()
 
+    def flag_closing(self) -> None:
+        """Ask the stream to end: the replica is stopping."""
+        self._closing = True
+        self._wake()
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     async def next(self, wait: float) -> Message | Signal | None:
         """The next signal or message, or None when nothing came within ``wait`` seconds."""
-        if not (self._recheck or self._lagging or self._items):
+        if not (self._closing or self._recheck or self._lagging or self._items):
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout(wait):
@@ -98,6 +106,8 @@ class Subscription:
                 return None
             finally:
                 self._waiter = None
+        if self._closing:
+            return Signal.CLOSING
         if self._recheck:
             self._recheck = False
             return Signal.RECHECK
@@ -180,6 +190,7 @@ class Hub:
         self._store = store
         self._queue_size = queue_size
         self._topics: dict[str, _Topic] = {}
+        self._closing = False
         self.stats = HubStats()
 
     @contextlib.asynccontextmanager
@@ -192,6 +203,8 @@ class Hub:
             head = await self._store.last_seq(chat_id) or 0
             topic = self._topics.setdefault(chat_id, _Topic(chat_id, head, self._store))
         subscription = Subscription(self._queue_size, self.stats)
+        if self._closing:
+            subscription.flag_closing()
         topic.subscribers.add(subscription)
         self.stats.streams += 1
         try:
@@ -221,6 +234,14 @@ class Hub:
         if topic is not None:
             for subscription in topic.subscribers:
                 subscription.flag_recheck()
+
+    def close_streams(self) -> None:
+        """The replica is stopping: every stream, open or opening, ends so that its client
+        resumes on another replica instead of waiting out the grace period."""
+        self._closing = True
+        for topic in self._topics.values():
+            for subscription in topic.subscribers:
+                subscription.flag_closing()
 
     def resync(self) -> None:
         """Announcements may have been missed (the listener reconnected): every topic reads

@@ -43,6 +43,7 @@ from meshchat_runtime.errors import (
     NotFound,
     PermissionDenied,
     Unauthenticated,
+    Unavailable,
 )
 
 __all__ = ["ChatLimits", "ChatService", "UserDirectory"]
@@ -257,6 +258,8 @@ class ChatService:
                 if item is None:
                     if self._clock() < expires_at:
                         yield Heartbeat()
+                elif item is Signal.CLOSING:
+                    raise Unavailable("the server is stopping: reconnect with after_seq")
                 elif item is Signal.RECHECK:
                     await self._readable_chat(caller, chat_id)
                 elif item is Signal.LAGGING or item.seq > last + 1:

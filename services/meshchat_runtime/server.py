@@ -98,6 +98,7 @@ class GrpcServer:
             self._server,
         )
         self._probes: list[DependencyProbe] = []
+        self._stop_hooks: list[Callable[[], None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -112,6 +113,11 @@ class GrpcServer:
     def add_dependency(self, probe: DependencyProbe) -> None:
         """Health is SERVING only while every probe answers True."""
         self._probes.append(probe)
+
+    def on_stop(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once the server has stopped accepting calls, at the start of the
+        grace period (for instance to end long-lived streams so clients go elsewhere)."""
+        self._stop_hooks.append(hook)
 
     async def start(self) -> None:
         """Bind the ports and start serving; ConfigError when an address cannot be bound."""
@@ -182,7 +188,13 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
         if self._watchdog is not None:
             await self._watchdog
-        await self._server.stop(self.settings.grace_period if grace is None else grace)
+        shutdown = asyncio.ensure_future(
+            self._server.stop(self.settings.grace_period if grace is None else grace)
+        )
+        await asyncio.sleep(0)  # grpc stops accepting calls as soon as stop() runs
+        for hook in self._stop_hooks:
+            hook()
+        await shutdown
         if self._metrics_endpoint is not None:
             self._metrics_endpoint.stop()
         self._stopped.set()

@@ -174,3 +174,19 @@ async def test_closed_streams_release_their_subscriptions(
         stream.cancel()
     await eventually(lambda: chat.app.hub.stats.streams == 0, what="streams released")
     assert (await alice.send(room.id, "nobody listening")).seq == 1
+
+
+async def test_stopping_a_replica_ends_its_streams_at_once_so_clients_resume_elsewhere(
+    people: People, chat: RunningChat
+) -> None:
+    alice, bob = await people("alice"), await people("bob")
+    room = await alice.create_chat("stopping", "bob")
+    await alice.send(room.id, "before")
+    stream = Stream(bob.connect(room.id))
+    assert (await stream.replay())[1] == 1
+    # A long grace period: the stream must end at the start of it, not at its end.
+    stopping = asyncio.create_task(chat.app.stop(grace=60))
+    code, details = await stream.status()
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert "reconnect with after_seq" in details
+    await asyncio.wait_for(stopping, 30)
