@@ -6,32 +6,19 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.support.postgres import PostgresNotAvailable, throwaway_postgres
+from tests.support.postgres import (
+    ExistingPostgres,
+    PostgresNotAvailable,
+    PostgresServer,
+    throwaway_postgres,
+)
 from tests.support.stack import RunningAuth, start_auth
 
 
-class ExistingPostgres:
-    """A server named by MESHCHAT_TEST_DATABASE_URL; each test gets a new database on it."""
-
-    def __init__(self, url: str) -> None:
-        self.admin_url = url
-
-    def create_database(self, prefix: str = "test") -> str:
-        """A new empty database; returns its URL."""
-        import uuid
-        from urllib.parse import urlsplit
-
-        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"'.encode())
-        return urlsplit(self.admin_url)._replace(path=f"/{name}").geturl()
-
-
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[ExistingPostgres | object]:
+def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server for the session. In CI a missing server is a failure."""
     existing = os.environ.get("MESHCHAT_TEST_DATABASE_URL")
     if existing:
@@ -47,7 +34,7 @@ def postgres_server() -> Iterator[ExistingPostgres | object]:
 
 
 @pytest.fixture
-def postgres_url(postgres_server: ExistingPostgres) -> str:
+def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a new, empty PostgreSQL database."""
     return postgres_server.create_database()
 
@@ -57,7 +44,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Runs the test once per storage backend: an SQLite file and a PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db' / 'test.db'}"
-    server: ExistingPostgres = request.getfixturevalue("postgres_server")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.create_database()
 
 

@@ -15,10 +15,52 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
 
 import psycopg
 
-__all__ = ["PostgresNotAvailable", "ThrowawayPostgres", "find_pg_bin", "throwaway_postgres"]
+__all__ = [
+    "ExistingPostgres",
+    "PostgresNotAvailable",
+    "PostgresServer",
+    "ThrowawayPostgres",
+    "create_database",
+    "find_pg_bin",
+    "throwaway_postgres",
+]
+
+
+class PostgresServer(Protocol):
+    """A server the tests may create databases on."""
+
+    @property
+    def admin_url(self) -> str:
+        """A superuser URL of its ``postgres`` database."""
+        ...
+
+    def create_database(self, prefix: str = "test") -> str:
+        """A new empty database; returns its URL."""
+        ...
+
+
+def create_database(admin_url: str, prefix: str = "test") -> str:
+    """Create a uniquely named empty database on the server of ``admin_url``; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    return urlsplit(admin_url)._replace(path=f"/{name}").geturl()
+
+
+class ExistingPostgres:
+    """A server named by MESHCHAT_TEST_DATABASE_URL; each test gets a new database on it."""
+
+    def __init__(self, url: str) -> None:
+        self.admin_url = url
+
+    def create_database(self, prefix: str = "test") -> str:
+        """A new empty database; returns its URL."""
+        return create_database(self.admin_url, prefix)
 
 
 class PostgresNotAvailable(RuntimeError):
@@ -102,10 +144,7 @@ class ThrowawayPostgres:
 
     def create_database(self, prefix: str = "test") -> str:
         """A new empty database; returns its URL."""
-        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"'.encode())
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+        return create_database(self.admin_url, prefix)
 
 
 @contextlib.contextmanager
