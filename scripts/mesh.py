@@ -730,11 +730,11 @@ def run_mesh(workdir: Path | None = None, edge_port: int = 0) -> Iterator[Mesh]:
 
 
 def _wait_for_a_dead_child(mesh: Mesh) -> Child:
-    while True:
-        dead = mesh.dead_children()
-        if dead:
-            return dead[0]
-        time.sleep(1.0)  # the polling interval of the processes' liveness
+    """Block until one of the mesh's processes exits. ``waitid`` with WNOWAIT leaves the child
+    unreaped, so its Popen still reads the exit status; Ctrl-C and SIGTERM interrupt it."""
+    while not (dead := mesh.dead_children()):
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+    return dead[0]
 
 
 def main(argv: list[str] | None = None, out: IO[str] = sys.stdout) -> int:
