@@ -7,22 +7,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from opentelemetry.sdk.trace import TracerProvider
 
 from meshchat_auth.config import AuthConfig, TokenPolicy
 from meshchat_auth.domain import NewUser, validate_email, validate_password, validate_username
 from meshchat_auth.passwords import Argon2Parameters, PasswordHasher
 from meshchat_runtime.cli import (
+    ServiceApp,
     parse_int,
     parse_log_level,
     run_service,
     server_options,
     server_settings_from,
-    tune_garbage_collector,
 )
+from meshchat_runtime.cli import serve as serve_service
 from meshchat_runtime.errors import DomainError
 from meshchat_runtime.identity import Role
 from meshchat_runtime.settings import ConfigError, parse_database_url, parse_duration
-from meshchat_runtime.telemetry import configure_logging, configure_tracing
 
 PROGRAM = "meshchat-auth"
 DEFAULT_DATABASE = "sqlite:///.data/auth.db"
@@ -121,16 +122,13 @@ def cli() -> None:
 def serve(**options: str) -> None:
     """Serve the auth API until SIGTERM or Ctrl-C."""
 
-    async def main() -> None:
-        from meshchat_auth.bootstrap import build_server
+    serve_service(PROGRAM, lambda: _config(options), _build)
 
-        config = _config(options)
-        configure_logging(config.log_level, PROGRAM)
-        app = await build_server(config, tracer_provider=configure_tracing(PROGRAM))
-        tune_garbage_collector()
-        await app.run()
 
-    run_service(PROGRAM, main)
+async def _build(config: AuthConfig, tracer_provider: TracerProvider | None) -> ServiceApp:
+    from meshchat_auth.bootstrap import build_server
+
+    return await build_server(config, tracer_provider=tracer_provider)
 
 
 def _config(options: dict[str, str]) -> AuthConfig:

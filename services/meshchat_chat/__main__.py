@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import click
+from opentelemetry.sdk.trace import TracerProvider
 
 from meshchat_chat.config import AuthzMode, ChatConfig
 from meshchat_runtime.cli import (
+    ServiceApp,
     parse_int,
     parse_log_level,
-    run_service,
     server_options,
     server_settings_from,
-    tune_garbage_collector,
 )
+from meshchat_runtime.cli import serve as serve_service
 from meshchat_runtime.settings import (
     ConfigError,
     parse_database_url,
     parse_duration,
     parse_host_port,
 )
-from meshchat_runtime.telemetry import configure_logging, configure_tracing
 
 PROGRAM = "meshchat-chat"
 DEFAULT_DATABASE = "sqlite:///.data/chat.db"
@@ -144,16 +144,13 @@ def cli() -> None:
 def serve(**options: str) -> None:
     """Serve the chat API until SIGTERM or Ctrl-C."""
 
-    async def main() -> None:
-        from meshchat_chat.bootstrap import build_server
+    serve_service(PROGRAM, lambda: _config(options), _build)
 
-        config = _config(options)
-        configure_logging(config.log_level, PROGRAM)
-        app = await build_server(config, tracer_provider=configure_tracing(PROGRAM))
-        tune_garbage_collector()
-        await app.run()
 
-    run_service(PROGRAM, main)
+async def _build(config: ChatConfig, tracer_provider: TracerProvider | None) -> ServiceApp:
+    from meshchat_chat.bootstrap import build_server
+
+    return await build_server(config, tracer_provider=tracer_provider)
 
 
 def _config(options: dict[str, str]) -> ChatConfig:

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Protocol, TypeVar
 
 import click
+from opentelemetry.sdk.trace import TracerProvider
 
 from meshchat_runtime.settings import ConfigError, ServerSettings, parse_duration, parse_host_port
+from meshchat_runtime.telemetry import configure_logging, configure_tracing
 
 __all__ = [
     "parse_int",
     "parse_log_level",
     "run_service",
+    "serve",
     "server_options",
     "server_settings",
     "server_settings_from",
@@ -179,6 +182,44 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+
+
+class ServiceConfig(Protocol):
+    """What :func:`serve` needs of a service's configuration."""
+
+    @property
+    def log_level(self) -> str:
+        """The least severe level logged."""
+        ...
+
+
+class ServiceApp(Protocol):
+    """A built service that serves until it is signalled."""
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        ...
+
+
+ConfigT = TypeVar("ConfigT", bound=ServiceConfig)
+
+
+def serve(
+    program: str,
+    load_config: Callable[[], ConfigT],
+    build: Callable[[ConfigT, TracerProvider | None], Awaitable[ServiceApp]],
+) -> None:
+    """Load the configuration, set up logging and tracing, build the service and run it until
+    a signal; a bad setting ends the process with one line (see :func:`run_service`)."""
+
+    async def main() -> None:
+        config = load_config()
+        configure_logging(config.log_level, program)
+        app = await build(config, configure_tracing(program))
+        tune_garbage_collector()
+        await app.run()
+
+    run_service(program, main)
 
 
 def run_service(program: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
