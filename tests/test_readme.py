@@ -124,10 +124,12 @@ def test_link_check_finds_broken_links(tmp_path: Path) -> None:
         "`[not a link](missing.md)`\n"
         "```sh\n[not a link](missing.md)\n```\n"
         "[gone](missing.md) [no heading](other.md#nowhere) [not markdown](.#x) [here](#nope)\n"
+        "[across\nlines](#nowhere)\n"
     )
     assert broken_links(page) == [
         "page.md:8: missing.md: no such file",
         "page.md:8: other.md#nowhere: no such heading",
         "page.md:8: .#x: no such heading",
         "page.md:8: #nope: no such heading",
+        "page.md:10: #nowhere: no such heading",
     ]

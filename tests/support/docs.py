@@ -25,7 +25,7 @@ PAGES = (ROOT / "README.md", *sorted(DOCS.glob("*.md")), ROOT / "helm" / "meshch
 _HEADING = re.compile(r"^(#{1,6}) (.+)$")
 _FENCE = re.compile(r"^```(\S*)\s*$")
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
-_INLINE_CODE = re.compile(r"`[^`]*`")
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
 
 
 @dataclass(frozen=True)
@@ -98,16 +98,20 @@ def _anchors(page: Path) -> set[str]:
 def broken_links(page: Path) -> list[str]:
     """Every link of ``page`` to a local file or anchor that does not resolve, with its line."""
     prose, _ = _prose_and_blocks(page.read_text())
+    lines = dict(prose)
+    text = "\n".join(
+        _INLINE_CODE.sub("", lines.get(n, "")) for n in range(1, max(lines, default=0) + 1)
+    )
     problems = []
-    for number, line in prose:
-        for target in _LINK.findall(_INLINE_CODE.sub("", line)):
-            if re.match(r"^[a-z][a-z0-9+.-]*:", target):
-                continue
-            path, _, anchor = target.partition("#")
-            linked = (page.parent / path).resolve() if path else page
-            where = f"{page.name}:{number}: {target}"
-            if not linked.exists():
-                problems.append(f"{where}: no such file")
-            elif anchor and (linked.suffix != ".md" or anchor not in _anchors(linked)):
-                problems.append(f"{where}: no such heading")
+    for match in _LINK.finditer(text):
+        target = match.group(1)
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        where = f"{page.name}:{text.count(chr(10), 0, match.start(1)) + 1}: {target}"
+        if not linked.exists():
+            problems.append(f"{where}: no such file")
+        elif anchor and (linked.suffix != ".md" or anchor not in _anchors(linked)):
+            problems.append(f"{where}: no such heading")
     return problems
