@@ -108,6 +108,12 @@ class DatabaseUrl:
 # --- parsers ----------------------------------------------------------------------------------
 
 
+def env_var(name: str) -> str:
+    """The environment variable of the setting ``name``: ``max-connection-age`` is
+    ``MESHCHAT_MAX_CONNECTION_AGE``."""
+    return "MESHCHAT_" + name.upper().replace("-", "_")
+
+
 def parse_int(
     value: str | int, setting: str, minimum: int | None = None, maximum: int | None = None
 ) -> int:
@@ -178,7 +184,7 @@ def parse_optional_host_port(value: str, setting: str) -> HostPort | None:
     return parse_host_port(value, setting)
 
 
-def parse_database_url(value: str, setting: str = "MESHCHAT_DATABASE_URL") -> DatabaseUrl:
+def parse_database_url(value: str, setting: str = env_var("database-url")) -> DatabaseUrl:
     """``sqlite:///relative/or/absolute.db`` or ``postgresql://...``."""
     parts = urlsplit(value.strip())
     if parts.scheme == "sqlite":
@@ -207,7 +213,7 @@ def parse_choice(value: str, setting: str, choices: Sequence[str]) -> str:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def parse_log_level(value: str, setting: str = "MESHCHAT_LOG_LEVEL") -> str:
+def parse_log_level(value: str, setting: str) -> str:
     """One of :data:`LOG_LEVELS`, in any case."""
     return parse_choice(value, setting, LOG_LEVELS)
 
@@ -253,12 +259,6 @@ def choice(kind: type[E]) -> Parser[E]:
 
 
 # --- declarations -----------------------------------------------------------------------------
-
-
-def env_var(name: str) -> str:
-    """The environment variable of the setting ``name``: ``max-connection-age`` is
-    ``MESHCHAT_MAX_CONNECTION_AGE``."""
-    return "MESHCHAT_" + name.upper().replace("-", "_")
 
 
 @dataclass(frozen=True, slots=True)
