@@ -139,7 +139,8 @@ class TokenPolicy:
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
-    """Everything the auth service needs to start."""
+    """Everything the auth service needs to start; :func:`config_from` builds it from the
+    parsed settings, and its defaults are theirs."""
 
     server: ServerSettings
     database: DatabaseUrl

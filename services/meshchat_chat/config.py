@@ -1,5 +1,6 @@
 """The chat service's configuration: its settings, each declared once in :data:`SETTINGS`,
-and the frozen dataclass built from them, each value validated by its setting's parser."""
+and the frozen dataclass built from them, validated when it is built: each value by its
+setting's parser (no rule of the chat service spans two values)."""
 
 from __future__ import annotations
 
@@ -133,7 +134,8 @@ SETTINGS: tuple[Setting[object], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class ChatConfig:
-    """Everything the chat service needs to start; the defaults are the settings'."""
+    """Everything the chat service needs to start; :func:`config_from` builds it from the
+    parsed settings, and its defaults are theirs."""
 
     server: ServerSettings
     database: DatabaseUrl

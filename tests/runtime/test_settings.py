@@ -131,17 +131,14 @@ def test_each_setting_is_in_a_table_of_the_documentation(service: Service) -> No
         assert any(variable.search(row) for row in rows), f"{setting.env} is in no table row"
 
 
-SETTING_MODULES = [
-    "meshchat_runtime/settings.py",
-    "meshchat_runtime/cli.py",
-    "meshchat_auth/config.py",
-    "meshchat_auth/__main__.py",
-    "meshchat_chat/config.py",
-    "meshchat_chat/__main__.py",
-]
+SERVICE_MODULES = sorted(
+    str(path.relative_to(SERVICES))
+    for package in ("meshchat_runtime", "meshchat_auth", "meshchat_chat")
+    for path in (SERVICES / package).rglob("*.py")
+)
 
 
-@pytest.mark.parametrize("module", SETTING_MODULES)
+@pytest.mark.parametrize("module", SERVICE_MODULES)
 def test_no_environment_variable_is_written_out(module: str) -> None:
     """Each variable comes from its setting's name, never from a string literal (docstrings
     aside)."""
