@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -47,8 +46,6 @@ __all__ = [
     "rpc_type",
     "status_code_for",
 ]
-
-log = logging.getLogger(__name__)
 
 _TRequest = TypeVar("_TRequest")
 _TResponse = TypeVar("_TResponse")
