@@ -129,7 +129,8 @@ async def test_failed_logins_are_throttled_per_account(tmp_path: Path, database_
 async def test_a_deleted_users_tokens_stop_working(stubs_any: Stubs) -> None:
     pair = await register_and_login(stubs_any.channel, "alice")
     await stubs_any.users.DeleteUser(
-        users_pb2.DeleteUserRequest(id=pair.user.id), metadata=bearer(pair.access_token)
+        users_pb2.DeleteUserRequest(id=pair.user.id, current_password=DEFAULT_PASSWORD),
+        metadata=bearer(pair.access_token),
     )
     code, _ = await code_of(
         stubs_any.users.GetUser(
@@ -151,7 +152,7 @@ async def test_login_upgrades_a_hash_made_with_weaker_parameters(
     assert isinstance(auth.app, AuthApp)  # type: ignore[attr-defined]
     app: AuthApp = auth.app  # type: ignore[attr-defined]
     user = await register(stubs.channel, "alice")
-    old = PasswordHasher(Argon2Parameters(memory_kib=19 * 1024, time_cost=3))
+    old = PasswordHasher(Argon2Parameters(memory_kib=19 * 1024, time_cost=3), app.hashing)
     old_hash = await old.hash(DEFAULT_PASSWORD)
     await app.store.update_user(user.id, UserChanges(password_hash=old_hash), datetime.now(UTC))
     await stubs.auth.Login(auth_pb2.LoginRequest(username="alice", password=DEFAULT_PASSWORD))
