@@ -25,10 +25,10 @@ import grpc.aio
 import psycopg
 
 from benchmarks.echo_server import METHOD as ECHO_METHOD
+from devtools.postgres import ThrowawayPostgres, throwaway_postgres
+from devtools.processes import ServiceProcess, free_port
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from tests.support.postgres import ThrowawayPostgres, throwaway_postgres
-from tests.support.processes import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
