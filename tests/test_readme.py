@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ServiceProcess, free_port
+from devtools.processes import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
