@@ -26,7 +26,7 @@ checks), ``mesh`` (:class:`Mesh` and :func:`run_mesh`), ``cli`` (``make mesh`` i
 from __future__ import annotations
 
 from devtools.mesh.errors import MeshError
-from devtools.mesh.mesh import Mesh, mesh_ca, run_mesh
+from devtools.mesh.mesh import Mesh, run_mesh
 from devtools.mesh.pods import COMPONENTS, ENVOYS
 from devtools.mesh.ports import Ports
 from devtools.mesh.probes import http_get
@@ -40,7 +40,6 @@ __all__ = [
     "MeshError",
     "Ports",
     "http_get",
-    "mesh_ca",
     "run_mesh",
     "shared_host_values",
     "wait_until",
