@@ -200,3 +200,21 @@ seccompProfile:
 {{- end -}}
 {{- toYaml $names -}}
 {{- end -}}
+
+{{/*
+The gRPC API of each service, as a YAML mapping: the services that the ways in route by name,
+and the long-lived streaming methods, which get no route timeout, only an idle timeout.
+*/}}
+{{- define "meshchat.grpcApi" -}}
+auth:
+  services:
+    - meshchat.auth.v1.UserService
+    - meshchat.auth.v1.AuthService
+    - meshchat.auth.v1.AccessService
+  streaming: []
+chat:
+  services:
+    - meshchat.chat.v1.ChatService
+  streaming:
+    - /meshchat.chat.v1.ChatService/Connect
+{{- end -}}
