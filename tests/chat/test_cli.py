@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.processes import free_port, health_status
 from meshchat_chat.config import SETTINGS
 from tests.chat.conftest import eventually
-from tests.support.processes import free_port, health_status
 
 PROGRAM = [sys.executable, "-m", "meshchat_chat"]
 

@@ -13,9 +13,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
+from devtools.paths import VENV_BIN
+from devtools.processes import ServiceProcess, health_stub
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat_auth.config import SETTINGS
-from tests.support.processes import VENV_BIN, ServiceProcess, health_stub
 
 PROGRAM = str(VENV_BIN / "meshchat-auth")
 
