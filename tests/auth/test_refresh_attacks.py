@@ -30,7 +30,7 @@ async def strict_auth(tmp_path: Path, database_url: str) -> AsyncIterator[Runnin
 
 
 async def refresh_at_once(
-    stub: auth_pb2_grpc.AuthServiceStub, token: str, calls: int
+    stub: auth_pb2_grpc.AuthServiceAsyncStub, token: str, calls: int
 ) -> list[auth_pb2.TokenPair | grpc.aio.AioRpcError]:
     """``calls`` Refresh calls with the same token, released together by a barrier."""
     barrier = asyncio.Barrier(calls)
@@ -130,7 +130,9 @@ class LossyAuthProxy:
 
     def __init__(self, upstream: str, lose: int) -> None:
         self._upstream = grpc.aio.insecure_channel(upstream)
-        self._refresh = self._upstream.unary_unary("/meshchat.auth.v1.AuthService/Refresh")
+        self._refresh: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._upstream.unary_unary(
+            "/meshchat.auth.v1.AuthService/Refresh"
+        )
         self._lose = lose
         self.forwarded = 0
         self._server = grpc.aio.server()
