@@ -400,7 +400,14 @@ class AccessChecker:
         user = await self._store.get_user(claims.user_id)
         if user is None:
             raise Unauthenticated("the account of this token no longer exists")
-        return Principal(user.id, user.username, user.role, claims.expires_at, claims.token_id)
+        return Principal(
+            user.id,
+            user.username,
+            user.role,
+            claims.expires_at,
+            claims.token_id,
+            claims.session_id,
+        )
 
     async def check(self, token: str | None, endpoint: str) -> Principal:
         """The caller when ``token`` may call ``endpoint``; Unauthenticated or
