@@ -3,6 +3,9 @@ changing the password, a password change that ends no session, and weak password
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import grpc
 import pytest
 
@@ -40,18 +43,19 @@ async def refresh_code(stubs: Stubs, refresh_token: str) -> grpc.StatusCode:
 async def test_a_stolen_access_token_alone_changes_nothing(stubs_any: Stubs) -> None:
     victim = await register_and_login(stubs_any.channel, "alice")
     stolen = bearer(victim.access_token)
-    requests = {
-        "password": stubs_any.users.UpdateUser(change_password(victim.user.id), metadata=stolen),
-        "email": stubs_any.users.UpdateUser(
+    users = stubs_any.users
+    requests: dict[str, Callable[[], Awaitable[Any]]] = {
+        "password": lambda: users.UpdateUser(change_password(victim.user.id), metadata=stolen),
+        "email": lambda: users.UpdateUser(
             users_pb2.UpdateUserRequest(id=victim.user.id, email="eve@example.org"),
             metadata=stolen,
         ),
-        "delete": stubs_any.users.DeleteUser(
+        "delete": lambda: users.DeleteUser(
             users_pb2.DeleteUserRequest(id=victim.user.id), metadata=stolen
         ),
     }
     for what, call in requests.items():
-        code, details = await code_of(call)
+        code, details = await code_of(call())
         assert (what, code) == (what, grpc.StatusCode.INVALID_ARGUMENT)
         assert details.startswith("current_password:")
     code, details = await code_of(
