@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from meshchat_auth.domain import (
@@ -227,6 +230,31 @@ async def test_a_window_ends(store: AuthStore) -> None:
     later = NOW + timedelta(seconds=61)
     assert await store.reserve_login_attempt(limits, NOW + timedelta(seconds=30), 60) == 30
     assert await store.reserve_login_attempt(limits, later, 60) is None
+
+
+async def count_login_records(database_url: str) -> int:
+    """The rows of the failed-login table, read beside the store."""
+    url = parse_database_url(database_url)
+    if url.sqlite_path is not None:
+        with contextlib.closing(sqlite3.connect(url.sqlite_path)) as conn:
+            row = conn.execute("SELECT count(*) FROM login_failures").fetchone()
+    else:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            cur = await conn.execute("SELECT count(*) FROM login_failures")
+            row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_expired_login_records_are_pruned(store: AuthStore, database_url: str) -> None:
+    for i in range(150):
+        await store.reserve_login_attempt([AttemptLimit(f"spray {i}", 5)], NOW, 60)
+    assert await count_login_records(database_url) == 150
+    later = NOW + timedelta(seconds=61)
+    for i in range(2):
+        await store.reserve_login_attempt([AttemptLimit(f"later {i}", 5)], later, 60)
+    # Two reservations pruned up to 100 expired records each, and added their own.
+    assert await count_login_records(database_url) == 2
 
 
 async def test_migrations_are_idempotent(database_url: str) -> None:
