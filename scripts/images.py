@@ -133,8 +133,14 @@ class StandIn:
     replaces: str
     suite: str = "bookworm"
     packages: tuple[str, ...] = ("python3", "python3-venv", "ca-certificates")
-    # Left out of the image: downloaded packages and package lists (as the official image does).
-    excludes: tuple[str, ...] = ("./var/cache/apt/archives/*.deb", "./var/lib/apt/lists/*")
+    # Left out of the image: downloaded packages and package lists (as the official image does),
+    # and the build host's name and resolver (the engine provides both to each container).
+    excludes: tuple[str, ...] = (
+        "./var/cache/apt/archives/*.deb",
+        "./var/lib/apt/lists/*",
+        "./etc/hostname",
+        "./etc/resolv.conf",
+    )
 
     @property
     def labels(self) -> dict[str, str]:
@@ -143,9 +149,9 @@ class StandIn:
             "org.opencontainers.image.title": "meshchat-python-stand-in",
             "io.meshchat.stand-in-for": self.replaces,
             "io.meshchat.stand-in": (
-                f"not the official Python image: Debian {self.suite} minbase from debootstrap "
-                f"with Debian's {' '.join(self.packages)}, built locally because "
-                f"{self.replaces} could not be pulled"
+                f"not the official Python image: a stand-in for {self.replaces}, built "
+                f"locally from Debian {self.suite} minbase (debootstrap) with Debian's "
+                f"{' '.join(self.packages)}"
             ),
         }
 
@@ -313,9 +319,8 @@ def _summary(images: Images) -> str:
         registry, _, rest = images.envoy.partition("/")
         repository, _, tag = rest.partition(":")
         lines.append(
-            f"  envoy: {images.envoy} (the chart's needs --set mesh.envoy.image."
-            f"registry={registry},mesh.envoy.image.repository={repository},"
-            f"mesh.envoy.image.tag={tag})"
+            f"  envoy: {images.envoy}, for the chart: --set mesh.envoy.image.registry={registry},"
+            f"mesh.envoy.image.repository={repository},mesh.envoy.image.tag={tag}"
         )
     elif images.envoy:
         lines.append(f"  envoy: {images.envoy} (the chart's own)")

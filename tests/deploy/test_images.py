@@ -199,7 +199,8 @@ def test_dockerignore_lets_the_build_see_only_what_it_needs() -> None:
     dockerignore = (REPO_ROOT / ".dockerignore").read_text()
     allowed = {line[1:] for line in dockerignore.splitlines() if line.startswith("!")}
     assert allowed == {"pyproject.toml", "constraints.txt", "services/"}
-    assert dockerignore_problems(dockerignore, [DOCKERFILE.read_text()]) == []
+    dockerfiles = [DOCKERFILE.read_text(), images.ENVOY_DOCKERFILE.read_text()]
+    assert dockerignore_problems(dockerignore, dockerfiles) == []
 
 
 def test_dockerignore_check_finds_excluded_sources() -> None:
