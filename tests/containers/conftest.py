@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.containers import Engine, EngineMissing, find_engine
-from scripts.images import BuildError, Images, build_images, pip_ca_bundle
+from devtools.containers import Engine, EngineMissing, find_engine
+from devtools.images import BuildError, Images, build_images, pip_ca_bundle
+from devtools.tools import find_helm, helm_template, load_docs
 from tests.containers.container_support import Doc
-from tests.deploy.deploy_support import find_helm, helm_template, load_docs, missing_tool
+from tests.deploy.deploy_support import missing_tool, require
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +34,6 @@ def images(engine: Engine) -> Images:
 @pytest.fixture(scope="session")
 def rendering() -> list[Doc]:
     """The chart rendered with its default values."""
-    result = helm_template(find_helm())
+    result = helm_template(require(find_helm))
     assert result.returncode == 0, result.stderr
     return load_docs(result.stdout)

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from scripts.containers import Engine
+from devtools.containers import Engine
 
 __all__ = [
     "Container",

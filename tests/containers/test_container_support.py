@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.containers import docker, podman
+from devtools.containers import docker, podman
 from tests.containers.container_support import (
     Doc,
     Unsupported,

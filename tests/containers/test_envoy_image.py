@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.containers import Engine
-from scripts.images import SERVICES, Images
+from devtools.containers import Engine
+from devtools.images import SERVICES, Images
 from tests.containers.container_support import Doc, pod_container, security_flags, volume_flags
 
 pytestmark = pytest.mark.containers

@@ -16,10 +16,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from devtools.containers import Engine
+from devtools.images import SERVICES, Images
+from devtools.tools import find_grpcurl
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from scripts.containers import Engine
-from scripts.images import SERVICES, Images
 from tests.containers.container_support import (
     Container,
     Doc,
@@ -30,7 +31,7 @@ from tests.containers.container_support import (
     security_flags,
     volume_flags,
 )
-from tests.deploy.deploy_support import find_venv_tool, run
+from tests.deploy.deploy_support import require, run
 
 pytestmark = pytest.mark.containers
 
@@ -183,7 +184,7 @@ def test_each_image_holds_only_its_service(
 
 
 def _grpcurl(*args: str) -> str:
-    result = run([find_venv_tool("grpcurl"), "-plaintext", *args])
+    result = run([require(find_grpcurl), "-plaintext", *args])
     assert result.returncode == 0, result.stderr
     return result.stdout
 

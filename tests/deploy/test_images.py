@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts import images
-from scripts.containers import podman
+from devtools import images
+from devtools.containers import podman
 from tests.deploy.deploy_support import REPO_ROOT, run
 
 pytestmark = pytest.mark.deploy
@@ -246,7 +246,7 @@ def test_the_import_check_notices_a_missing_package() -> None:
     assert "meshchat_runtime" in error
 
 
-# --- make images (scripts/images.py): what it decides without building ----------------------
+# --- make images (devtools/images.py): what it decides without building ---------------------
 
 
 def test_hadolint_passes_on_the_envoy_dockerfile(hadolint: Path) -> None:
