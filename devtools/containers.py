@@ -15,7 +15,7 @@ import resource
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["ENGINE_ENV", "Engine", "EngineMissing", "find_engine"]
 
@@ -51,6 +51,7 @@ class Engine:
     global_flags: tuple[str, ...] = ()
     container_flags: tuple[str, ...] = ()
     read_only_flags: tuple[str, ...] = ("--read-only",)
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     def command(self, subcommand: str, *args: str) -> list[str]:
         """The command line of ``<engine> <subcommand> args``, with the flags it needs here."""
@@ -63,14 +64,13 @@ class Engine:
         *args: str,
         check: bool = True,
         capture: bool = True,
-        stdin: int | None = None,
         timeout: float | None = 600,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``<engine> <subcommand> args``; raise on failure when ``check``, with its stderr."""
         result = subprocess.run(
             self.command(subcommand, *args),
             capture_output=capture,
-            stdin=stdin,
+            env={**os.environ, **self.environment},
             text=True,
             check=False,
             timeout=timeout,
@@ -96,8 +96,8 @@ class Engine:
 
 
 def docker() -> Engine:
-    """docker, as it is."""
-    return Engine("docker")
+    """docker, with BuildKit (the Dockerfiles mount the CA bundle as a build secret)."""
+    return Engine("docker", environment={"DOCKER_BUILDKIT": "1"})
 
 
 def podman() -> Engine:

@@ -230,8 +230,9 @@ class Container:
         return self.engine.run("exec", self.name, *command, check=False)
 
     def remove(self) -> None:
-        """Stop and remove it."""
-        self.engine.run("rm", "--force", "--time", "2", self.name, check=False)
+        """Stop it (SIGTERM, SIGKILL after 2 s) and remove it."""
+        self.engine.run("stop", "--time", "2", self.name, check=False)
+        self.engine.run("rm", "--force", self.name, check=False)
 
     def wait_serving(self, address: str, deadline: float = 60.0) -> None:
         """Return once ``address`` reports SERVING; fail when the container stops first."""

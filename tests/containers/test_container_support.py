@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.containers import docker, podman
+from devtools.containers import ENGINE_ENV, EngineMissing, docker, find_engine, podman
 from tests.containers.container_support import (
     Doc,
     Unsupported,
@@ -110,3 +110,18 @@ def test_the_environment_resolves_secret_keys_then_overrides() -> None:
     assert environment([SECRET], container, {"URL": "other"}) == {"A": "1", "URL": "other"}
     with pytest.raises(Unsupported):
         environment([], {"env": [{"name": "F", "valueFrom": {"fieldRef": {}}}]}, {})
+
+
+def test_the_engine_is_the_one_named_or_a_clear_error() -> None:
+    with pytest.raises(EngineMissing, match="expected one of"):
+        find_engine({ENGINE_ENV: "rkt"})
+    assert podman().command("run", "x")[:5] == [
+        "podman",
+        "--runtime",
+        "runc",
+        "--cgroup-manager",
+        "cgroupfs",
+    ]
+    assert "--ulimit" in podman().command("build", ".")
+    assert "--ulimit" not in podman().command("inspect", "x")
+    assert docker().command("run", "x") == ["docker", "run", "x"]
