@@ -12,7 +12,6 @@ images inherit.
 pip inside the build reaches the package registry only; behind a TLS-intercepting proxy it needs
 the proxy's CA, passed as the build secret ``ca-bundle``: ``--ca-bundle PATH``, by default the
 bundle this machine's pip trusts (PIP_CERT or ``pip config``'s ``cert``).
-
 """
 
 from __future__ import annotations
@@ -77,7 +76,8 @@ def chart_app_version() -> str:
 def chart_envoy_image() -> str:
     """The Envoy image the chart's sidecars and edge run by default."""
     image = yaml.safe_load((CHART / "values.yaml").read_text())["mesh"]["envoy"]["image"]
-    return f"{image['registry']}/{image['repository']}:{image['tag']}"
+    name = f"{image['repository']}:{image['tag']}"
+    return qualified(f"{image['registry']}/{name}" if image.get("registry") else name)
 
 
 def pinned(package: str) -> str:

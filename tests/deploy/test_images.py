@@ -256,6 +256,10 @@ def test_hadolint_passes_on_the_envoy_dockerfile(hadolint: Path) -> None:
 
 def test_the_official_base_is_the_dockerfiles_default() -> None:
     assert images.official_python_image() == "docker.io/library/python:3.11.14-slim-bookworm"
+    default = re.compile(r"^ARG PYTHON_IMAGE=(\S+)$", flags=re.MULTILINE)
+    envoy_default = default.search(images.ENVOY_DOCKERFILE.read_text())
+    assert envoy_default is not None
+    assert images.qualified(envoy_default.group(1)) == images.official_python_image()
     assert images.qualified("envoyproxy/envoy:v1") == "docker.io/envoyproxy/envoy:v1"
     assert images.qualified("localhost/meshchat-envoy:1") == "localhost/meshchat-envoy:1"
     assert images.qualified("quay.io/a/b:1") == "quay.io/a/b:1"
