@@ -225,9 +225,10 @@ class Container:
         result = self.engine.run("logs", self.name, check=False)
         return result.stdout + result.stderr
 
-    def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
-        """Run a command in it (as its user, under its security context)."""
-        return self.engine.run("exec", self.name, *command, check=False)
+    def exec(self, *command: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command in it, under its security context, as its user or ``user``."""
+        as_user = ("--user", user) if user is not None else ()
+        return self.engine.run("exec", *as_user, self.name, *command, check=False)
 
     def remove(self) -> None:
         """Stop it (SIGTERM, SIGKILL after 2 s) and remove it."""
