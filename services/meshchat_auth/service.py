@@ -320,12 +320,7 @@ class SessionService:
             raise Unauthenticated(WRONG_CREDENTIALS)
         now = self._clock()
         if self._hasher.needs_rehash(user.password_hash):
-            new_hash = await self._hasher.hash(password)
-            user = (
-                await self._store.update_user(user.id, UserChanges(password_hash=new_hash), now)
-                or user
-            )
-            log.info("password hash upgraded", extra={"user_id": user.id})
+            user = await self._upgrade_hash(user, password, now)
         family = RefreshFamily(
             str(uuid.uuid4()), user.id, now, now + timedelta(seconds=self._policy.refresh_ttl)
         )
@@ -334,6 +329,17 @@ class SessionService:
             family, RefreshToken(hash_refresh_token(refresh), family.family_id, user.id, now)
         )
         return self._tokens(user, family.family_id, refresh, family.expires_at, now)
+
+    async def _upgrade_hash(self, user: User, password: str, now: datetime) -> User:
+        """Rehash with the current parameters; when the pool is full, the next login does
+        it instead (the password was right: the login must not fail for this)."""
+        try:
+            new_hash = await self._hasher.hash(password)
+        except ResourceExhausted:
+            return user
+        upgraded = await self._store.update_user(user.id, UserChanges(password_hash=new_hash), now)
+        log.info("password hash upgraded", extra={"user_id": user.id})
+        return upgraded or user
 
     def _tokens(
         self, user: User, family_id: str, refresh: str, refresh_expires: datetime, now: datetime

@@ -18,6 +18,7 @@ from meshchat_chat.config import AuthzMode
 from meshchat_runtime.settings import HostPort
 from tests.chat.conftest import People, Person, Stream, eventually, status_of
 from tests.support.stack import (
+    DEFAULT_PASSWORD,
     RunningAuth,
     RunningChat,
     bearer,
@@ -215,7 +216,8 @@ async def test_a_deleted_users_token(
     room = await alice.create_chat("soon orphaned")
     async with auth.channel() as channel:
         await users_pb2_grpc.UserServiceStub(channel).DeleteUser(
-            users_pb2.DeleteUserRequest(id=alice.user_id), metadata=alice.md
+            users_pb2.DeleteUserRequest(id=alice.user_id, current_password=DEFAULT_PASSWORD),
+            metadata=alice.md,
         )
 
     async def accepted() -> bool:
