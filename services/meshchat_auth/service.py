@@ -123,7 +123,7 @@ class PasswordCheck:
         )
         if wait is not None:
             raise ResourceExhausted(
-                f"too many failed logins for this account; try again in {int(wait) + 1} s", wait
+                f"too many failed logins; try again in {int(wait) + 1} s", wait
             )
         try:
             if user is None:
