@@ -69,7 +69,7 @@ $(TOOLS)/helm: scripts/fetch_helm.py | $(STAMP)
 .PHONY: tools
 tools: $(CHECKOV) $(TOOLS)/helm ## helm and checkov for the deployment checks, under .cache/tools/.
 
-# The chart's pods as processes on this machine (scripts/mesh.py; the README's "The mesh in a box").
+# The chart's pods as processes on this machine (scripts/mesh.py; docs/mesh.md).
 .PHONY: mesh
 mesh: $(STAMP) $(TOOLS)/helm ## The chart's pods on this machine: Envoy sidecars, mTLS, edge (Ctrl-C stops).
 	$(BIN)/python -m scripts.mesh

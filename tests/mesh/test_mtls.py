@@ -1,9 +1,10 @@
 """mTLS holds at the sidecars' inbound listeners, and the apps are behind their sidecars.
 
-Shared-host mode (see the README, "The mesh in a box"): every process shares this host's loopback interface, so
-nothing here can show that another process on the host is unable to reach an app's port; what
-is shown is that the apps bind loopback only, on ports that are not the sidecars', and that the
-only way in that the mesh configures is through a sidecar's mTLS listener."""
+Shared-host mode (see docs/mesh.md, "Shared host, not network namespaces"): every process
+shares this host's loopback interface, so nothing here can show that another process on the
+host is unable to reach an app's port; what is shown is that the apps bind loopback only, on
+ports that are not the sidecars', and that the only way in that the mesh configures is through
+a sidecar's mTLS listener."""
 
 from __future__ import annotations
 
