@@ -125,8 +125,9 @@ def test_values_schema_rejects_bad_values(
             "gateway.create is true: set gateway.gatewayClassName",
         ),
         (
-            {"auth": {"terminationGracePeriodSeconds": 5}},
-            "auth.terminationGracePeriodSeconds (5) must exceed auth.gracePeriodSeconds (10)",
+            {"auth": {"terminationGracePeriodSeconds": 20}},
+            "auth.terminationGracePeriodSeconds (20) must exceed auth.preStopSleepSeconds plus "
+            "auth.gracePeriodSeconds (10 + 10)",
         ),
         (
             {"edge": {"enabled": True, "admin": {"port": 8443}, "listener": {"port": 8443}}},
@@ -187,10 +188,15 @@ def test_pod_layout(renderings: dict[str, Rendering], component: str) -> None:
     assert env["MESHCHAT_METRICS_LISTEN"]["value"].startswith("127.0.0.1:")
     assert "secretKeyRef" in env["MESHCHAT_DATABASE_URL"]["valueFrom"]
     assert [p["name"] for p in app.get("ports", [])] == [], "the app exposes no port itself"
-    # The app's probes ask its sidecar's health listener, by number (named ports are per container).
+    # The app's probes ask its sidecar's health listener, by number (named ports are per
+    # container): liveness only whether the app answers, readiness whether it is SERVING.
     health = {p["name"]: p["containerPort"] for p in sidecar["ports"]}["health"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert app[probe]["httpGet"] == {"path": "/healthz", "port": health}
+    assert app["startupProbe"]["httpGet"] == {"path": "/livez/app", "port": health}
+    assert app["livenessProbe"]["httpGet"] == {"path": "/livez/app", "port": health}
+    assert app["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": health}
+    # A pause before SIGTERM while Services and the sidecars' DNS stop sending new calls.
+    assert app["lifecycle"] == {"preStop": {"sleep": {"seconds": 10}}}
+    assert spec["terminationGracePeriodSeconds"] > 10 + 10
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     service = renderings["default"].get("Service", f"{FULLNAME}-{component}")
     target_ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}

@@ -202,8 +202,10 @@ seccompProfile:
 {{- end -}}
 
 {{/*
-The gRPC API of each service, as a YAML mapping: the services that the ways in route by name,
-and the long-lived streaming methods, which get no route timeout, only an idle timeout.
+The gRPC API of each service, as a YAML mapping: the services that the ways in route by name;
+the long-lived streaming methods, which get no route timeout, only an idle timeout; and the
+idempotent methods (reads without side effects), which Envoy may retry on another pod after a
+reset or UNAVAILABLE.
 */}}
 {{- define "meshchat.grpcApi" -}}
 auth:
@@ -212,9 +214,18 @@ auth:
     - meshchat.auth.v1.AuthService
     - meshchat.auth.v1.AccessService
   streaming: []
+  idempotent:
+    - /meshchat.auth.v1.UserService/GetUser
+    - /meshchat.auth.v1.UserService/ListUsers
+    - /meshchat.auth.v1.AccessService/Check
+    - /meshchat.auth.v1.AuthService/GetJwks
 chat:
   services:
     - meshchat.chat.v1.ChatService
   streaming:
     - /meshchat.chat.v1.ChatService/Connect
+  idempotent:
+    - /meshchat.chat.v1.ChatService/GetChat
+    - /meshchat.chat.v1.ChatService/ListChats
+    - /meshchat.chat.v1.ChatService/ListMessages
 {{- end -}}

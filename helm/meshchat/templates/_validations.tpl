@@ -75,9 +75,13 @@ from templates/validate-values.yaml only (see there why).
 {{- define "meshchat.validateValues.gracePeriod" -}}
 {{- range $component := list "auth" "chat" -}}
 {{- $v := index $.Values $component -}}
-{{- if le (int $v.terminationGracePeriodSeconds) (int $v.gracePeriodSeconds) }}
-{{ printf "%s.terminationGracePeriodSeconds (%v) must exceed %s.gracePeriodSeconds (%v), or Kubernetes kills the service before it has stopped" $component $v.terminationGracePeriodSeconds $component $v.gracePeriodSeconds }}
+{{- if le (int $v.terminationGracePeriodSeconds) (add $v.preStopSleepSeconds $v.gracePeriodSeconds) }}
+{{ printf "%s.terminationGracePeriodSeconds (%v) must exceed %s.preStopSleepSeconds plus %s.gracePeriodSeconds (%v + %v), or Kubernetes kills the service before it has stopped" $component $v.terminationGracePeriodSeconds $component $component $v.preStopSleepSeconds $v.gracePeriodSeconds }}
 {{- end -}}
+{{- end -}}
+{{- $e := .Values.edge -}}
+{{- if and $e.enabled (le (int $e.terminationGracePeriodSeconds) (int $e.preStopSleepSeconds)) }}
+{{ printf "edge.terminationGracePeriodSeconds (%v) must exceed edge.preStopSleepSeconds (%v)" $e.terminationGracePeriodSeconds $e.preStopSleepSeconds }}
 {{- end -}}
 {{- end -}}
 
