@@ -294,7 +294,7 @@ def test_chat_reaches_auth_through_an_outbound_listener_checking_auth_san(
     auth = _clusters(config)["auth"]
     endpoint = auth["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert endpoint["address"]["socket_address"] == {
-        "address": f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local",
+        "address": f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local.",
         "port_value": 8443,
     }
     tls = auth["transport_socket"]["typed_config"]
@@ -433,6 +433,22 @@ def test_clusters_of_other_pods_eject_failing_pods(renderings: dict[str, Renderi
         assert outlier["enforcing_consecutive_gateway_failure"] == 100
         assert outlier["max_ejection_percent"] == 50
     assert "outlier_detection" not in chat["local_app"], "one endpoint: nothing to eject to"
+
+
+def test_dns_names_of_clusters_are_fully_qualified(renderings: dict[str, Rendering]) -> None:
+    names = {}
+    for rendering in ("default", "edge-envoy"):
+        for component, bootstrap in bootstraps(renderings[rendering]).items():
+            for name, cluster in _clusters(bootstrap.config).items():
+                if cluster["type"] == "STRICT_DNS":
+                    (host,) = _find(cluster["load_assignment"], "address")[1:]
+                    names[(rendering, component, name)] = host
+    assert names[("default", "chat", "auth")] == (
+        f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local."
+    )
+    assert len(names) == 4  # chat to auth in both renderings, the edge to auth and chat
+    # With ndots:5, a name without the final dot is first tried with every search domain.
+    assert all(host.endswith(".") for host in names.values()), names
 
 
 def test_every_address_and_port_follows_the_values(renderings: dict[str, Rendering]) -> None:

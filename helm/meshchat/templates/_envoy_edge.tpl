@@ -33,7 +33,7 @@ resources:
 {{- include "meshchat.envoy.meshCluster" (dict
   "ctx" .ctx
   "name" .component
-  "address" (default (include "meshchat.headlessHost" .) $up.address)
+  "address" (default (include "meshchat.headlessFqdn" .) $up.address)
   "port" ($up.port | default $svc.service.port)
   "sni" (include "meshchat.serviceHost" .)
   "identity" (include "meshchat.identity" .)) -}}

@@ -130,6 +130,15 @@ seccompProfile:
 {{- printf "%s-headless.%s.svc.%s" (include "meshchat.componentName" .) (include "meshchat.namespace" .ctx) .ctx.Values.clusterDomain -}}
 {{- end -}}
 
+{{/*
+The same name fully qualified (a trailing dot), as Envoy's STRICT_DNS clusters resolve it: with
+the pods' ndots:5 a name without the dot would first be tried with every search domain on each
+refresh.
+*/}}
+{{- define "meshchat.headlessFqdn" -}}
+{{- printf "%s." (include "meshchat.headlessHost" .) -}}
+{{- end -}}
+
 {{/* The DNS SANs of a component's mesh certificate, as a YAML list: identity first, then the Service names for servers. */}}
 {{- define "meshchat.meshDnsNames" -}}
 {{- $name := include "meshchat.componentName" . -}}
