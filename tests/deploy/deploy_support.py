@@ -19,7 +19,6 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "helm" / "meshchat"
 TOOLS_DIR = REPO_ROOT / ".cache" / "tools"
-SKAFFOLD_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "skaffold-v4beta14.json"
 RELEASE = "meshchat"
 NAMESPACE = "meshchat"
 
@@ -27,6 +26,31 @@ Doc = dict[str, Any]
 
 # Kinds that kubernetes-validate has no schema for (CRDs of cert-manager and Gateway API).
 CRD_KINDS = frozenset({"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy"})
+
+
+def _checkout_roots() -> list[Path]:
+    """This checkout's root, then, for a git worktree, the root of the main checkout."""
+    roots = [REPO_ROOT]
+    common = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    main = Path(common.stdout.strip()).parent if common.returncode == 0 else REPO_ROOT
+    if main != REPO_ROOT:
+        roots.append(main)
+    return roots
+
+
+def skaffold_schema() -> Path:
+    """skaffold's v4beta14 JSON schema in the `shared/schemas` directory beside the repository
+    (beside the main checkout when this is a git worktree); the first candidate when none exists."""
+    candidates = [
+        root.parent / "shared" / "schemas" / "skaffold-v4beta14.json" for root in _checkout_roots()
+    ]
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def in_ci() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,12 @@ import yaml
 
 from tests.deploy.deploy_support import (
     REPO_ROOT,
-    SKAFFOLD_SCHEMA,
     Rendering,
     helm_template,
     load_docs,
     missing_tool,
+    run,
+    skaffold_schema,
 )
 
 pytestmark = pytest.mark.deploy
@@ -27,9 +29,10 @@ pytestmark = pytest.mark.deploy
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
     """skaffold's schema for v4beta14, from the shared directory next to the repository."""
-    if not SKAFFOLD_SCHEMA.is_file():
-        missing_tool(f"the skaffold schema is missing: {SKAFFOLD_SCHEMA}")
-    loaded: dict[str, Any] = json.loads(SKAFFOLD_SCHEMA.read_text())
+    path = skaffold_schema()
+    if not path.is_file():
+        missing_tool(f"the skaffold schema is missing: {path}")
+    loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
 
 
@@ -100,18 +103,38 @@ def _apply_patches(config: dict[str, Any], patches: list[dict[str, Any]]) -> dic
         node: Any = patched
         for part in parents:
             node = node[int(part)] if isinstance(node, list) else node[part]
-        node[last] = patch["value"]
+        if last == "-":
+            node.append(patch["value"])
+        else:
+            node[last] = patch["value"]
     return patched
 
 
-@pytest.mark.parametrize("profile", [None, "fast", "cert-manager", "edge"])
-def test_the_chart_accepts_skaffolds_values(
-    helm: Path, skaffold: dict[str, Any], profile: str | None
-) -> None:
+def with_profiles(skaffold: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """skaffold.yaml as skaffold runs it with these profiles active, in order."""
     config = skaffold
-    if profile is not None:
-        (found,) = [p for p in skaffold["profiles"] if p["name"] == profile]
-        config = _apply_patches(skaffold, found["patches"])
+    for name in names:
+        (found,) = [p for p in skaffold["profiles"] if p["name"] == name]
+        config = _apply_patches(config, found["patches"])
+    return config
+
+
+# What `skaffold run -p X` and `skaffold dev -p X` (which also activates "fast") deploy.
+PROFILE_SETS = [
+    (),
+    ("fast",),
+    ("cert-manager",),
+    ("edge",),
+    ("fast", "cert-manager"),
+    ("fast", "edge"),
+]
+
+
+@pytest.mark.parametrize("profiles", PROFILE_SETS, ids=lambda p: "+".join(p) or "none")
+def test_the_chart_accepts_skaffolds_values(
+    helm: Path, skaffold: dict[str, Any], profiles: tuple[str, ...]
+) -> None:
+    config = with_profiles(skaffold, profiles)
     (release,) = config["deploy"]["helm"]["releases"]
     assert (REPO_ROOT / release["chartPath"] / "Chart.yaml").is_file()
     result = helm_template(helm, None, *_release_values(release))
@@ -152,3 +175,68 @@ def test_port_forwards_name_rendered_services(
     }
     for name, port in forwarded:
         assert port in services[name]
+
+
+def _notes(helm: Path, release: dict[str, Any]) -> str:
+    """NOTES.txt as helm prints it after installing the release with skaffold's values."""
+    args = [helm, "install", release["name"], REPO_ROOT / release["chartPath"]]
+    args += ["--namespace", release["namespace"], "--dry-run=client", *_release_values(release)]
+    result = run(args)
+    assert result.returncode == 0, result.stderr
+    assert "NOTES:" in result.stdout
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def notes_port_problems(notes: str, config: dict[str, Any], kind_host_ports: set[int]) -> list[str]:
+    """Ports that NOTES names and skaffold does not provide: a `kubectl port-forward` skaffold does
+    not do the same way, an address for the CLI or grpcurl on a local port that skaffold forwards to
+    something other than the way in (or that kind does not map), a metrics port not forwarded."""
+    forwards = {(f["resourceName"], f["port"]): f["localPort"] for f in config["portForward"]}
+    by_local = {local: name for (name, _), local in forwards.items()}
+    problems: list[str] = []
+    ways_in: dict[int, str] = {port: "kind's port mapping" for port in kind_host_ports}
+    for name, local, remote in re.findall(r"port-forward svc/(\S+) (\d+):(\d+)", notes):
+        if forwards.get((name, int(remote))) != int(local):
+            problems.append(f"NOTES forwards {name}:{remote} to {local}; skaffold does not")
+        ways_in[int(local)] = name
+    for host, port in re.findall(r"\b([a-z0-9-]+(?:\.[a-z0-9-]+)+):(\d+)\b", notes):
+        number = int(port)
+        if number not in ways_in:
+            problems.append(f"{host}:{port}: nothing forwards or maps local port {port}")
+        elif number in by_local and by_local[number] != ways_in[number]:
+            problems.append(f"{host}:{port}: skaffold forwards {port} to {by_local[number]}")
+    for port, *services in re.findall(r"port (\d+) of the (\S+) and (\S+) Services", notes):
+        for service in services:
+            if (service, int(port)) not in forwards:
+                problems.append(f"port {port} of {service} is not forwarded by skaffold")
+    return problems
+
+
+def _kind_host_ports() -> set[int]:
+    cluster = yaml.safe_load((REPO_ROOT / "deploy" / "kind" / "cluster.yaml").read_text())
+    return {m["hostPort"] for node in cluster["nodes"] for m in node.get("extraPortMappings", [])}
+
+
+@pytest.mark.parametrize("profiles", PROFILE_SETS, ids=lambda p: "+".join(p) or "none")
+def test_every_port_notes_names_is_one_skaffold_forwards(
+    helm: Path, skaffold: dict[str, Any], profiles: tuple[str, ...]
+) -> None:
+    config = with_profiles(skaffold, profiles)
+    (release,) = config["deploy"]["helm"]["releases"]
+    notes = _notes(helm, release)
+    assert "MESHCHAT_SERVER=" in notes
+    assert notes_port_problems(notes, config, _kind_host_ports()) == []
+
+
+def test_the_notes_check_finds_the_edge_on_a_sidecars_port(skaffold: dict[str, Any]) -> None:
+    # The mistake the edge profile once made: the edge told to use 8443, which is auth's sidecar.
+    notes = (
+        "kubectl --namespace meshchat port-forward svc/meshchat-edge 8443:443\n"
+        "export MESHCHAT_SERVER=meshchat.127.0.0.1.nip.io:8443\n"
+        "Metrics: port 9090 of the meshchat-auth and meshchat-chat Services\n"
+    )
+    config = with_profiles(skaffold, ("edge",))
+    assert notes_port_problems(notes, config, {80, 443}) == [
+        "NOTES forwards meshchat-edge:443 to 8443; skaffold does not",
+        "meshchat.127.0.0.1.nip.io:8443: skaffold forwards 8443 to meshchat-auth",
+    ]
