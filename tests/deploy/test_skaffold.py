@@ -240,3 +240,76 @@ def test_the_notes_check_finds_the_edge_on_a_sidecars_port(skaffold: dict[str, A
         "NOTES forwards meshchat-edge:443 to 8443; skaffold does not",
         "meshchat.127.0.0.1.nip.io:8443: skaffold forwards 8443 to meshchat-auth",
     ]
+
+
+# Fields Kubernetes refuses to change on an existing object, by kind.
+IMMUTABLE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "StatefulSet": (
+        ("spec", "selector"),
+        ("spec", "serviceName"),
+        ("spec", "podManagementPolicy"),
+        ("spec", "volumeClaimTemplates"),
+    ),
+    "Deployment": (("spec", "selector"),),
+    "Service": (("spec", "clusterIP"),),
+    "PersistentVolumeClaim": (("spec",),),
+}
+
+
+def immutable_fields(docs: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[str, ...]], Any]:
+    """The immutable fields of a rendering, by kind, name and path."""
+    found: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+    for doc in docs:
+        for path in IMMUTABLE.get(doc["kind"], ()):
+            node: Any = doc
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            found[(doc["kind"], doc["metadata"]["name"], path)] = node
+    return found
+
+
+def immutable_differences(
+    a: dict[tuple[str, str, tuple[str, ...]], Any], b: dict[tuple[str, str, tuple[str, ...]], Any]
+) -> list[str]:
+    """Immutable fields of objects in both renderings whose values differ."""
+    return [
+        f"{kind}/{name} {'.'.join(path)}: {a[key]!r} != {b[key]!r}"
+        for key in sorted(a.keys() & b.keys())
+        for kind, name, path in [key]
+        if a[key] != b[key]
+    ]
+
+
+@pytest.fixture(scope="module")
+def profile_immutables(
+    helm: Path, skaffold: dict[str, Any]
+) -> dict[tuple[str, ...], dict[tuple[str, str, tuple[str, ...]], Any]]:
+    """The immutable fields of what each set of profiles deploys."""
+    found = {}
+    for profiles in PROFILE_SETS:
+        (release,) = with_profiles(skaffold, profiles)["deploy"]["helm"]["releases"]
+        result = helm_template(helm, None, *_release_values(release))
+        assert result.returncode == 0, result.stderr
+        found[profiles] = immutable_fields(load_docs(result.stdout))
+    return found
+
+
+def test_profiles_change_no_immutable_field(
+    profile_immutables: dict[tuple[str, ...], dict[tuple[str, str, tuple[str, ...]], Any]],
+) -> None:
+    # `skaffold run` then `skaffold dev` (or another -p) upgrades the same release in place.
+    base = profile_immutables[()]
+    assert any(kind == "StatefulSet" for kind, _, _ in base)
+    for profiles, fields in profile_immutables.items():
+        assert immutable_differences(base, fields) == [], profiles
+
+
+def test_the_immutable_check_finds_a_changed_volume_size(
+    profile_immutables: dict[tuple[str, ...], dict[tuple[str, str, tuple[str, ...]], Any]],
+) -> None:
+    base = profile_immutables[()]
+    changed = copy.deepcopy(base)
+    key = ("StatefulSet", "meshchat-postgresql", ("spec", "volumeClaimTemplates"))
+    changed[key][0]["spec"]["resources"]["requests"]["storage"] = "1Gi"
+    (difference,) = immutable_differences(base, changed)
+    assert difference.startswith("StatefulSet/meshchat-postgresql spec.volumeClaimTemplates")
