@@ -173,6 +173,14 @@ _SHARED_HOST_PORTS: dict[str, Any] = {
     "mesh": {"envoy": {"configDir": "/srv/mesh/envoy", "certDir": "/srv/mesh/certs"}},
 }
 
+# Envoy Gateway's proxy pods, in its own namespace.
+ENVOY_GATEWAY_PROXIES: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}},
+    "podSelector": {
+        "matchLabels": {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy"}
+    },
+}
+
 COMBINATIONS: dict[str, dict[str, Any]] = {
     # Chart-generated certificates, ingress-nginx, bundled PostgreSQL, chat autoscaled from 1.
     "default": {},
@@ -188,7 +196,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "ingress": {"enabled": False},
         "gateway": {"enabled": True, "gatewayClassName": "envoy-gateway"},
         "networkPolicy": {
-            "ingressControllerPeers": [
+            "gatewayPeers": [
                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gw"}}}
             ]
         },
@@ -202,6 +210,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
             "parentRefs": [{"name": "shared", "namespace": "gateways", "sectionName": "https"}],
             "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "mesh-ca-bundle"}],
         },
+        "networkPolicy": {"gatewayPeers": [ENVOY_GATEWAY_PROXIES]},
     },
     "external-database": {
         "postgresql": {"enabled": False},

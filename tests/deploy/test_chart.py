@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from tests.deploy.deploy_support import (
     CHART,
     COMBINATIONS,
+    ENVOY_GATEWAY_PROXIES,
     NAMESPACE,
     Doc,
     Rendering,
@@ -123,6 +124,10 @@ def test_values_schema_rejects_bad_values(
         (
             {"gateway": {"enabled": True}},
             "gateway.create is true: set gateway.gatewayClassName",
+        ),
+        (
+            {"ingress": {"enabled": False}, "gateway": {"enabled": True, "gatewayClassName": "eg"}},
+            "networkPolicy.gatewayPeers is empty: with gateway.enabled and NetworkPolicies on",
         ),
         (
             {"auth": {"terminationGracePeriodSeconds": 20}},
@@ -385,6 +390,61 @@ def test_network_policies_deny_by_default(renderings: dict[str, Rendering]) -> N
     assert {"ipBlock": {"cidr": "10.20.0.5/32"}} in [
         peer for rule in ext_policies[f"{FULLNAME}-auth"]["egress"] for peer in rule["to"]
     ]
+
+
+INGRESS_NGINX = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+}
+
+
+def _selector(component: str) -> Doc:
+    return {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": FULLNAME,
+                "app.kubernetes.io/instance": "meshchat",
+                "app.kubernetes.io/component": component,
+            }
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("rendering", "way_in"),
+    [
+        ("default", [INGRESS_NGINX]),
+        ("gateway-api-cert-manager", [ENVOY_GATEWAY_PROXIES]),
+        ("edge-envoy", [_selector("edge")]),
+    ],
+)
+def test_network_policies_let_in_exactly_the_chosen_way_in(
+    renderings: dict[str, Rendering], rendering: str, way_in: list[Doc]
+) -> None:
+    policies = {
+        p["metadata"]["name"]: p["spec"] for p in renderings[rendering].of_kind("NetworkPolicy")
+    }
+    assert policies[f"{FULLNAME}-chat"]["ingress"][0]["from"] == way_in
+    assert policies[f"{FULLNAME}-auth"]["ingress"][0]["from"] == [*way_in, _selector("chat")]
+
+
+def test_extra_egress_reaches_a_collector(helm: Path, tmp_path: Path) -> None:
+    collector = {
+        "to": [{"ipBlock": {"cidr": "10.30.0.7/32"}}],
+        "ports": [{"port": 4317, "protocol": "TCP"}],
+    }
+    result = helm_template(
+        helm, _write_values(tmp_path, {"networkPolicy": {"extraEgress": [collector]}})
+    )
+    assert result.returncode == 0, result.stderr
+    policies = {
+        d["metadata"]["name"]: d["spec"]
+        for d in load_docs(result.stdout)
+        if d["kind"] == "NetworkPolicy"
+    }
+    for component in ("auth", "chat"):
+        assert policies[f"{FULLNAME}-{component}"]["egress"][-1] == collector
+    assert collector not in policies[f"{FULLNAME}-postgresql"]["egress"]
 
 
 def test_ingress_routes_by_grpc_service_over_mtls(renderings: dict[str, Rendering]) -> None:

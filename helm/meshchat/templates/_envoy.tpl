@@ -364,7 +364,11 @@ retry_policy:
 {{- define "meshchat.envoy.inboundListener" -}}
 {{- $ctx := .ctx -}}
 {{- $v := index $ctx.Values .component -}}
-{{- $callers := concat (list (include "meshchat.identity" (dict "ctx" $ctx "component" "ingress"))) .workload.callers $v.sidecar.extraAllowedCallers -}}
+{{- $callers := list (include "meshchat.identity" (dict "ctx" $ctx "component" "ingress")) -}}
+{{- range .workload.callers -}}
+{{- $callers = append $callers (include "meshchat.identity" (dict "ctx" $ctx "component" .)) -}}
+{{- end -}}
+{{- $callers = concat $callers $v.sidecar.extraAllowedCallers -}}
 {{- $api := index (include "meshchat.grpcApi" . | fromYaml) .component -}}
 {{- $hosts := list (dict "name" .component "domains" (list "*") "routes" (include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" "local_app" "api" $api "prefixes" (list "/")) | fromYamlArray)) -}}
 {{- $options := dict "server_header_transformation" "PASS_THROUGH" "forward_client_cert_details" "SANITIZE_SET" "set_current_client_cert_details" (dict "dns" true "uri" true) -}}

@@ -238,3 +238,23 @@ chat:
     - /meshchat.chat.v1.ChatService/ListChats
     - /meshchat.chat.v1.ChatService/ListMessages
 {{- end -}}
+
+
+{{/*
+The NetworkPolicy peers of the ways in that are on, as a YAML list: who may reach the sidecars'
+mTLS listeners from outside the release (ingress-nginx's controller, the Gateway's proxies, the
+chart's edge Envoy).
+*/}}
+{{- define "meshchat.wayInPeers" -}}
+{{- $peers := list -}}
+{{- if .Values.ingress.enabled -}}
+{{- $peers = concat $peers .Values.networkPolicy.ingressControllerPeers -}}
+{{- end -}}
+{{- if .Values.gateway.enabled -}}
+{{- $peers = concat $peers .Values.networkPolicy.gatewayPeers -}}
+{{- end -}}
+{{- if .Values.edge.enabled -}}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" (include "meshchat.selectorLabels" (dict "ctx" . "component" "edge") | fromYaml))) -}}
+{{- end -}}
+{{- toYaml $peers -}}
+{{- end -}}
