@@ -181,6 +181,13 @@ ENVOY_GATEWAY_PROXIES: dict[str, Any] = {
     },
 }
 
+# Values that name existing Secrets for everything the chart would otherwise generate.
+RENDER_ONLY: dict[str, Any] = {
+    "certManager": {"enabled": True, "existingCaSecret": "mesh-ca"},
+    "auth": {"jwt": {"existingSecret": "jwt-keys"}},
+    "postgresql": {"existingSecret": "pg-passwords"},
+}
+
 COMBINATIONS: dict[str, dict[str, Any]] = {
     # Chart-generated certificates, ingress-nginx, bundled PostgreSQL, chat autoscaled from 1.
     "default": {},
@@ -241,6 +248,8 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "edge": {"enabled": True, "service": {"type": "NodePort", "nodePort": 30443}},
         "networkPolicy": {"metricsPeers": [{"namespaceSelector": {}}]},
     },
+    # What `helm template`, `skaffold render` or Argo CD need (no lookup): nothing secret rendered.
+    "render-only": RENDER_ONLY,
     # Where issue 6 runs the mesh on one machine: every address and port changed by values.
     "shared-host-ports": _SHARED_HOST_PORTS,
 }

@@ -302,6 +302,49 @@ def test_jwt_signing_key_is_pkcs8_p256_and_kept(renderings: dict[str, Rendering]
     assert key.curve.name == "secp256r1"
 
 
+def test_render_only_values_render_no_secret_and_the_same_every_time(
+    helm: Path, values_files: dict[str, Path], renderings: dict[str, Rendering]
+) -> None:
+    again = helm_template(helm, values_files["render-only"])
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == renderings["render-only"].path.read_text()
+    rendering = renderings["render-only"]
+    assert rendering.of_kind("Secret") == []
+    issuers = {i["metadata"]["name"]: i["spec"] for i in rendering.of_kind("Issuer")}
+    assert issuers == {f"{FULLNAME}-mesh-ca": {"ca": {"secretName": "mesh-ca"}}}
+    for component in ("auth", "chat"):
+        app = _pod(rendering, component)["spec"]["containers"][0]
+        env = {e["name"]: e for e in app["env"]}
+        assert env["MESHCHAT_DATABASE_URL"]["value"] == (
+            f"postgresql://meshchat_{component}@{FULLNAME}-postgresql.{NAMESPACE}.svc.cluster.local"
+            f":5432/meshchat_{component}"
+        )
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "pg-passwords",
+            "key": f"{component}-password",
+        }
+    postgres = rendering.get("StatefulSet", f"{FULLNAME}-postgresql")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in postgres["volumes"]}
+    assert volumes["passwords"]["secret"]["secretName"] == "pg-passwords"
+    jwt = {v["name"]: v for v in _pod(rendering, "auth")["spec"]["volumes"]}["jwt-keys"]
+    assert jwt["secret"]["secretName"] == "jwt-keys"
+
+
+def test_the_defaults_render_new_secrets_every_time(
+    helm: Path, renderings: dict[str, Rendering]
+) -> None:
+    # Why render-only tools need the values above: without a cluster, lookup finds nothing.
+    again = helm_template(helm)
+    assert again.returncode == 0, again.stderr
+    secrets = {
+        s["metadata"]["name"]: s["data"] for s in load_docs(again.stdout) if s["kind"] == "Secret"
+    }
+    first = {s["metadata"]["name"]: s["data"] for s in renderings["default"].of_kind("Secret")}
+    assert secrets.keys() == first.keys()
+    assert secrets[f"{FULLNAME}-mesh-ca"] != first[f"{FULLNAME}-mesh-ca"]
+    assert secrets[f"{FULLNAME}-postgresql"] != first[f"{FULLNAME}-postgresql"]
+
+
 def test_cert_manager_certificates(renderings: dict[str, Rendering]) -> None:
     rendering = renderings["cert-manager"]
     assert not [s for s in rendering.of_kind("Secret") if s["metadata"]["name"].endswith("-tls")]

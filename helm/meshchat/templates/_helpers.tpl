@@ -182,9 +182,14 @@ refresh.
 {{- end -}}
 {{- end -}}
 
-{{/* The Secret with the bundled PostgreSQL's passwords. */}}
+{{/* The Secret with the bundled PostgreSQL's passwords: postgresql.existingSecret, else the chart's. */}}
 {{- define "meshchat.postgresql.secretName" -}}
-{{- printf "%s-postgresql" (include "meshchat.fullname" .) -}}
+{{- default (printf "%s-postgresql" (include "meshchat.fullname" .)) .Values.postgresql.existingSecret -}}
+{{- end -}}
+
+{{/* The host name of the bundled PostgreSQL's Service. */}}
+{{- define "meshchat.postgresql.host" -}}
+{{- printf "%s-postgresql.%s.svc.%s" (include "meshchat.fullname" .) (include "meshchat.namespace" .) .Values.clusterDomain -}}
 {{- end -}}
 
 {{/* The Secret with the JWT signing keys. */}}

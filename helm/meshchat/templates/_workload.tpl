@@ -8,7 +8,6 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
 {{/* The environment both services read, as a YAML list: (dict "ctx" $ "component" "auth"). */}}
 {{- define "meshchat.commonEnv" -}}
 {{- $v := index .ctx.Values .component -}}
-{{- $db := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
 {{- $env := list
   (dict "name" "MESHCHAT_LISTEN" "value" (include "meshchat.hostPort" $v.listen))
   (dict "name" "MESHCHAT_METRICS_LISTEN" "value" (include "meshchat.hostPort" $v.metricsListen))
@@ -16,11 +15,31 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
   (dict "name" "MESHCHAT_GRACE_PERIOD" "value" (toString $v.gracePeriodSeconds))
   (dict "name" "MESHCHAT_ISSUER" "value" .ctx.Values.auth.issuer)
   (dict "name" "MESHCHAT_AUDIENCE" "value" .ctx.Values.auth.audience)
-  (dict "name" "MESHCHAT_DATABASE_URL" "valueFrom" (dict "secretKeyRef" (dict "name" (index $db 0) "key" (index $db 1))))
-  (dict "name" "OTEL_SERVICE_NAME" "value" (printf "meshchat-%s" .component))
-  (dict "name" "HOME" "value" "/tmp")
 -}}
+{{- $env = concat $env (include "meshchat.databaseEnv" . | fromYamlArray) -}}
+{{- $env = append $env (dict "name" "OTEL_SERVICE_NAME" "value" (printf "meshchat-%s" .component)) -}}
+{{- $env = append $env (dict "name" "HOME" "value" "/tmp") -}}
 {{- toYaml $env -}}
+{{- end -}}
+
+{{/*
+Where a service finds its database, as a YAML list of variables: MESHCHAT_DATABASE_URL from a
+Secret holding the whole URL; or, with postgresql.existingSecret, the bundled PostgreSQL's URL
+without a password and the password as PGPASSWORD (which libpq reads), both from that Secret, so
+that the chart renders no password.
+*/}}
+{{- define "meshchat.databaseEnv" -}}
+{{- $pg := .ctx.Values.postgresql -}}
+{{- if and $pg.enabled $pg.existingSecret -}}
+{{- $db := index $pg .component -}}
+{{- $url := printf "postgresql://%s@%s:%v/%s" $db.username (include "meshchat.postgresql.host" .ctx) $pg.port $db.database -}}
+{{- toYaml (list
+  (dict "name" "MESHCHAT_DATABASE_URL" "value" $url)
+  (dict "name" "PGPASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" $pg.existingSecret "key" (printf "%s-password" .component))))) -}}
+{{- else -}}
+{{- $secret := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
+{{- toYaml (list (dict "name" "MESHCHAT_DATABASE_URL" "valueFrom" (dict "secretKeyRef" (dict "name" (index $secret 0) "key" (index $secret 1))))) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The app container's environment: the common one, the component's own (.workload.env), then extraEnv. */}}
