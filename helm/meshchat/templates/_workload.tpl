@@ -202,7 +202,7 @@ spec:
       {{- end }}
       terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
       securityContext:
-        {{- include "meshchat.podSecurityContext" $ctx | nindent 8 }}
+        {{- include "meshchat.podSecurityContext" (dict "ctx" $ctx) | nindent 8 }}
       {{- with $v.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
