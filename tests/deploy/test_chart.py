@@ -25,8 +25,8 @@ from tests.deploy.deploy_support import (
     Rendering,
     hardening_problems,
     helm_template,
-    pod_specs,
     load_docs,
+    pod_specs,
     run,
 )
 
