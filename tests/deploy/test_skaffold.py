@@ -322,7 +322,7 @@ def _startup_budget(spec: dict[str, Any]) -> int:
         for c in spec.get("initContainers", []) + spec["containers"]
         if "startupProbe" in c
     ]
-    return max(p.get("periodSeconds", 10) * p.get("failureThreshold", 3) for p in probes)
+    return max(int(p.get("periodSeconds", 10)) * int(p.get("failureThreshold", 3)) for p in probes)
 
 
 def test_the_status_check_tolerates_a_slow_first_start(
