@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.backends import DATABASES, database_url_of
 from tests.support.postgres import (
     ExistingPostgres,
     PostgresNotAvailable,
@@ -39,13 +40,16 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.create_database()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The URL of a new SQLite file."""
+    return f"sqlite:///{tmp_path / 'db' / 'test.db'}"
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest) -> str:
     """Runs the test once per storage backend: an SQLite file and a PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'test.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
+    return database_url_of(request, request.param)
 
 
 @pytest.fixture
