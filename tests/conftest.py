@@ -55,7 +55,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def auth(tmp_path: Path) -> AsyncIterator[RunningAuth]:
     """An auth service on SQLite."""
-    running = await start_auth(tmp_path)
+    running = await start_auth(tmp_path / "auth")
     yield running
     await running.stop()
 
@@ -63,6 +63,6 @@ async def auth(tmp_path: Path) -> AsyncIterator[RunningAuth]:
 @pytest.fixture
 async def auth_any(tmp_path: Path, database_url: str) -> AsyncIterator[RunningAuth]:
     """An auth service, once per storage backend."""
-    running = await start_auth(tmp_path, database_url)
+    running = await start_auth(tmp_path / "auth", database_url)
     yield running
     await running.stop()

@@ -8,8 +8,8 @@ import pytest
 from meshchat.auth.v1 import access_options_pb2, access_pb2
 from meshchat_runtime.access import Decision, default_policy
 from meshchat_runtime.identity import Principal, Role
-from tests.auth.conftest import Stubs
-from tests.auth.test_users import code_of, make_admin
+from tests.support.auth_stubs import Stubs, login_admin
+from tests.support.rpc import status_of
 from tests.support.stack import RunningAuth, bearer, register_and_login
 
 SEND = "/meshchat.chat.v1.ChatService/SendMessage"
@@ -68,16 +68,16 @@ async def test_check_denies_admin_endpoints_and_unknown_ones(
 ) -> None:
     pair = await register_and_login(stubs.channel, "alice")
     for endpoint in (LIST_USERS, "/meshchat.chat.v1.ChatService/Nope", "/evil.Service/Do"):
-        code, _ = await code_of(
+        code, _ = await status_of(
             stubs.access.Check(
                 access_pb2.CheckRequest(endpoint=endpoint), metadata=bearer(pair.access_token)
             )
         )
         assert code == grpc.StatusCode.PERMISSION_DENIED, endpoint
-    admin = await make_admin(stubs, auth)
+    admin = await login_admin(stubs, auth)
     await stubs.access.Check(access_pb2.CheckRequest(endpoint=LIST_USERS), metadata=bearer(admin))
     await stubs.access.Check(access_pb2.CheckRequest(endpoint=SEND), metadata=bearer(admin))
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs.access.Check(
             access_pb2.CheckRequest(endpoint="/evil.Service/Do"), metadata=bearer(admin)
         )
@@ -92,7 +92,7 @@ async def test_check_rejects_endpoints_that_are_not_method_names(
     stubs: Stubs, endpoint: str
 ) -> None:
     pair = await register_and_login(stubs.channel, "alice")
-    code, details = await code_of(
+    code, details = await status_of(
         stubs.access.Check(
             access_pb2.CheckRequest(endpoint=endpoint), metadata=bearer(pair.access_token)
         )
@@ -102,5 +102,5 @@ async def test_check_rejects_endpoints_that_are_not_method_names(
 
 
 async def test_check_without_a_token_is_unauthenticated(stubs: Stubs) -> None:
-    code, _ = await code_of(stubs.access.Check(access_pb2.CheckRequest(endpoint=SEND)))
+    code, _ = await status_of(stubs.access.Check(access_pb2.CheckRequest(endpoint=SEND)))
     assert code == grpc.StatusCode.UNAUTHENTICATED

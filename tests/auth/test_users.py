@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -12,32 +10,13 @@ import grpc.aio
 import pytest
 
 from meshchat.auth.v1 import access_options_pb2, auth_pb2, users_pb2
-from meshchat_auth.domain import UserChanges
-from meshchat_runtime.identity import Role
-from tests.auth.conftest import Stubs
-from tests.support.stack import DEFAULT_PASSWORD, RunningAuth, bearer, register, register_and_login
+from tests.support.auth_stubs import Stubs, login_admin
+from tests.support.passwords import PASSWORD
+from tests.support.rpc import status_of
+from tests.support.stack import RunningAuth, bearer, register, register_and_login
 
 ADMIN = access_options_pb2.ROLE_ADMIN
 USER = access_options_pb2.ROLE_USER
-
-
-async def code_of(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
-    """Await an RPC expected to fail; its status code and details."""
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    return info.value.code(), info.value.details() or ""
-
-
-async def make_admin(stubs: Stubs, auth: RunningAuth, username: str = "root") -> str:
-    """Sign up a user, make it an admin directly in the store, log in; its access token."""
-    tokens = await register_and_login(stubs.channel, username)
-    await auth.app.store.update_user(
-        tokens.user.id, UserChanges(role=Role.ADMIN), datetime.now(UTC)
-    )
-    pair = await stubs.auth.Login(
-        auth_pb2.LoginRequest(username=username, password=DEFAULT_PASSWORD)
-    )
-    return pair.access_token
 
 
 async def test_sign_up_creates_a_user_with_role_user(stubs_any: Stubs) -> None:
@@ -67,11 +46,11 @@ async def test_sign_up_rejects_bad_fields_naming_the_field(
     request: dict[str, Any] = {
         "username": "alice",
         "email": "",
-        "password": DEFAULT_PASSWORD,
-        "password_confirm": DEFAULT_PASSWORD,
+        "password": PASSWORD,
+        "password_confirm": PASSWORD,
         **fields,
     }
-    code, details = await code_of(stubs.users.CreateUser(users_pb2.CreateUserRequest(**request)))
+    code, details = await status_of(stubs.users.CreateUser(users_pb2.CreateUserRequest(**request)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert details.startswith(f"{field_named}:")
 
@@ -80,7 +59,7 @@ async def test_a_1024_character_password_is_kept_whole(stubs: Stubs) -> None:
     long_password = "p" * 1024
     await register(stubs.channel, "alice", password=long_password)
     await stubs.auth.Login(auth_pb2.LoginRequest(username="alice", password=long_password))
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs.auth.Login(auth_pb2.LoginRequest(username="alice", password=long_password[:-1]))
     )
     assert code == grpc.StatusCode.UNAUTHENTICATED
@@ -89,7 +68,7 @@ async def test_a_1024_character_password_is_kept_whole(stubs: Stubs) -> None:
 async def test_a_1_mb_password_is_rejected_quickly(stubs: Stubs) -> None:
     huge = "x" * 1_000_000
     started = time.monotonic()
-    code, details = await code_of(
+    code, details = await status_of(
         stubs.users.CreateUser(
             users_pb2.CreateUserRequest(username="alice", password=huge, password_confirm=huge)
         )
@@ -102,10 +81,10 @@ async def test_a_1_mb_password_is_rejected_quickly(stubs: Stubs) -> None:
 
 async def test_duplicate_usernames_and_emails_are_already_exists(stubs_any: Stubs) -> None:
     await register(stubs_any.channel, "alice", email="alice@example.org")
-    code, details = await code_of(register(stubs_any.channel, "ALICE"))
+    code, details = await status_of(register(stubs_any.channel, "ALICE"))
     assert code == grpc.StatusCode.ALREADY_EXISTS
     assert "username" in details
-    code, details = await code_of(register(stubs_any.channel, "bob", email="Alice@Example.org"))
+    code, details = await status_of(register(stubs_any.channel, "bob", email="Alice@Example.org"))
     assert code == grpc.StatusCode.ALREADY_EXISTS
     assert "email" in details
 
@@ -118,7 +97,7 @@ async def test_sql_metacharacters_are_stored_verbatim(stubs_any: Stubs) -> None:
         users_pb2.GetUserRequest(username="o.brien_-x"), metadata=bearer(tokens.access_token)
     )
     assert fetched.id == user.id
-    code, _ = await code_of(register(stubs_any.channel, "x'); DROP TABLE users;--"))
+    code, _ = await status_of(register(stubs_any.channel, "x'); DROP TABLE users;--"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     again = await stubs_any.users.GetUser(
         users_pb2.GetUserRequest(id=user.id), metadata=bearer(tokens.access_token)
@@ -128,14 +107,14 @@ async def test_sql_metacharacters_are_stored_verbatim(stubs_any: Stubs) -> None:
 
 async def test_creating_an_admin_needs_an_admin(stubs: Stubs, auth: RunningAuth) -> None:
     request = users_pb2.CreateUserRequest(
-        username="eve", password=DEFAULT_PASSWORD, password_confirm=DEFAULT_PASSWORD, role=ADMIN
+        username="eve", password=PASSWORD, password_confirm=PASSWORD, role=ADMIN
     )
-    code, _ = await code_of(stubs.users.CreateUser(request))
+    code, _ = await status_of(stubs.users.CreateUser(request))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     user_token = (await register_and_login(stubs.channel, "bob")).access_token
-    code, _ = await code_of(stubs.users.CreateUser(request, metadata=bearer(user_token)))
+    code, _ = await status_of(stubs.users.CreateUser(request, metadata=bearer(user_token)))
     assert code == grpc.StatusCode.PERMISSION_DENIED
-    admin_token = await make_admin(stubs, auth)
+    admin_token = await login_admin(stubs, auth)
     created = await stubs.users.CreateUser(request, metadata=bearer(admin_token))
     assert created.role == ADMIN
 
@@ -148,13 +127,13 @@ async def test_get_user_hides_other_users_email(stubs: Stubs) -> None:
     )
     assert seen.username == "alice"
     assert seen.email == ""
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs.users.GetUser(
             users_pb2.GetUserRequest(username="nobody"), metadata=bearer(bob.access_token)
         )
     )
     assert code == grpc.StatusCode.NOT_FOUND
-    code, _ = await code_of(stubs.users.GetUser(users_pb2.GetUserRequest(username="alice")))
+    code, _ = await status_of(stubs.users.GetUser(users_pb2.GetUserRequest(username="alice")))
     assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -168,26 +147,26 @@ async def test_update_self_but_not_others_and_roles_only_by_admin(
         metadata=bearer(alice.access_token),
     )
     assert updated.email == "new@example.org"
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs_any.users.UpdateUser(
             users_pb2.UpdateUserRequest(id=bob.user.id, email="x@example.org"),
             metadata=bearer(alice.access_token),
         )
     )
     assert code == grpc.StatusCode.PERMISSION_DENIED
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs_any.users.UpdateUser(
             users_pb2.UpdateUserRequest(id=alice.user.id, role=ADMIN),
             metadata=bearer(alice.access_token),
         )
     )
     assert code == grpc.StatusCode.PERMISSION_DENIED
-    admin_token = await make_admin(stubs_any, auth_any)
+    admin_token = await login_admin(stubs_any, auth_any)
     promoted = await stubs_any.users.UpdateUser(
         users_pb2.UpdateUserRequest(id=bob.user.id, role=ADMIN), metadata=bearer(admin_token)
     )
     assert promoted.role == ADMIN
-    code, details = await code_of(
+    code, details = await status_of(
         stubs_any.users.UpdateUser(
             users_pb2.UpdateUserRequest(
                 id=alice.user.id, password="newpassword1", password_confirm="nope"
@@ -197,7 +176,7 @@ async def test_update_self_but_not_others_and_roles_only_by_admin(
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert details.startswith("password_confirm:")
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs_any.users.UpdateUser(
             users_pb2.UpdateUserRequest(id="00000000-0000-0000-0000-000000000000", email=""),
             metadata=bearer(admin_token),
@@ -209,7 +188,7 @@ async def test_update_self_but_not_others_and_roles_only_by_admin(
 async def test_delete_self_or_as_admin(stubs_any: Stubs, auth_any: RunningAuth) -> None:
     alice = await register_and_login(stubs_any.channel, "alice")
     bob = await register_and_login(stubs_any.channel, "bob")
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs_any.users.DeleteUser(
             users_pb2.DeleteUserRequest(id=bob.user.id), metadata=bearer(alice.access_token)
         )
@@ -218,11 +197,11 @@ async def test_delete_self_or_as_admin(stubs_any: Stubs, auth_any: RunningAuth) 
     await stubs_any.users.DeleteUser(
         users_pb2.DeleteUserRequest(id=alice.user.id), metadata=bearer(alice.access_token)
     )
-    admin_token = await make_admin(stubs_any, auth_any)
+    admin_token = await login_admin(stubs_any, auth_any)
     await stubs_any.users.DeleteUser(
         users_pb2.DeleteUserRequest(id=bob.user.id), metadata=bearer(admin_token)
     )
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs_any.users.GetUser(
             users_pb2.GetUserRequest(id=bob.user.id), metadata=bearer(admin_token)
         )
@@ -237,11 +216,11 @@ async def test_list_users_is_admin_only_and_paginated(
     for name in names:
         await register(stubs_any.channel, name)
     plain = await register_and_login(stubs_any.channel, "zed")
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs_any.users.ListUsers(users_pb2.ListUsersRequest(), metadata=bearer(plain.access_token))
     )
     assert code == grpc.StatusCode.PERMISSION_DENIED
-    admin_token = await make_admin(stubs_any, auth_any)
+    admin_token = await login_admin(stubs_any, auth_any)
     seen: list[str] = []
     token = ""
     while True:
@@ -254,7 +233,7 @@ async def test_list_users_is_admin_only_and_paginated(
         if not token:
             break
     assert seen == sorted([*names, "zed", "root"])
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs_any.users.ListUsers(
             users_pb2.ListUsersRequest(page_token="%%%"), metadata=bearer(admin_token)
         )

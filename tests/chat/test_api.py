@@ -7,7 +7,8 @@ import asyncio
 import grpc
 
 from meshchat.chat.v1 import chat_pb2
-from tests.chat.conftest import People, status_of
+from tests.support.people import People
+from tests.support.rpc import status_of
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 DENIED = grpc.StatusCode.PERMISSION_DENIED

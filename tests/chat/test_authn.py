@@ -16,7 +16,8 @@ from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from meshchat_auth.keys import generate_key_file
 from meshchat_chat.config import AuthzMode
 from meshchat_runtime.settings import HostPort
-from tests.chat.conftest import People, Person, Stream, eventually, status_of
+from tests.support.people import People, Person, Stream
+from tests.support.rpc import eventually, status_of
 from tests.support.stack import (
     RunningAuth,
     RunningChat,

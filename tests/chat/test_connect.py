@@ -11,7 +11,8 @@ import grpc
 import pytest
 
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from tests.chat.conftest import People, Person, Stream, eventually
+from tests.support.people import People, Person, Stream
+from tests.support.rpc import eventually
 from tests.support.stack import RunningChat
 
 

@@ -10,8 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.chat.conftest import DEADLINE
 from tests.support.processes import ServiceProcess
+from tests.support.rpc import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "README.md"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from tests.support.cli import PASSWORD, Cli, unique_name
+from tests.support.cli import Cli, unique_name
+from tests.support.passwords import PASSWORD
 from tests.support.processes import free_port
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pexpect
 
-from tests.cli.conftest import Stack
-from tests.support.cli import PASSWORD, Cli, Terminal
+from tests.support.cli import Cli, Terminal
+from tests.support.passwords import PASSWORD
+from tests.support.service_stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADING = "Walk-through: two users, three terminals"

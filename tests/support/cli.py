@@ -16,6 +16,8 @@ from typing import Any
 
 import pexpect
 
+from tests.support.passwords import PASSWORD
+
 __all__ = [
     "PASSWORD",
     "ChatLine",
@@ -26,7 +28,6 @@ __all__ = [
     "unique_name",
 ]
 
-PASSWORD = "correct horse battery"
 MESHCHAT = str(Path(sys.executable).parent / "meshchat")
 # Environment variables of the developer's shell that would change what the CLI does.
 _CLI_VARIABLES = (

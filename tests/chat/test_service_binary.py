@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chat.conftest import eventually
 from tests.support.processes import free_port, health_status
+from tests.support.rpc import eventually
 
 PROGRAM = [sys.executable, "-m", "meshchat_chat"]
 SETTINGS = (
