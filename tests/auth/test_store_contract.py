@@ -130,6 +130,14 @@ async def test_revoking_a_family_revokes_all_its_tokens(store: AuthStore) -> Non
     assert await store.use_refresh_token("c", NOW)
 
 
+async def test_text_is_stored_verbatim(store: AuthStore) -> None:
+    email = "o'brien\"--;%s\\@example.org"
+    created = await store.create_user(new_user("o.brien_-x", email), NOW)
+    assert await store.get_user_by_username("O.BRIEN_-X") == created
+    assert created.email == email
+    assert await store.get_user_by_username("x' OR '1'='1") is None
+
+
 async def test_login_failures_count_in_a_window(store: AuthStore) -> None:
     assert await store.login_failures("alice") is None
     assert await store.count_login_failure("alice", NOW, 60) == (1, NOW)
