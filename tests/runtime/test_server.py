@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2
 
 from meshchat.auth.v1 import users_pb2, users_pb2_grpc
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.settings import HostPort
 from tests.support.postgres import throwaway_postgres
 from tests.support.processes import health_stub
 from tests.support.stack import loopback_settings, register, start_auth
@@ -104,7 +105,9 @@ def scrape(port: int) -> str:
 
 
 async def test_metrics_count_rpcs_by_method_and_code(tmp_path: Path) -> None:
-    auth = await start_auth(tmp_path)
+    auth = await start_auth(
+        tmp_path, server=loopback_settings(metrics_listen=HostPort("127.0.0.1", 0))
+    )
     try:
         async with auth.channel() as channel:
             await register(channel, "alice")

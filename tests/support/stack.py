@@ -36,10 +36,11 @@ __all__ = [
 
 
 def loopback_settings(**overrides: Any) -> ServerSettings:
-    """Server settings on free loopback ports, with a fast dependency watchdog."""
+    """Server settings on a free loopback port, with a fast dependency watchdog and no
+    /metrics endpoint (stopping one takes half a second; pass ``metrics_listen`` to test it)."""
     settings = ServerSettings(
         listen=HostPort("127.0.0.1", 0),
-        metrics_listen=HostPort("127.0.0.1", 0),
+        metrics_listen=None,
         grace_period=2.0,
         dependency_check_interval=0.2,
     )
