@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.backends import DATABASES, database_url_of
-from tests.support.postgres import (
+from devtools.postgres import (
     ExistingPostgres,
     PostgresNotAvailable,
     PostgresServer,
     throwaway_postgres,
 )
+from tests.support.backends import DATABASES, database_url_of
 from tests.support.stack import RunningAuth, start_auth
 
 

@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from meshchat.auth.v1 import auth_pb2, users_pb2
-from meshchat_auth.config import TokenPolicy
+from meshchat_auth.config import Argon2Parameters, TokenPolicy
 from meshchat_auth.domain import UserChanges
-from meshchat_auth.passwords import Argon2Parameters, PasswordHasher
+from meshchat_auth.passwords import PasswordHasher
 from tests.support.auth_stubs import Stubs
 from tests.support.passwords import PASSWORD
 from tests.support.rpc import status_of

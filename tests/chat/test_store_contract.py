@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from meshchat_chat.domain import Chat, ChatCursor, Member, NewMessage, SendOutcome, UserRef, utc_now
+from meshchat_chat.domain import Chat, ChatCursor, Member, NewMessage, SendOutcome, UserRef
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.errors import NotFound
 from meshchat_runtime.settings import parse_database_url
+from meshchat_runtime.timestamps import utc_now
 from tests.support.backends import STORES, database_url_of
 from tests.support.chats import message, new_chat
 from tests.support.fakes import MemoryChatStore

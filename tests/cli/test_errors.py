@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 
+from devtools.processes import free_port
 from tests.support.cli import Cli, unique_name
 from tests.support.passwords import PASSWORD
-from tests.support.processes import free_port
 
 
 def _one_line(stderr: str) -> str:

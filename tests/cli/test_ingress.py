@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 import pytest
 
+from devtools.processes import free_port
 from tests.support.certs import ServerCertificate, make_server_certificate
 from tests.support.cli import ChatLine, Cli, chat_lines, unique_name
-from tests.support.processes import free_port
 from tests.support.service_stack import Stack
 
 SERVER_NAME = "meshchat.test"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
+from devtools.paths import VENV_BIN
 from tests.support.cli import Cli, unique_name
 from tests.support.passwords import PASSWORD
-from tests.support.processes import VENV_BIN
 from tests.support.service_stack import Stack
 
 

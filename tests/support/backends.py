@@ -19,6 +19,7 @@ def database_url_of(request: pytest.FixtureRequest, backend: str) -> str:
     url: str = request.getfixturevalue(_URL_FIXTURES[backend])
     return url
 
+
 # For a real-server test whose storage the store contract suite already covers on every
 # backend: run it on SQLite only (``database_url`` is the root conftest's fixture).
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

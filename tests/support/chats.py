@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from meshchat_chat.domain import Chat, Member, NewMessage, UserRef, utc_now
+from meshchat_chat.domain import Chat, Member, NewMessage, UserRef
 from meshchat_chat.store import Store
+from meshchat_runtime.timestamps import utc_now
 
 __all__ = ["message", "new_chat"]
 

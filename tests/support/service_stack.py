@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.processes import ServiceProcess
+from devtools.processes import ServiceProcess
 
 __all__ = ["Stack", "start_stack"]
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from meshchat_auth.config import TokenPolicy
+from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
-from meshchat_auth.service import AccessChecker, AccountService, SessionService, TokenIssuer
-from meshchat_chat.hub import Hub
+from meshchat_auth.service import AccessChecker, AccountService, SessionService
+from meshchat_chat.fanout.hub import Hub
 from meshchat_chat.service import ChatLimits, ChatService
 from meshchat_runtime.access import default_policy
 from meshchat_runtime.tokens import TokenVerifier
@@ -67,7 +68,7 @@ def sessions(
     clock: FakeClock,
 ) -> SessionService:
     """Session use cases."""
-    return SessionService(auth_store, hasher, TokenIssuer(keys, policy, clock), policy, clock)
+    return SessionService(auth_store, hasher, TokenIssuer(keys, policy), policy, clock)
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import dataclasses
 import uuid
 from datetime import datetime, timedelta
 
-from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
-from meshchat_auth.store import LoginFailures
+from meshchat_auth.domain import LoginFailures, NewUser, RefreshToken, User, UserChanges
 from meshchat_runtime.errors import AlreadyExists
 
 __all__ = ["MemoryAuthStore"]

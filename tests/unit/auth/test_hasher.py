@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from meshchat_auth.passwords import Argon2Parameters, PasswordHasher
+from meshchat_auth.config import Argon2Parameters
+from meshchat_auth.passwords import PasswordHasher
 from tests.support.fakes.hasher import FakePasswordHasher
 from tests.support.passwords import PASSWORD
 

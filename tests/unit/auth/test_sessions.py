@@ -10,8 +10,9 @@ import pytest
 
 from meshchat_auth.config import TokenPolicy
 from meshchat_auth.domain import UserChanges
+from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
-from meshchat_auth.service import AccountService, SessionService, TokenIssuer
+from meshchat_auth.service import AccountService, SessionService
 from meshchat_runtime.errors import InvalidArgument, ResourceExhausted, Unauthenticated
 from tests.support.accounts import sign_up
 from tests.support.clock import FakeClock

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 
 from meshchat_chat.domain import Caller, CaughtUp, Heartbeat, Message, StreamEvent
-from meshchat_chat.hub import Hub
+from meshchat_chat.fanout.hub import Hub
 from meshchat_chat.service import ChatLimits, ChatService
 from meshchat_runtime.errors import (
     InvalidArgument,

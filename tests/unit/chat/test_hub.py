@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from meshchat_chat.domain import Message, NewMessage, UserRef, utc_now
-from meshchat_chat.hub import Hub, Signal, Subscription
+from meshchat_chat.domain import Message, NewMessage, UserRef
+from meshchat_chat.fanout.hub import Hub, Signal, Subscription
 from meshchat_chat.store import Store
+from meshchat_runtime.timestamps import utc_now
 from tests.support.chats import new_chat
 from tests.support.fakes import MemoryChatStore
 
