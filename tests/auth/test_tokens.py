@@ -14,6 +14,7 @@ import pytest
 from meshchat.auth.v1 import access_pb2, auth_pb2, users_pb2
 from meshchat_auth.keys import KeyRing, generate_key_file
 from tests.support.auth_stubs import Stubs
+from tests.support.passwords import PASSWORD
 from tests.support.rpc import status_of
 from tests.support.stack import RunningAuth, bearer, register_and_login, start_auth
 from tests.support.tokens import mint_access_token
@@ -136,7 +137,7 @@ async def test_key_rotation_keeps_old_tokens_valid(tmp_path: Path) -> None:
             assert len(kids) == 2
             assert old_kid in kids
             fresh = await stubs.auth.Login(
-                auth_pb2.LoginRequest(username="alice", password="correct horse battery")
+                auth_pb2.LoginRequest(username="alice", password=PASSWORD)
             )
             assert jwt.get_unverified_header(fresh.access_token)["kid"] != old_kid
             assert jwt.get_unverified_header(fresh.access_token)["kid"] == kids[0]
