@@ -1,4 +1,5 @@
-"""The AuthStore contract, run against SQLite and PostgreSQL alike."""
+"""The AuthStore contract, run against SQLite, PostgreSQL and the unit tier's in-memory fake
+alike, so that the fake cannot drift from the real backends."""
 
 from __future__ import annotations
 
@@ -23,13 +24,20 @@ from meshchat_auth.store import AuthStore, open_store
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
 from meshchat_runtime.settings import parse_database_url
+from tests.support.backends import STORES, database_url_of
+from tests.support.fakes import MemoryAuthStore
+from tests.support.schema import snapshot
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[AuthStore]:
-    opened = await open_store(parse_database_url(database_url))
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[AuthStore]:
+    opened: AuthStore
+    if request.param == "memory":
+        opened = MemoryAuthStore()
+    else:
+        opened = await open_store(parse_database_url(database_url_of(request, request.param)))
     yield opened
     await opened.close()
 
@@ -232,6 +240,14 @@ async def test_a_window_ends(store: AuthStore) -> None:
     assert await store.reserve_login_attempt(limits, later, 60) is None
 
 
+async def test_text_is_stored_verbatim(store: AuthStore) -> None:
+    email = "o'brien\"--;%s\\@example.org"
+    created = await store.create_user(new_user("o.brien_-x", email), NOW)
+    assert await store.get_user_by_username("O.BRIEN_-X") == created
+    assert created.email == email
+    assert await store.get_user_by_username("x' OR '1'='1") is None
+
+
 async def count_login_records(database_url: str) -> int:
     """The rows of the failed-login table, read beside the store."""
     url = parse_database_url(database_url)
@@ -246,23 +262,33 @@ async def count_login_records(database_url: str) -> int:
     return int(row[0])
 
 
-async def test_expired_login_records_are_pruned(store: AuthStore, database_url: str) -> None:
-    for i in range(150):
-        await store.reserve_login_attempt([AttemptLimit(f"spray {i}", 5)], NOW, 60)
-    assert await count_login_records(database_url) == 150
-    later = NOW + timedelta(seconds=61)
-    for i in range(2):
-        await store.reserve_login_attempt([AttemptLimit(f"later {i}", 5)], later, 60)
+async def test_expired_login_records_are_pruned(database_url: str) -> None:
+    store = await open_store(parse_database_url(database_url))
+    try:
+        for i in range(150):
+            await store.reserve_login_attempt([AttemptLimit(f"spray {i}", 5)], NOW, 60)
+        assert await count_login_records(database_url) == 150
+        later = NOW + timedelta(seconds=61)
+        for i in range(2):
+            await store.reserve_login_attempt([AttemptLimit(f"later {i}", 5)], later, 60)
+    finally:
+        await store.close()
     # Two reservations pruned up to 100 expired records each, and added their own.
     assert await count_login_records(database_url) == 2
 
 
 async def test_migrations_are_idempotent(database_url: str) -> None:
+    """A restart opens the migrated database again: its schema and data stay as they were."""
     first = await open_store(parse_database_url(database_url))
-    await first.create_user(new_user("alice"), NOW)
+    alice = await first.create_user(new_user("alice", "a@example.org"), NOW)
+    await start(first, alice.id, "55555555-5555-5555-5555-555555555555", "h1")
+    await first.reserve_login_attempt([AttemptLimit("bob", 1)], NOW, 60)
     await first.close()
+    before = await snapshot(database_url)
     second = await open_store(parse_database_url(database_url))
     try:
-        assert await second.get_user_by_username("alice") is not None
+        assert await second.get_user(alice.id) == alice
+        assert await second.reserve_login_attempt([AttemptLimit("bob", 1)], NOW, 60) == 60
     finally:
         await second.close()
+    assert await snapshot(database_url) == before
