@@ -122,9 +122,7 @@ class PasswordCheck:
             limits, self._clock(), policy.failed_login_window
         )
         if wait is not None:
-            raise ResourceExhausted(
-                f"too many failed logins; try again in {int(wait) + 1} s", wait
-            )
+            raise ResourceExhausted(f"too many failed logins; try again in {int(wait) + 1} s", wait)
         try:
             if user is None:
                 await self._hasher.verify_nothing(password)
