@@ -76,6 +76,7 @@ class PostgresListener:
                 log.warning("LISTEN connection lost: %s", exc, extra={"retry_seconds": retry})
             finally:
                 self._connected.clear()
+                self._hub.disconnected()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), retry)
             retry = min(retry * 2, self._max_retry)

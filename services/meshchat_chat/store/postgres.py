@@ -30,7 +30,8 @@ from meshchat_runtime.settings import DatabaseUrl
 __all__ = ["MIGRATION_LOCK", "NOTIFY_CHANNEL", "PostgresStore"]
 
 # The channel on which the store announces "<chat id>:<seq>" after a message is committed and
-# "<chat id>:members" after a chat's membership changed or it was deleted.
+# "<chat id>:members" after a chat's membership changed or it was deleted (members added too:
+# every replica caches chats with their members).
 NOTIFY_CHANNEL = "meshchat_chat"
 # The advisory lock under which replicas starting together apply the migrations one at a time.
 MIGRATION_LOCK = "meshchat_chat.migrations"
@@ -169,17 +170,21 @@ class PostgresStore:
             return deleted
 
     async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member unless already one."""
+        """Add a member unless already one, and announce it (replicas cache members)."""
         async with self._db.connection() as conn:
             try:
-                cur = await conn.execute(
-                    "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
-                    "VALUES (%s::uuid, %s, %s, %s) ON CONFLICT (chat_id, user_id) DO NOTHING",
-                    (chat_id, member.user_id, member.username, member.joined_at),
-                )
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
+                        "VALUES (%s::uuid, %s, %s, %s) ON CONFLICT (chat_id, user_id) DO NOTHING",
+                        (chat_id, member.user_id, member.username, member.joined_at),
+                    )
+                    added = cur.rowcount > 0
+                    if added:
+                        await self._announce_members(conn, chat_id)
             except pg_errors.ForeignKeyViolation:
                 raise NotFound(f"chat {chat_id} not found") from None
-            return cur.rowcount > 0
+            return added
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         """Remove a member and announce it, so that their open streams end."""
