@@ -89,8 +89,8 @@ async def test_waiting_messages_come_as_one_batch_and_a_stream_too_far_behind_is
         assert keeping_up.batches == [1, 1]
         for message in await store_messages(chat_store, chat_id, 3):
             hub.publish(message)
-        # The log keeps the newest 2 to 4 messages: 3 is gone, 4 and 5 come at once.
-        behind, close = Reader(subscription, at=2), Reader(subscription, at=3)
+        # The log keeps the newest 2 to 4 messages, 3 to 5 now: 2 is gone; 4 and 5 come at once.
+        behind, close = Reader(subscription, at=1), Reader(subscription, at=3)
         assert await behind.take(1) == [Signal.LAGGING]
         assert hub.stats.overflows == 1
         assert await close.take(2) == [4, 5]
