@@ -176,7 +176,7 @@ class Stream:
             while len(messages) < count:
                 event = await self._events.__anext__()
                 assert not event.HasField("caught_up"), "CaughtUp came twice"
-                messages += delivered(event)
+                messages.extend(delivered(event))
 
         await asyncio.wait_for(collect(), within)
         return messages
