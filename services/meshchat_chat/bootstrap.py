@@ -46,6 +46,7 @@ class ChatApp:
     server: GrpcServer
     store: Store
     hub: Hub
+    cache: ChatCache
     auth_channel: grpc.aio.Channel
     jwks: JwksCache | None
     listener: PostgresListener | None
@@ -105,6 +106,11 @@ async def build_server(
     # On PostgreSQL the cache waits for the listener: announcements keep it exact.
     cache = ChatCache(active=config.database.dialect == "sqlite")
     hub = Hub(store, queue_size=config.stream_queue_size, cache=cache)
+    listener: PostgresListener | None = None
+    if config.database.dialect == "postgresql":
+        listener = PostgresListener(
+            config.database.url, hub, check_interval=config.listen_check_interval
+        )
     chats = ChatService(
         store,
         GrpcUserDirectory(auth_channel),
@@ -114,6 +120,7 @@ async def build_server(
             heartbeat_interval=config.heartbeat_interval,
         ),
         cache=cache,
+        settle=listener.barrier if listener is not None else None,
     )
     servicer = ChatServicer(chats)
     server = GrpcServer(
@@ -124,12 +131,8 @@ async def build_server(
     )
     server.registry.register(HubCollector(hub))
     server.on_stop(hub.close_streams)
-    listener: PostgresListener | None = None
-    if config.database.dialect == "postgresql":
-        listener = PostgresListener(
-            config.database.url, hub, check_interval=config.listen_check_interval
-        )
+    if listener is not None:
         # First: it answers at once, while a ping of a lost database waits for its timeout.
         server.add_dependency(listener.probe)
     server.add_dependency(store.ping)
-    return ChatApp(config, server, store, hub, auth_channel, jwks, listener)
+    return ChatApp(config, server, store, hub, cache, auth_channel, jwks, listener)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -89,6 +89,7 @@ class ChatService:
         limits: ChatLimits,
         clock: Callable[[], float] = time.time,
         cache: ChatCache | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._users = users
@@ -97,6 +98,9 @@ class ChatService:
         self._clock = clock
         # Without a cache, an inactive one: every read goes to the store.
         self._cache = cache if cache is not None else ChatCache(active=False)
+        # Where replicas cache chats: waits until every replica has taken in the changes
+        # announced so far.
+        self._settle = settle
 
     # -- chats ---------------------------------------------------------------------------
 
@@ -157,7 +161,7 @@ class ChatService:
         self._require_manager(caller, chat, "delete")
         if not await self._store.delete_chat(chat.id):
             raise NotFound(f"chat {chat.id} not found")
-        self._hub.membership_changed(chat.id)
+        await self._members_changed(chat.id)
 
     # -- members -------------------------------------------------------------------------
 
@@ -173,7 +177,7 @@ class ChatService:
             chat.id, Member(user.user_id, user.username, utc_now())
         ):
             raise AlreadyExists(f"{username} is already a member of this chat")
-        self._hub.membership_changed(chat.id)
+        await self._members_changed(chat.id)
         return await self._stored_chat(chat.id)
 
     async def remove_member(self, caller: Caller, chat_id: str, username: str) -> Chat:
@@ -192,7 +196,7 @@ class ChatService:
             raise FailedPrecondition("the owner cannot leave the chat; delete the chat instead")
         if not await self._store.remove_member(chat.id, member.user_id):
             raise NotFound(f"{username} is not a member of this chat")
-        self._hub.membership_changed(chat.id)
+        await self._members_changed(chat.id)
         return await self._stored_chat(chat.id)
 
     # -- messages ------------------------------------------------------------------------
@@ -304,6 +308,13 @@ class ChatService:
                 return
 
     # -- rules ---------------------------------------------------------------------------
+
+    async def _members_changed(self, chat_id: str) -> None:
+        """The chat's members changed (or it was deleted) here: its streams check access
+        again, and the call returns once every replica knows (see ``settle``)."""
+        self._hub.membership_changed(chat_id)
+        if self._settle is not None:
+            await self._settle()
 
     async def _existing_chat(self, chat_id: str) -> Chat:
         validate_chat_id(chat_id)
