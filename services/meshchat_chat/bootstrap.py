@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import grpc.aio
 from opentelemetry.sdk.trace import TracerProvider
 
-from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
+from meshchat.chat.v1 import chat_pb2
 from meshchat_chat.authclient.authenticators import (
     JwksCache,
     LocalAuthenticator,
@@ -15,10 +15,11 @@ from meshchat_chat.authclient.authenticators import (
 )
 from meshchat_chat.authclient.users import GrpcUserDirectory
 from meshchat_chat.config import AuthzMode, ChatConfig
+from meshchat_chat.fanout.cache import ChatCache
 from meshchat_chat.fanout.hub import Hub, HubCollector
 from meshchat_chat.fanout.listener import PostgresListener
 from meshchat_chat.service import ChatLimits, ChatService
-from meshchat_chat.servicer import ChatServicer
+from meshchat_chat.servicer import ChatServicer, add_to_server
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.access import default_policy
 from meshchat_runtime.interceptors import Authenticator, AuthInterceptor, ErrorInterceptor
@@ -45,6 +46,7 @@ class ChatApp:
     server: GrpcServer
     store: Store
     hub: Hub
+    cache: ChatCache
     auth_channel: grpc.aio.Channel
     jwks: JwksCache | None
     listener: PostgresListener | None
@@ -101,7 +103,14 @@ async def build_server(
         authenticator = LocalAuthenticator(verifier, jwks)
     else:
         authenticator = RemoteAuthenticator(auth_channel, ttl=config.authz_cache_ttl)
-    hub = Hub(store, queue_size=config.stream_queue_size)
+    # On PostgreSQL the cache waits for the listener: announcements keep it exact.
+    cache = ChatCache(active=config.database.dialect == "sqlite")
+    hub = Hub(store, queue_size=config.stream_queue_size, cache=cache)
+    listener: PostgresListener | None = None
+    if config.database.dialect == "postgresql":
+        listener = PostgresListener(
+            config.database.url, hub, check_interval=config.listen_check_interval
+        )
     chats = ChatService(
         store,
         GrpcUserDirectory(auth_channel),
@@ -110,26 +119,20 @@ async def build_server(
             max_message_length=config.max_message_length,
             heartbeat_interval=config.heartbeat_interval,
         ),
+        cache=cache,
+        settle=listener.barrier if listener is not None else None,
     )
     servicer = ChatServicer(chats)
     server = GrpcServer(
         config.server,
-        services=[
-            ServiceRegistration(
-                SERVICE_NAME, lambda s: chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, s)
-            )
-        ],
+        services=[ServiceRegistration(SERVICE_NAME, lambda s: add_to_server(servicer, s))],
         interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator, default_policy())],
         tracer_provider=tracer_provider,
     )
     server.registry.register(HubCollector(hub))
     server.on_stop(hub.close_streams)
-    listener: PostgresListener | None = None
-    if config.database.dialect == "postgresql":
-        listener = PostgresListener(
-            config.database.url, hub, check_interval=config.listen_check_interval
-        )
+    if listener is not None:
         # First: it answers at once, while a ping of a lost database waits for its timeout.
         server.add_dependency(listener.probe)
     server.add_dependency(store.ping)
-    return ChatApp(config, server, store, hub, auth_channel, jwks, listener)
+    return ChatApp(config, server, store, hub, cache, auth_channel, jwks, listener)
