@@ -16,7 +16,7 @@ def _group(help_text: str) -> typer.Typer:
 
 def create_app() -> typer.Typer:
     """The command tree; built per invocation, so nothing lives at module level."""
-    from meshchat_cli.commands import accounts, chats, messages, users
+    from meshchat_cli.commands import accounts, chats, messages, profiles, users
     from meshchat_cli.options import HELP, global_options
 
     app = typer.Typer(
@@ -33,6 +33,12 @@ def create_app() -> typer.Typer:
     app.command("login")(accounts.login)
     app.command("logout")(accounts.logout)
     app.command("whoami")(accounts.whoami)
+    app.command("use")(profiles.use)
+    profile = _group("Named profiles: where to connect and as whom.")
+    profile.command("set")(profiles.set_profile)
+    profile.command("list")(profiles.list_profiles)
+    profile.command("remove")(profiles.remove_profile)
+    app.add_typer(profile, name="profile")
 
     create = _group("Create a chat.")
     create.command("chat")(chats.create_chat)

@@ -1,4 +1,5 @@
-"""The global options, kept on the command context, and the Api built from them."""
+"""The global options, kept on the command context; the profile they select; the Api built
+from both."""
 
 from __future__ import annotations
 
@@ -10,10 +11,25 @@ from typing import Annotated
 import typer
 
 from meshchat_cli.api import Api
-from meshchat_cli.credentials import CredentialStore, config_dir
-from meshchat_cli.endpoints import DEFAULT_AUTH_ADDRESS, DEFAULT_CHAT_ADDRESS, resolve_endpoints
+from meshchat_cli.credentials import CredentialStore
+from meshchat_cli.endpoints import (
+    DEFAULT_AUTH_ADDRESS,
+    DEFAULT_CHAT_ADDRESS,
+    Endpoints,
+    resolve_endpoints,
+)
+from meshchat_cli.files import config_dir
+from meshchat_cli.profiles import Profile, ProfileStore
 
-__all__ = ["HELP", "GlobalOptions", "global_options", "open_api"]
+__all__ = [
+    "HELP",
+    "GlobalOptions",
+    "Target",
+    "global_options",
+    "open_api",
+    "profile_store",
+    "resolve_target",
+]
 
 HELP = f"""Chat from the terminal with meshchat.
 
@@ -33,20 +49,52 @@ class GlobalOptions:
     server_name: str | None
     insecure: bool
     user: str | None
+    profile: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where this command connects and as whom, options and profile taken together."""
+
+    endpoints: Endpoints
+    user: str | None
+    """The login to act as; None: the profile has none, or (without a profile) the newest."""
+    profile: str | None
+    """The profile in use, if any."""
+
+
+def profile_store() -> ProfileStore:
+    """The profiles file of this user."""
+    return ProfileStore(config_dir(os.environ))
+
+
+def resolve_target(options: GlobalOptions) -> Target:
+    """Options (and their environment variables) win over the profile in use: the one that
+    ``--profile`` names, else the default of ``meshchat use``."""
+    name = options.profile or profile_store().read().current
+    profile = profile_store().get(name) if name else Profile()
+
+    def either(given: str | None, kept: str | None) -> str | None:
+        return given if given else kept
+
+    endpoints = resolve_endpoints(
+        server=either(options.server, profile.server),
+        auth_addr=either(options.auth_addr, profile.auth_addr),
+        chat_addr=either(options.chat_addr, profile.chat_addr),
+        ca_file=options.ca_file or (Path(profile.ca_file) if profile.ca_file else None),
+        server_name=either(options.server_name, profile.server_name),
+        insecure=options.insecure or profile.insecure,
+    )
+    return Target(endpoints, either(options.user, profile.user), name)
 
 
 def open_api(ctx: typer.Context) -> Api:
-    """The services as the global options describe them; use it in a ``with`` block."""
-    options: GlobalOptions = ctx.obj
-    endpoints = resolve_endpoints(
-        server=options.server,
-        auth_addr=options.auth_addr,
-        chat_addr=options.chat_addr,
-        ca_file=options.ca_file,
-        server_name=options.server_name,
-        insecure=options.insecure,
+    """The services as the global options and the profile describe them; use it in a
+    ``with`` block."""
+    target = resolve_target(ctx.obj)
+    return Api(
+        target.endpoints, CredentialStore(config_dir(os.environ)), target.user, target.profile
     )
-    return Api(endpoints, CredentialStore(config_dir(os.environ)), options.user)
 
 
 def global_options(
@@ -92,6 +140,7 @@ def global_options(
         typer.Option(
             "--server-name",
             envvar="MESHCHAT_SERVER_NAME",
+            metavar="NAME",
             help="The host name the certificate must carry (and the authority sent); turns TLS on.",
         ),
     ] = None,
@@ -109,9 +158,22 @@ def global_options(
             "--user",
             "-u",
             envvar="MESHCHAT_USER",
-            help="Act as this logged-in user (default: the latest login on the server).",
+            metavar="USERNAME",
+            help="Act as this logged-in user (default: the profile's, else the latest login).",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            "-p",
+            envvar="MESHCHAT_PROFILE",
+            metavar="NAME",
+            help="Use this profile (default: the one of `meshchat use`).",
         ),
     ] = None,
 ) -> None:
     """Where the services are, how to reach them, and as whom."""
-    ctx.obj = GlobalOptions(server, auth_addr, chat_addr, ca_file, server_name, insecure, user)
+    ctx.obj = GlobalOptions(
+        server, auth_addr, chat_addr, ca_file, server_name, insecure, user, profile
+    )

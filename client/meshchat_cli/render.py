@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich import box
@@ -19,17 +20,24 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from meshchat.auth.v1 import users_pb2
 from meshchat.chat.v1 import chat_pb2
+from meshchat_cli.roles import role_name
 
 __all__ = [
     "OutputFormat",
+    "chat_document",
     "clean",
     "format_time",
+    "iso_time",
+    "message_document",
     "message_json",
     "message_line",
     "message_text",
+    "print_json",
     "print_rows",
     "terminal_console",
+    "user_document",
 ]
 
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -110,21 +118,56 @@ def message_text(message: chat_pb2.Message, own: bool) -> Text:
     )
 
 
+def iso_time(timestamp: Timestamp) -> str:
+    """The time in ISO 8601, UTC."""
+    return timestamp.ToDatetime(tzinfo=UTC).isoformat()
+
+
+def message_document(message: chat_pb2.Message, own: bool) -> dict[str, Any]:
+    """A message as ``--json`` prints it."""
+    return {
+        "chat_id": message.chat_id,
+        "seq": message.seq,
+        "sender_id": message.sender_id,
+        "sender": message.sender_username,
+        "text": message.text,
+        "time": iso_time(message.create_time),
+        "client_message_id": message.client_message_id,
+        "own": own,
+    }
+
+
 def message_json(message: chat_pb2.Message, own: bool) -> str:
     """One JSON object on one line."""
-    return json.dumps(
-        {
-            "chat_id": message.chat_id,
-            "seq": message.seq,
-            "sender_id": message.sender_id,
-            "sender": message.sender_username,
-            "text": message.text,
-            "time": message.create_time.ToDatetime(tzinfo=UTC).isoformat(),
-            "client_message_id": message.client_message_id,
-            "own": own,
-        },
-        ensure_ascii=False,
-    )
+    return json.dumps(message_document(message, own), ensure_ascii=False)
+
+
+def chat_document(chat: chat_pb2.Chat) -> dict[str, Any]:
+    """A chat as ``--json`` prints it."""
+    return {
+        "id": chat.id,
+        "name": chat.name,
+        "owner_id": chat.owner_id,
+        "members": [member.username for member in chat.members],
+        "last_seq": chat.last_seq,
+    }
+
+
+def user_document(user: users_pb2.User) -> dict[str, Any]:
+    """A user as ``--json`` prints it; ``email`` is empty when the caller may not see it."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "role": role_name(user.role),
+        "email": user.email,
+        "created": iso_time(user.create_time),
+    }
+
+
+def print_json(document: dict[str, Any]) -> None:
+    """One JSON object on one line of standard output."""
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def terminal_console(file: TextIO) -> Console:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["ChatArg", "JsonLines", "UserArg", "Yes"]
+__all__ = ["ChatArg", "JsonDocument", "JsonLines", "UserArg", "Yes"]
 
 ChatArg = Annotated[
     str,
@@ -15,6 +15,7 @@ ChatArg = Annotated[
         help="The chat's id, or its name when none of your other chats has that name.",
     ),
 ]
-UserArg = Annotated[str, typer.Argument(metavar="USER", help="A username.")]
+UserArg = Annotated[str, typer.Argument(metavar="USERNAME", help="A username.")]
 JsonLines = Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")]
+JsonDocument = Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
