@@ -17,7 +17,9 @@ def _one_line(stderr: str) -> str:
 
 def test_auth_service_unreachable_names_the_address(cli: Cli) -> None:
     address = f"127.0.0.1:{free_port()}"
-    result = cli.run("--auth-addr", address, "register", "alice", "--password-stdin", input="x")
+    result = cli.run(
+        "--auth-addr", address, "register", "alice", "--password-stdin", input=PASSWORD
+    )
     assert result.returncode == 7
     assert _one_line(result.stderr) == (
         f"error: cannot reach the auth service at {address} (connection refused); is it "

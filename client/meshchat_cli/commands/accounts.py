@@ -27,11 +27,13 @@ def register(
     username: Annotated[
         str, typer.Argument(metavar="USERNAME", help="3 to 32 letters, digits, '.', '_' or '-'.")
     ],
-    email: Annotated[str, typer.Option("--email", help="Your email address (optional).")] = "",
+    email: Annotated[
+        str, typer.Option("--email", metavar="EMAIL", help="Your email address (optional).")
+    ] = "",
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Create an account. The password is asked twice, without echo."""
-    password = read_password(password_stdin, confirm=True)
+    password = read_password(password_stdin, new=True)
     with open_api(ctx) as api:
         user = api.register(username, email, password)
     typer.echo(f"registered {user.username}; log in with `meshchat login {user.username}`")
@@ -45,7 +47,7 @@ def login(
     """Log in. The password is asked without echo and never stored; the tokens are kept
     in your config directory, per server. With a profile in use, the profile acts as this
     login from now on."""
-    password = read_password(password_stdin, confirm=False)
+    password = read_password(password_stdin, new=False)
     with open_api(ctx) as api:
         credentials = api.login(username, password)
         server = api.endpoints.auth.address

@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from meshchat_cli.commands.params import ChatArg, JsonLines
+from meshchat_cli.commands.params import ChatArg, JsonDocument, JsonLines
+from meshchat_cli.errors import CliError, ExitCode
 from meshchat_cli.options import open_api
-from meshchat_cli.render import OutputFormat
+from meshchat_cli.render import OutputFormat, message_document, print_json
 from meshchat_cli.screen import ChatScreen
 from meshchat_cli.session import ConnectSession
 
@@ -22,14 +23,36 @@ def _screen(user_id: str, json_lines: bool) -> ChatScreen:
     return ChatScreen(output, user_id, sys.stdin, sys.stdout, sys.stderr)
 
 
+def _read_message() -> str:
+    """The message on standard input, without the line break that ends it."""
+    if sys.stdin.isatty():
+        typer.echo("type the message; end it with Ctrl-D on a line of its own", err=True)
+    text = sys.stdin.read().rstrip("\r\n")
+    if not text:
+        raise CliError("the message on standard input is empty; nothing sent", ExitCode.USAGE)
+    return text
+
+
 def send(
     ctx: typer.Context,
     chat: ChatArg,
-    message: Annotated[str, typer.Argument(metavar="MESSAGE", help="The text to send.")],
+    message: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="MESSAGE",
+            help="The text to send; `-` or nothing reads it from standard input.",
+            show_default=False,
+        ),
+    ] = None,
+    json_document: JsonDocument = False,
 ) -> None:
-    """Send one message."""
+    """Send one message; prints its number in the chat."""
+    text = _read_message() if message is None or message == "-" else message
     with open_api(ctx) as api:
-        stored = api.send_message(api.chat_id(chat), message, uuid.uuid4().hex)
+        stored = api.send_message(api.chat_id(chat), text, uuid.uuid4().hex)
+    if json_document:
+        print_json(message_document(stored, own=True))
+        return
     typer.echo(f"sent #{stored.seq}")
 
 
@@ -37,7 +60,8 @@ def history(
     ctx: typer.Context,
     chat: ChatArg,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=500, help="How many of the newest.")
+        int,
+        typer.Option("--limit", "-n", min=1, max=500, metavar="N", help="How many of the newest."),
     ] = 20,
     json_lines: JsonLines = False,
 ) -> None:
@@ -56,7 +80,9 @@ def connect(
     json_lines: JsonLines = False,
     history: Annotated[
         int,
-        typer.Option("--history", min=0, max=500, help="How many earlier messages to show."),
+        typer.Option(
+            "--history", min=0, max=500, metavar="N", help="How many earlier messages to show."
+        ),
     ] = 20,
 ) -> None:
     """Join a chat: its recent history, then live messages; each line you type is sent.
