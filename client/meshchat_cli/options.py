@@ -88,10 +88,29 @@ def resolve_target(options: GlobalOptions) -> Target:
     return Target(endpoints, either(options.user, profile.user), name)
 
 
+def _global_options(ctx: typer.Context) -> GlobalOptions:
+    root = ctx.find_root()
+    if isinstance(root.obj, GlobalOptions):
+        return root.obj
+    # Shell completion parses the command line without running the callback that keeps
+    # the options on the context.
+    params = root.params
+    return GlobalOptions(
+        server=params.get("server"),
+        auth_addr=params.get("auth_addr"),
+        chat_addr=params.get("chat_addr"),
+        ca_file=params.get("ca_file"),
+        server_name=params.get("server_name"),
+        insecure=bool(params.get("insecure")),
+        user=params.get("user"),
+        profile=params.get("profile"),
+    )
+
+
 def open_api(ctx: typer.Context) -> Api:
     """The services as the global options and the profile describe them; use it in a
     ``with`` block."""
-    target = resolve_target(ctx.obj)
+    target = resolve_target(_global_options(ctx))
     return Api(
         target.endpoints, CredentialStore(config_dir(os.environ)), target.user, target.profile
     )

@@ -10,6 +10,7 @@ import typer
 from meshchat.chat.v1 import chat_pb2
 from meshchat_cli.commands.params import ChatArg, JsonDocument, JsonLines, UserArg, Yes
 from meshchat_cli.commands.prompts import confirm
+from meshchat_cli.completion import complete_username
 from meshchat_cli.options import open_api
 from meshchat_cli.render import chat_document, clean, print_json, print_rows
 
@@ -25,7 +26,13 @@ def create_chat(
     name: Annotated[str, typer.Argument(metavar="NAME", help="1 to 100 characters.")],
     member: Annotated[
         list[str] | None,
-        typer.Option("--member", "-m", metavar="USERNAME", help="A user to add; repeat for more."),
+        typer.Option(
+            "--member",
+            "-m",
+            metavar="USERNAME",
+            help="A user to add; repeat for more.",
+            autocompletion=complete_username,
+        ),
     ] = None,
     json_document: JsonDocument = False,
 ) -> None:

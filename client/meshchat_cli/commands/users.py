@@ -12,13 +12,19 @@ import typer
 from meshchat.auth.v1 import access_options_pb2, users_pb2
 from meshchat_cli.commands.params import JsonDocument, JsonLines, Yes
 from meshchat_cli.commands.prompts import confirm, read_password
+from meshchat_cli.completion import complete_username
 from meshchat_cli.options import open_api
 from meshchat_cli.render import print_json, print_rows, user_document
 from meshchat_cli.roles import role_name
 
 __all__ = ["delete_user", "get_user", "list_users", "update_user"]
 
-UserKey = Annotated[str, typer.Argument(metavar="USERNAME", help="A username or a user id.")]
+UserKey = Annotated[
+    str,
+    typer.Argument(
+        metavar="USERNAME", help="A username or a user id.", autocompletion=complete_username
+    ),
+]
 
 
 class RoleChoice(StrEnum):
