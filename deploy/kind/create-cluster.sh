@@ -71,5 +71,5 @@ cat <<DONE
 
 kind cluster "${CLUSTER_NAME}" is ready. Next:
   skaffold dev$([[ "${with_cert_manager}" == true ]] && echo " -p cert-manager")
-then follow README.md, section "Kubernetes".
+then follow docs/kubernetes.md, section "From nothing to a chat on kind".
 DONE

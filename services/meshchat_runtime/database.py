@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from meshchat_runtime.errors import Unavailable
-from meshchat_runtime.settings import ConfigError, DatabaseUrl
+from meshchat_runtime.settings import DATABASE_URL, ConfigError, DatabaseUrl
 
 __all__ = [
     "Migration",
@@ -88,7 +88,7 @@ class SqliteDatabase:
             os.close(fd)
         except OSError as exc:
             raise ConfigError(
-                f"MESHCHAT_DATABASE_URL: cannot create {self.path}: {exc.strerror}"
+                f"{DATABASE_URL.env}: cannot create {self.path}: {exc.strerror}"
             ) from None
         self._conn = await aiosqlite.connect(self.path, isolation_level=None)
         self._conn.row_factory = aiosqlite.Row
@@ -187,7 +187,7 @@ class PostgresDatabase:
             await self.pool.open(wait=True, timeout=connect_timeout)
         except Exception as exc:
             raise ConfigError(
-                f"MESHCHAT_DATABASE_URL: cannot connect to {self.url.redacted}: {exc}"
+                f"{DATABASE_URL.env}: cannot connect to {self.url.redacted}: {exc}"
             ) from None
         await self._migrate(migrations, lock_name)
 

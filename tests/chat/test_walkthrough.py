@@ -1,4 +1,4 @@
-"""The chat service's grpcurl walk-through (README.md) works as written, against
+"""The chat service's grpcurl walk-through (docs/chat-service.md) works as written, against
 real auth and chat processes; only the ports are changed."""
 
 from __future__ import annotations
@@ -10,22 +10,16 @@ import signal
 import sys
 from pathlib import Path
 
+from devtools.processes import ServiceProcess
 from tests.chat.conftest import DEADLINE
-from tests.support.processes import ServiceProcess
+from tests.support.docs import DOCS, section
 
-ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "README.md"
+DOC = DOCS / "chat-service.md"
 
 
 def walkthrough_blocks() -> list[str]:
     """The sh blocks of the walk-through: carol's setup, dave's stream, carol's send."""
-    section = (
-        DOC.read_text()
-        .split("\n## The chat service\n", 1)[1]
-        .split("\n### Try it with grpcurl\n", 1)[1]
-        .split("\n### ", 1)[0]
-    )
-    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    blocks = section(DOC, "Try it with grpcurl")
     assert len(blocks) == 3, blocks
     return blocks
 

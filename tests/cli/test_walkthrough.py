@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 import pexpect
 
 from tests.cli.conftest import Stack
 from tests.support.cli import PASSWORD, Cli, Terminal
+from tests.support.docs import ROOT, section
 
-ROOT = Path(__file__).resolve().parents[2]
 HEADING = "Walk-through: two users, three terminals"
 SHELL_PROMPT = "walkthrough$ "
 
 
 def walkthrough_blocks() -> list[list[str]]:
     """The commands of the README walk-through's ```sh blocks."""
-    text = (ROOT / "README.md").read_text()
-    heading = re.search(rf"^#+ {re.escape(HEADING)}$", text, re.MULTILINE)
-    assert heading, f"no section {HEADING!r} in README.md"
-    section = re.split(r"^#+ ", text[heading.end() :], maxsplit=1, flags=re.MULTILINE)[0]
-    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    blocks = section(ROOT / "README.md", HEADING)
     return [[line for line in block.splitlines() if line.strip()] for block in blocks]
 
 

@@ -1,9 +1,10 @@
 """mTLS holds at the sidecars' inbound listeners, and the apps are behind their sidecars.
 
-Shared-host mode (see the README, "The mesh in a box"): every process shares this host's loopback interface, so
-nothing here can show that another process on the host is unable to reach an app's port; what
-is shown is that the apps bind loopback only, on ports that are not the sidecars', and that the
-only way in that the mesh configures is through a sidecar's mTLS listener."""
+Shared-host mode (see docs/mesh.md, "Shared host, not network namespaces"): every process
+shares this host's loopback interface, so nothing here can show that another process on the
+host is unable to reach an app's port; what is shown is that the apps bind loopback only, on
+ports that are not the sidecars', and that the only way in that the mesh configures is through
+a sidecar's mTLS listener."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import grpc
 import pytest
 import yaml
 
-from scripts.mesh import COMPONENTS, Mesh, MeshCa
+from devtools.certs import CertificateAuthority
+from devtools.mesh import COMPONENTS, Mesh
 from tests.mesh.clients import inbound_port, sidecar_health
 
 pytestmark = pytest.mark.mesh
@@ -40,7 +42,7 @@ def test_plaintext_to_an_inbound_listener_fails(mesh: Mesh, component: str) -> N
 
 def test_a_client_certificate_from_another_ca_fails_the_handshake(mesh: Mesh) -> None:
     # The allowed caller's identity, but signed by a CA the mesh does not trust.
-    other = MeshCa("another CA").issue(mesh.identity("edge"), [mesh.identity("edge")])
+    other = CertificateAuthority("another CA").issue(mesh.identity("edge"), [mesh.identity("edge")])
     before = listener_stat(mesh, "auth", "fail_verify_error")
     assert sidecar_health(mesh, "auth", other) == grpc.StatusCode.UNAVAILABLE
     assert listener_stat(mesh, "auth", "fail_verify_error") > before
