@@ -33,11 +33,13 @@ __all__ = [
     "message_document",
     "message_json",
     "message_line",
+    "message_lines",
     "message_text",
     "print_json",
     "print_rows",
     "terminal_console",
     "user_document",
+    "wrapped",
 ]
 
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -91,31 +93,73 @@ def _today() -> date:
     return datetime.now().astimezone().date()
 
 
+_ACTION = "/me "
+"""A message that begins so is an action: shown as ``* alice waves``."""
+
+
+def _action(message: chat_pb2.Message) -> str | None:
+    return message.text.removeprefix(_ACTION) if message.text.startswith(_ACTION) else None
+
+
 def message_line(message: chat_pb2.Message, own: bool) -> str:
-    """``HH:MM:SS sender: text``, the sender marked ``(you)`` on the user's own messages."""
+    """``HH:MM:SS sender: text``, the sender marked ``(you)`` on the user's own messages;
+    an action as ``HH:MM:SS * sender text``."""
     mark = " (you)" if own else ""
-    return (
-        f"{format_time(message.create_time, _today())} "
-        f"{clean(message.sender_username)}{mark}: {clean(message.text)}"
-    )
+    time = format_time(message.create_time, _today())
+    sender = clean(message.sender_username)
+    action = _action(message)
+    if action is not None:
+        return f"{time} * {sender}{mark} {clean(action)}"
+    return f"{time} {sender}{mark}: {clean(message.text)}"
+
+
+def _sender_style(sender: str, own: bool) -> str:
+    if own:
+        return _OWN_STYLE
+    return _SENDER_STYLES[zlib.crc32(sender.encode()) % len(_SENDER_STYLES)]
 
 
 def message_text(message: chat_pb2.Message, own: bool) -> Text:
     """The line of :func:`message_line`, styled: the user's own messages in green, every
     other sender in a colour of their own."""
+    head, body = _message_parts(message, own)
+    return Text.assemble(head, body)
+
+
+def _message_parts(message: chat_pb2.Message, own: bool) -> tuple[Text, Text]:
+    """The styled head (time, sender) and body (text) of a message."""
     sender = clean(message.sender_username)
-    if own:
-        sender_style = _OWN_STYLE
-    else:
-        sender_style = _SENDER_STYLES[zlib.crc32(sender.encode()) % len(_SENDER_STYLES)]
-    return Text.assemble(
-        (format_time(message.create_time, _today()), "dim"),
-        " ",
-        (sender, sender_style),
-        (" (you)" if own else "", "dim green"),
-        ": ",
-        (clean(message.text), "green" if own else ""),
-    )
+    time = (format_time(message.create_time, _today()), "dim")
+    mark = (" (you)" if own else "", "dim green")
+    action = _action(message)
+    if action is not None:
+        head = Text.assemble(time, " * ", (sender, _sender_style(sender, own)), mark, " ")
+        return head, Text(clean(action), style="italic")
+    head = Text.assemble(time, " ", (sender, _sender_style(sender, own)), mark, ": ")
+    return head, Text(clean(message.text), style="green" if own else "")
+
+
+def wrapped(head: Text, body: Text, console: Console, width: int) -> list[Text]:
+    """``head`` then ``body`` in lines of at most ``width`` cells, broken between words
+    (inside a word only when it is longer than a line), each line after the first indented
+    to where the body begins: a hanging indent. A head wider than half the line stands on a
+    line of its own, with the body below it indented by four."""
+    if head.cell_len <= width // 2:
+        lines = body.wrap(console, width - head.cell_len, overflow="fold")
+        for line in lines:
+            line.rstrip()
+        indent = " " * head.cell_len
+        return [Text.assemble(head if i == 0 else indent, line) for i, line in enumerate(lines)]
+    lines = body.wrap(console, max(1, width - 4), overflow="fold")
+    for line in lines:
+        line.rstrip()
+    return [head, *(Text.assemble("    ", line) for line in lines)]
+
+
+def message_lines(message: chat_pb2.Message, own: bool, console: Console, width: int) -> list[Text]:
+    """The styled message of :func:`message_text`, wrapped to ``width`` by :func:`wrapped`."""
+    head, body = _message_parts(message, own)
+    return wrapped(head, body, console, width)
 
 
 def iso_time(timestamp: Timestamp) -> str:

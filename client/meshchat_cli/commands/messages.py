@@ -8,19 +8,31 @@ from typing import Annotated
 
 import typer
 
+from meshchat.chat.v1 import chat_pb2
 from meshchat_cli.commands.params import ChatArg, JsonDocument, JsonLines
+from meshchat_cli.credentials import Credentials
 from meshchat_cli.errors import CliError, ExitCode
 from meshchat_cli.options import open_api
 from meshchat_cli.render import OutputFormat, message_document, print_json
-from meshchat_cli.screen import ChatScreen
+from meshchat_cli.screen import PipeScreen, Screen
 from meshchat_cli.session import ConnectSession
 
 __all__ = ["connect", "history", "send"]
 
 
-def _screen(user_id: str, json_lines: bool) -> ChatScreen:
+def _pipe_screen(user_id: str, json_lines: bool) -> PipeScreen:
     output = OutputFormat.choose(json_lines, sys.stdout)
-    return ChatScreen(output, user_id, sys.stdin, sys.stdout, sys.stderr)
+    return PipeScreen(output, user_id, sys.stdin, sys.stdout, sys.stderr)
+
+
+def _connect_screen(credentials: Credentials, chat: chat_pb2.Chat, json_lines: bool) -> Screen:
+    """The pinned input line at a terminal; plain lines in, messages out, otherwise."""
+    output = OutputFormat.choose(json_lines, sys.stdout)
+    if output is OutputFormat.TERMINAL and sys.stdin.isatty():
+        from meshchat_cli.terminal import TerminalScreen
+
+        return TerminalScreen(credentials.user_id, credentials.username, chat.name)
+    return _pipe_screen(credentials.user_id, json_lines)
 
 
 def _read_message() -> str:
@@ -69,9 +81,9 @@ def history(
     with open_api(ctx) as api:
         user_id = api.tokens.credentials().user_id
         messages = api.recent_messages(api.chat_id(chat), limit)
-    screen = _screen(user_id, json_lines)
-    for message in messages:
-        screen.show(message)
+    with _pipe_screen(user_id, json_lines) as screen:
+        for message in messages:
+            screen.show(message)
 
 
 def connect(
@@ -87,12 +99,14 @@ def connect(
 ) -> None:
     """Join a chat: its recent history, then live messages; each line you type is sent.
 
-    Reconnects by itself when the connection drops. Ctrl-C or Ctrl-D (end of input) leaves.
+    Reconnects by itself when the connection drops. /help lists the commands; Ctrl-C,
+    Ctrl-D (end of input) or /quit leaves; //TEXT sends a line that begins with /TEXT.
     """
     with open_api(ctx) as api:
+        credentials = api.tokens.credentials()
+        found = api.get_chat(api.chat_id(chat))
         try:
-            user_id = api.tokens.credentials().user_id
-            found = api.get_chat(api.chat_id(chat))
-            ConnectSession(api, found, history, _screen(user_id, json_lines)).run()
+            with _connect_screen(credentials, found, json_lines) as screen:
+                ConnectSession(api, found, history, screen).run()
         except KeyboardInterrupt:
             typer.echo("", err=True)
