@@ -4,6 +4,7 @@ line during an outage."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -53,13 +54,15 @@ def test_long_messages_wrap_between_words_with_a_hanging_indent(cli: Cli) -> Non
 
     rows = _message_rows(terminal, "word01")
     assert len(rows) == 4, rows
-    for row, following in zip(rows, rows[1:], strict=False):
+    for row, following in itertools.pairwise(rows):
         # Broken between words, and only where the next word did not fit.
         assert len(row) + 1 + len(following.split()[0]) > COLUMNS, rows
     indent = rows[0].index("word01")
-    assert rows[0].startswith(tuple("0123456789")) and f" {bob}: word01" in rows[0]
+    assert re.match(rf"\d\d:\d\d:\d\d {bob}: word01 ", rows[0]), rows
     for row in rows[1:]:
-        assert row[:indent].strip() == "" and row[indent] != " ", rows
+        # The hanging indent: every following row begins where the text began.
+        assert row[:indent] == " " * indent, rows
+        assert row[indent] != " ", rows
     assert all(len(row) <= COLUMNS for row in rows)
     # Every word whole, in order: no word was cut at the edge.
     assert " ".join(" ".join(rows).split()[rows[0].split().index("word01") :]) == LONG
@@ -82,7 +85,7 @@ def test_a_message_arriving_mid_typing_leaves_the_typed_line_alone(cli: Cli) -> 
         "the message above the typed text",
     )
     rows = terminal.rows()
-    assert rows[-1].startswith(" live · ") and alice in rows[-1]
+    assert rows[-1].startswith(f" live · {alice} in ")
     assert sum("interrupting you" in row for row in rows) == 1
     terminal.child.send("ing\r")
     terminal.wait_for_messages(["half of what I am typing"])
@@ -102,7 +105,8 @@ def test_after_a_resize_messages_wrap_to_the_new_width(cli: Cli) -> None:
     terminal.wait_for_text("word28")
 
     rows = _message_rows(terminal, "word01")
-    assert len(rows) >= 5 and all(len(row) <= 50 for row in rows), rows
+    assert len(rows) >= 5, rows
+    assert all(len(row) <= 50 for row in rows), rows
     _leave(terminal)
 
 
@@ -116,10 +120,9 @@ def test_history_is_set_apart_from_live_messages(cli: Cli) -> None:
 
     lines = terminal.text().splitlines()
     marks = [i for i, line in enumerate(lines) if "──" in line]
-    assert ["2 earlier message(s)" in lines[marks[0]], "live from here" in lines[marks[1]]] == [
-        True,
-        True,
-    ]
+    assert len(marks) == 2, lines
+    assert "── 2 earlier message(s) ──" in lines[marks[0]]
+    assert "── live from here ──" in lines[marks[1]]
     between = [line for line in lines[marks[0] : marks[1]] if "before" in line]
     assert len(between) == 2
     assert any("after" in line for line in lines[marks[1] :])
