@@ -346,17 +346,33 @@ class Api:
             MEMBERS_ONLY,
         )
 
-    def recent_messages(self, chat_id: str, limit: int) -> list[chat_pb2.Message]:
-        """The newest ``limit`` messages, oldest first."""
+    def list_messages(
+        self,
+        chat_id: str,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> chat_pb2.ListMessagesResponse:
+        """One page of messages, oldest first: the newest ``limit``, the newest before
+        ``before_seq``, or the oldest after ``after_seq``; ``has_more`` says whether more
+        lie beyond it in that direction."""
         request = chat_pb2.ListMessagesRequest(chat_id=chat_id, limit=limit)
-        page = self._authorized(
+        if before_seq is not None:
+            request.before_seq = before_seq
+        elif after_seq is not None:
+            request.after_seq = after_seq
+        return self._authorized(
             self.endpoints.chat,
             self._chat().ListMessages,
             request,
             "read the history",
             MEMBERS_ONLY,
         )
-        return list(page.messages)
+
+    def recent_messages(self, chat_id: str, limit: int) -> list[chat_pb2.Message]:
+        """The newest ``limit`` messages, oldest first."""
+        return list(self.list_messages(chat_id, limit).messages)
 
     def connect(self, chat_id: str, after_seq: int, token: str) -> ConnectCall:
         """Open the chat's stream from ``after_seq``; errors surface while iterating, as

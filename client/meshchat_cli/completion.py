@@ -1,4 +1,5 @@
-"""Shell completion of chat names and usernames, asked of the services as the user.
+"""Shell completion of chat names and usernames, asked of the services as the user (profile
+names complete in :mod:`meshchat_cli.options`).
 
 A completion runs while the user presses Tab: it offers nothing, rather than an error, when
 it cannot ask (not logged in, server away).

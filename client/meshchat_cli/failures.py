@@ -54,7 +54,7 @@ class _Failed:
         return f"the {self.endpoint.service} service at {self.endpoint.address}"
 
 
-Message = Callable[[_Failed], str]
+_Message = Callable[[_Failed], str]
 
 
 # The access check's refusal names the role and the gRPC method; the user knows neither.
@@ -161,7 +161,7 @@ def _server_failed(failed: _Failed) -> str:
 @dataclass(frozen=True, slots=True)
 class _Rule:
     exit_code: ExitCode
-    message: Message
+    message: _Message
     hint: Mapping[str, str] | None = None
     """The advice per service (``auth``, ``chat``) when the caller gives none."""
     personal: bool = False

@@ -18,6 +18,7 @@ from meshchat_cli.endpoints import (
     Endpoints,
     resolve_endpoints,
 )
+from meshchat_cli.errors import CliError
 from meshchat_cli.files import config_dir
 from meshchat_cli.profiles import Profile, ProfileStore
 
@@ -25,6 +26,7 @@ __all__ = [
     "HELP",
     "GlobalOptions",
     "Target",
+    "complete_profile",
     "global_options",
     "open_api",
     "profile_store",
@@ -68,24 +70,30 @@ def profile_store() -> ProfileStore:
     return ProfileStore(config_dir(os.environ))
 
 
+def complete_profile(incomplete: str) -> list[str]:
+    """Shell completion: the names of the profiles that start with ``incomplete``."""
+    try:
+        names = profile_store().read().by_name
+    except CliError:
+        return []
+    return sorted(name for name in names if name.startswith(incomplete))
+
+
 def resolve_target(options: GlobalOptions) -> Target:
     """Options (and their environment variables) win over the profile in use: the one that
     ``--profile`` names, else the default of ``meshchat use``."""
     name = options.profile or profile_store().read().current
     profile = profile_store().get(name) if name else Profile()
-
-    def either(given: str | None, kept: str | None) -> str | None:
-        return given if given else kept
-
+    # Setting by setting; an empty value (a variable set to "") counts as not given.
     endpoints = resolve_endpoints(
-        server=either(options.server, profile.server),
-        auth_addr=either(options.auth_addr, profile.auth_addr),
-        chat_addr=either(options.chat_addr, profile.chat_addr),
+        server=options.server or profile.server,
+        auth_addr=options.auth_addr or profile.auth_addr,
+        chat_addr=options.chat_addr or profile.chat_addr,
         ca_file=options.ca_file or (Path(profile.ca_file) if profile.ca_file else None),
-        server_name=either(options.server_name, profile.server_name),
+        server_name=options.server_name or profile.server_name,
         insecure=options.insecure or profile.insecure,
     )
-    return Target(endpoints, either(options.user, profile.user), name)
+    return Target(endpoints, options.user or profile.user, name)
 
 
 def _global_options(ctx: typer.Context) -> GlobalOptions:
@@ -189,6 +197,7 @@ def global_options(
             envvar="MESHCHAT_PROFILE",
             metavar="NAME",
             help="Use this profile (default: the one of `meshchat use`).",
+            autocompletion=complete_profile,
         ),
     ] = None,
 ) -> None:

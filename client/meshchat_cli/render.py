@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import sys
 import zlib
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ __all__ = [
     "clean",
     "format_time",
     "iso_time",
+    "mentions",
     "message_document",
     "message_json",
     "message_line",
@@ -134,9 +136,22 @@ def _message_parts(message: chat_pb2.Message, own: bool) -> tuple[Text, Text]:
     action = _action(message)
     if action is not None:
         head = Text.assemble(time, " * ", (sender, _sender_style(sender, own)), mark, " ")
-        return head, Text(clean(action), style="italic")
-    head = Text.assemble(time, " ", (sender, _sender_style(sender, own)), mark, ": ")
-    return head, Text(clean(message.text), style="green" if own else "")
+        body = Text(clean(action), style="italic")
+    else:
+        head = Text.assemble(time, " ", (sender, _sender_style(sender, own)), mark, ": ")
+        body = Text(clean(message.text), style="green" if own else "")
+    body.highlight_regex(_MENTION, "bold")
+    return head, body
+
+
+# @username, as usernames are spelt: letters, digits, '.', '_' and '-'.
+_MENTION = r"(?<![\w@])@[A-Za-z0-9][A-Za-z0-9._-]*"
+
+
+def mentions(message: chat_pb2.Message, username: str) -> bool:
+    """Whether ``message`` names ``username`` as ``@username``."""
+    pattern = rf"(?<![\w@])@{re.escape(username)}(?![A-Za-z0-9._-])"
+    return re.search(pattern, message.text, re.IGNORECASE) is not None
 
 
 def wrapped(head: Text, body: Text, console: Console, width: int) -> list[Text]:

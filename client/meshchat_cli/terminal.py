@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from meshchat.chat.v1 import chat_pb2
-from meshchat_cli.render import clean, message_lines, wrapped
+from meshchat_cli.render import clean, mentions, message_lines, wrapped
 from meshchat_cli.screen import Status
 
 __all__ = ["PROMPT", "TerminalScreen"]
@@ -35,8 +35,11 @@ _STATUS_REFRESH = 1.0
 class TerminalScreen:
     """A person at a terminal: ``username`` in the chat ``chat_name``."""
 
-    def __init__(self, user_id: str, username: str, chat_name: str) -> None:
+    def __init__(self, user_id: str, username: str, chat_name: str, bell: bool) -> None:
+        """``bell``: ring the terminal's bell when someone mentions ``@username``."""
         self._user_id = user_id
+        self._username = username
+        self._bell = bell
         self._where = f"{clean(username)} in {clean(chat_name)}"
         self._lock = threading.Lock()
         self._status = Status()
@@ -73,7 +76,7 @@ class TerminalScreen:
     def _width(self) -> int:
         return max(20, self._session.output.get_size().columns)
 
-    def _print(self, lines: list[Text]) -> None:
+    def _print(self, lines: list[Text], bell: bool = False) -> None:
         buffer = io.StringIO()
         console = Console(
             file=buffer,
@@ -86,6 +89,8 @@ class TerminalScreen:
         )
         for line in lines:
             console.print(line)
+        if bell:
+            buffer.write("\a")
         with self._lock:
             if self._proxy is not None:
                 self._proxy.write(buffer.getvalue())
@@ -95,9 +100,11 @@ class TerminalScreen:
         return Console(file=io.StringIO(), width=self._width(), force_terminal=True)
 
     def show(self, message: chat_pb2.Message) -> None:
-        """Print one message above the input line, wrapped to the terminal's width."""
+        """Print one message above the input line, wrapped to the terminal's width; ring
+        the bell when it mentions the user (and the bell is on)."""
         own = message.sender_id == self._user_id
-        self._print(message_lines(message, own, self._console(), self._width()))
+        bell = self._bell and not own and mentions(message, self._username)
+        self._print(message_lines(message, own, self._console(), self._width()), bell)
 
     def notice(self, text: str, style: str = "dim") -> None:
         """Print a line about the session above the input line."""

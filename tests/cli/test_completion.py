@@ -1,4 +1,4 @@
-"""Shell completion: commands, and the user's chat names and the usernames they know."""
+"""Shell completion: commands, the user's chat names, the usernames they know, profiles."""
 
 from __future__ import annotations
 
@@ -37,3 +37,12 @@ def test_commands_chat_names_and_usernames_complete(cli: Cli) -> None:
 
 def test_completion_offers_nothing_when_it_cannot_ask(cli: Cli) -> None:
     assert _complete(cli, "meshchat send ") == []
+
+
+def test_profile_names_complete(cli: Cli) -> None:
+    for name in ("work", "weekend", "home"):
+        cli.ok("profile", "set", name, "--server", "chat.example.org:443")
+
+    assert _complete(cli, "meshchat use w") == ["weekend", "work"]
+    assert _complete(cli, "meshchat --profile h") == ["home"]
+    assert _complete(cli, "meshchat profile remove ") == ["home", "weekend", "work"]

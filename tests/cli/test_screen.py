@@ -129,6 +129,32 @@ def test_history_is_set_apart_from_live_messages(cli: Cli) -> None:
     _leave(terminal)
 
 
+def test_a_mention_is_highlighted_and_rings_the_bell(cli: Cli) -> None:
+    alice, bob, chat = _chat(cli)
+    terminal = _open(cli, alice, chat)
+    quiet = cli.spawn("--user", bob, "connect", chat, "--no-bell", dimensions=(ROWS, COLUMNS))
+    quiet.wait_for(lambda t: t.rows()[-1].startswith(" live · "), "bob's status line: live")
+
+    cli.ok("--user", bob, "send", chat, f"no bell for @{alice}x or {alice}")
+    terminal.wait_for_text(f"or {alice}")
+    assert terminal.screen.bells == 0
+    cli.ok("--user", bob, "send", chat, f"hey @{alice}, look")
+    terminal.wait_for_text("look")
+    terminal.wait_for(lambda t: t.screen.bells == 1, "the bell")
+
+    row = next(y for y, text in enumerate(terminal.rows()) if "look" in text)
+    start = terminal.rows()[row].index(f"@{alice}")
+    line = terminal.screen.buffer[row]
+    assert all(line[x].bold for x in range(start, start + len(alice) + 1))
+    assert not line[start - 2].bold
+
+    cli.ok("--user", alice, "send", chat, f"@{bob} rings nothing with --no-bell")
+    quiet.wait_for_text("rings nothing")
+    assert quiet.screen.bells == 0
+    _leave(terminal)
+    _leave(quiet)
+
+
 def test_slash_commands(cli: Cli) -> None:
     alice, bob, chat = _chat(cli)
     terminal = _open(cli, alice, chat)

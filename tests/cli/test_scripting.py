@@ -55,3 +55,35 @@ def test_json_on_every_command_that_prints(cli: Cli) -> None:
     assert (user["username"], user["role"], user["email"]) == (bob, "user", "")
     chats = [json.loads(line) for line in cli.ok("--user", alice, "chats", "--json").splitlines()]
     assert [entry["id"] for entry in chats] == [chat]
+
+
+def test_history_pages_back_and_forth(cli: Cli) -> None:
+    cli.new_user("alice")
+    name = unique_name("room")
+    chat = cli.ok("create", "chat", name).strip()
+    for number in range(1, 8):
+        cli.ok("send", chat, f"m{number}")
+
+    def page(*args: str) -> tuple[list[str], str]:
+        result = cli.run("history", name, "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line)["text"] for line in result.stdout.splitlines()], result.stderr
+
+    assert page("-n", "3") == (
+        ["m5", "m6", "m7"],
+        f"more before #5: meshchat history {name} --before 5\n",
+    )
+    assert page("-n", "3", "--before", "5") == (
+        ["m2", "m3", "m4"],
+        f"more before #2: meshchat history {name} --before 2\n",
+    )
+    assert page("-n", "3", "--before", "2") == (["m1"], "")
+    assert page("-n", "3", "--after", "0") == (
+        ["m1", "m2", "m3"],
+        f"more after #3: meshchat history {name} --after 3\n",
+    )
+    assert page("-n", "3", "--after", "6") == (["m7"], "")
+
+    result = cli.run("history", name, "--before", "3", "--after", "1")
+    assert result.returncode == 2
+    assert "give --before or --after, not both" in result.stderr

@@ -176,9 +176,14 @@ class _Emulator(pyte.HistoryScreen):
     def __init__(self, columns: int, lines: int, answer: Callable[[str], object]) -> None:
         super().__init__(columns, lines, history=100_000)
         self._answer = answer
+        self.bells = 0
+        """How many times the bell rang."""
 
     def write_process_input(self, data: str) -> None:
         self._answer(data)
+
+    def bell(self, *args: object) -> None:
+        self.bells += 1
 
 
 class _Feed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import uuid
 from typing import Annotated
@@ -25,13 +26,15 @@ def _pipe_screen(user_id: str, json_lines: bool) -> PipeScreen:
     return PipeScreen(output, user_id, sys.stdin, sys.stdout, sys.stderr)
 
 
-def _connect_screen(credentials: Credentials, chat: chat_pb2.Chat, json_lines: bool) -> Screen:
+def _connect_screen(
+    credentials: Credentials, chat: chat_pb2.Chat, json_lines: bool, bell: bool
+) -> Screen:
     """The pinned input line at a terminal; plain lines in, messages out, otherwise."""
     output = OutputFormat.choose(json_lines, sys.stdout)
     if output is OutputFormat.TERMINAL and sys.stdin.isatty():
         from meshchat_cli.terminal import TerminalScreen
 
-        return TerminalScreen(credentials.user_id, credentials.username, chat.name)
+        return TerminalScreen(credentials.user_id, credentials.username, chat.name, bell)
     return _pipe_screen(credentials.user_id, json_lines)
 
 
@@ -68,22 +71,51 @@ def send(
     typer.echo(f"sent #{stored.seq}")
 
 
+def _more_hint(chat: str, page: chat_pb2.ListMessagesResponse, forwards: bool) -> str | None:
+    """How to read the next page, when there is one."""
+    if not page.has_more or not page.messages:
+        return None
+    if forwards:
+        seq = page.messages[-1].seq
+        return f"more after #{seq}: meshchat history {shlex.quote(chat)} --after {seq}"
+    seq = page.messages[0].seq
+    return f"more before #{seq}: meshchat history {shlex.quote(chat)} --before {seq}"
+
+
 def history(
     ctx: typer.Context,
     chat: ChatArg,
     limit: Annotated[
         int,
-        typer.Option("--limit", "-n", min=1, max=500, metavar="N", help="How many of the newest."),
+        typer.Option("--limit", "-n", min=1, max=500, metavar="N", help="How many messages."),
     ] = 20,
+    before: Annotated[
+        int | None,
+        typer.Option(
+            "--before", min=1, metavar="SEQ", help="The newest of those before #SEQ (page back)."
+        ),
+    ] = None,
+    after: Annotated[
+        int | None,
+        typer.Option(
+            "--after", min=0, metavar="SEQ", help="The oldest of those after #SEQ (page on)."
+        ),
+    ] = None,
     json_lines: JsonLines = False,
 ) -> None:
-    """Show a chat's newest messages, oldest first."""
+    """Show a chat's newest messages (or a page before or after a message), oldest first;
+    says on standard error how to read the next page."""
+    if before is not None and after is not None:
+        raise typer.BadParameter("give --before or --after, not both", param_hint="--after")
     with open_api(ctx) as api:
         user_id = api.tokens.credentials().user_id
-        messages = api.recent_messages(api.chat_id(chat), limit)
+        page = api.list_messages(api.chat_id(chat), limit, before_seq=before, after_seq=after)
     with _pipe_screen(user_id, json_lines) as screen:
-        for message in messages:
+        for message in page.messages:
             screen.show(message)
+        hint = _more_hint(chat, page, forwards=after is not None)
+        if hint is not None:
+            screen.notice(hint)
 
 
 def connect(
@@ -96,6 +128,14 @@ def connect(
             "--history", min=0, max=500, metavar="N", help="How many earlier messages to show."
         ),
     ] = 20,
+    bell: Annotated[
+        bool,
+        typer.Option(
+            "--bell/--no-bell",
+            envvar="MESHCHAT_BELL",
+            help="Ring the terminal's bell when someone writes @you.",
+        ),
+    ] = True,
 ) -> None:
     """Join a chat: its recent history, then live messages; each line you type is sent.
 
@@ -106,7 +146,7 @@ def connect(
         credentials = api.tokens.credentials()
         found = api.get_chat(api.chat_id(chat))
         try:
-            with _connect_screen(credentials, found, json_lines) as screen:
+            with _connect_screen(credentials, found, json_lines, bell) as screen:
                 ConnectSession(api, found, history, screen).run()
         except KeyboardInterrupt:
             typer.echo("", err=True)

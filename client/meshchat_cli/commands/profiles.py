@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from meshchat_cli.commands.params import JsonLines
-from meshchat_cli.options import profile_store
+from meshchat_cli.options import complete_profile, profile_store
 from meshchat_cli.profiles import Profile, check_profile_name
 from meshchat_cli.render import print_json, print_rows
 
@@ -17,6 +17,9 @@ __all__ = ["list_profiles", "remove_profile", "set_profile", "use"]
 
 ProfileName = Annotated[
     str, typer.Argument(metavar="NAME", help="1 to 64 letters, digits, '.', '_' or '-'.")
+]
+KnownProfile = Annotated[
+    str, typer.Argument(metavar="NAME", help="A profile.", autocompletion=complete_profile)
 ]
 
 
@@ -91,7 +94,7 @@ def list_profiles(json_lines: JsonLines = False) -> None:
     )
 
 
-def remove_profile(name: ProfileName) -> None:
+def remove_profile(name: KnownProfile) -> None:
     """Forget a profile (the logins it used stay until `meshchat logout`)."""
     profile_store().remove(name)
     typer.echo(f"removed profile {name}")
@@ -99,7 +102,12 @@ def remove_profile(name: ProfileName) -> None:
 
 def use(
     name: Annotated[
-        str | None, typer.Argument(metavar="NAME", help="The profile; leave out with --none.")
+        str | None,
+        typer.Argument(
+            metavar="NAME",
+            help="The profile; leave out with --none.",
+            autocompletion=complete_profile,
+        ),
     ] = None,
     none: Annotated[bool, typer.Option("--none", help="Use no profile by default.")] = False,
 ) -> None:
