@@ -18,6 +18,7 @@ import pexpect
 import pyte
 
 from devtools.paths import VENV_BIN
+from tests.support.passwords import PASSWORD
 
 __all__ = [
     "PASSWORD",
@@ -28,7 +29,6 @@ __all__ = [
     "unique_name",
 ]
 
-PASSWORD = "correct horse battery"
 MESHCHAT = str(VENV_BIN / "meshchat")
 # Environment variables of the developer's shell that would change what the CLI does.
 _CLI_VARIABLES = (

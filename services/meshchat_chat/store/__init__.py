@@ -1,0 +1,79 @@
+"""The chat service's storage: the Store protocol, and open_store, which opens the backend
+that a database URL names (``sqlite.py``, ``postgres.py`` beside this module; neither imports
+this one)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from meshchat_chat.domain import Chat, ChatCursor, Member, Message, NewMessage, SendResult
+from meshchat_chat.store.postgres import PostgresStore
+from meshchat_chat.store.sqlite import SqliteStore
+from meshchat_runtime.settings import DatabaseUrl
+
+__all__ = ["Store", "open_store"]
+
+
+class Store(Protocol):
+    """Chats, members and messages. Every method is atomic; none checks permissions."""
+
+    async def create_chat(self, chat: Chat) -> None:
+        """Store a new chat with its members (``last_seq`` is 0)."""
+        ...
+
+    async def get_chat(self, chat_id: str) -> Chat | None:
+        """The chat with its members, or None."""
+        ...
+
+    async def list_chats(self, user_id: str, limit: int, after: ChatCursor | None) -> list[Chat]:
+        """Up to ``limit`` chats of which ``user_id`` is a member, newest first, after
+        ``after`` in that order."""
+        ...
+
+    async def delete_chat(self, chat_id: str) -> bool:
+        """Delete the chat with its members and messages; False when it did not exist."""
+        ...
+
+    async def add_member(self, chat_id: str, member: Member) -> bool:
+        """Add a member; False when already one. NotFound when the chat is gone."""
+        ...
+
+    async def remove_member(self, chat_id: str, user_id: str) -> bool:
+        """Remove a member; False when not one."""
+        ...
+
+    async def send_message(self, message: NewMessage) -> SendResult:
+        """Store a message from a member, numbered with the chat's next seq in the same
+        transaction; or return the message stored first under the same
+        (chat, sender, client_message_id) when that id is not empty."""
+        ...
+
+    async def messages_after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
+        """Up to ``limit`` messages with seq > ``after_seq``, ascending."""
+        ...
+
+    async def messages_before(
+        self, chat_id: str, before_seq: int | None, limit: int
+    ) -> list[Message]:
+        """The newest ``limit`` messages with seq < ``before_seq`` (None: no bound), ascending."""
+        ...
+
+    async def last_seq(self, chat_id: str) -> int | None:
+        """The seq of the chat's newest message (0: none), or None when there is no chat."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the database answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connections."""
+        ...
+
+
+async def open_store(url: DatabaseUrl, *, pool_size: int = 10) -> Store:
+    """Connect to the database named by ``url``, apply the migrations, return its store."""
+    if url.dialect == "sqlite":
+        assert url.sqlite_path is not None
+        return await SqliteStore.open(url.sqlite_path)
+    return await PostgresStore.open(url, pool_size=pool_size)
