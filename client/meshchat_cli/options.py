@@ -4,11 +4,14 @@ from both."""
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click.core import ParameterSource
+from typer.core import TyperOption
 
 from meshchat_cli.api import Api
 from meshchat_cli.credentials import CredentialStore
@@ -26,6 +29,7 @@ __all__ = [
     "HELP",
     "GlobalOptions",
     "Target",
+    "command_line",
     "complete_profile",
     "global_options",
     "open_api",
@@ -113,6 +117,24 @@ def _global_options(ctx: typer.Context) -> GlobalOptions:
         user=params.get("user"),
         profile=params.get("profile"),
     )
+
+
+def command_line(ctx: typer.Context, *words: str) -> str:
+    """``meshchat WORDS`` with the options before the command that were given on this
+    command line (not those from the environment or a profile, which still apply), ready to
+    paste into a shell: the command to run next, where this one ran. ``--user`` is left
+    out; the words name the user where it matters."""
+    root = ctx.find_root()
+    flags: list[str] = []
+    for param in root.command.params:
+        if param.name in (None, "user") or not isinstance(param, TyperOption):
+            continue
+        if root.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        flag = next(opt for opt in param.opts if opt.startswith("--"))
+        value = root.params[param.name]
+        flags.extend([flag] if param.is_flag else [flag, str(value)])
+    return shlex.join(["meshchat", *flags, *words])
 
 
 def open_api(ctx: typer.Context) -> Api:

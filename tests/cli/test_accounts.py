@@ -37,6 +37,28 @@ def test_register_login_whoami_logout(cli: Cli) -> None:
     )
 
 
+def test_the_hint_after_register_carries_the_options_given(cli: Cli) -> None:
+    bob = unique_name("bob")
+    out = cli.ok(
+        "--auth-addr",
+        cli.auth_address,
+        "--insecure",
+        "register",
+        bob,
+        "--password-stdin",
+        input=PASSWORD,
+    )
+    assert out.strip() == (
+        f"registered {bob}; log in with "
+        f"`meshchat --auth-addr {cli.auth_address} --insecure login {bob}`"
+    )
+    # From the environment (as the Cli sets the addresses), they still apply: not repeated.
+    carol = unique_name("carol")
+    assert f"log in with `meshchat login {carol}`" in cli.ok(
+        "register", carol, "--password-stdin", input=PASSWORD
+    )
+
+
 def test_credentials_file_is_private_and_holds_no_password(cli: Cli) -> None:
     alice = cli.new_user("alice")
     path = cli.credentials_path()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.conftest import Stack
 from tests.support.cli import PASSWORD, Cli, unique_name
+from tests.support.service_stack import Stack
 
 # The addresses come from the profile, not from the environment the Cli fixture sets.
 NO_ADDRESSES = {"MESHCHAT_AUTH_ADDR": "", "MESHCHAT_CHAT_ADDR": ""}

@@ -8,8 +8,8 @@ import itertools
 import json
 import re
 
-from tests.cli.conftest import Stack
 from tests.support.cli import Cli, Terminal, unique_name
+from tests.support.service_stack import Stack
 
 ROWS, COLUMNS = 24, 80
 LONG = " ".join(f"word{number:02d}" for number in range(1, 29))  # 195 characters

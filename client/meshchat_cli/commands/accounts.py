@@ -9,7 +9,7 @@ import typer
 
 from meshchat_cli.commands.params import JsonDocument
 from meshchat_cli.commands.prompts import read_password
-from meshchat_cli.options import open_api, profile_store
+from meshchat_cli.options import command_line, open_api, profile_store
 from meshchat_cli.render import print_json
 
 __all__ = ["login", "logout", "register", "whoami"]
@@ -36,7 +36,9 @@ def register(
     password = read_password(password_stdin, new=True)
     with open_api(ctx) as api:
         user = api.register(username, email, password)
-    typer.echo(f"registered {user.username}; log in with `meshchat login {user.username}`")
+    typer.echo(
+        f"registered {user.username}; log in with `{command_line(ctx, 'login', user.username)}`"
+    )
 
 
 def login(
