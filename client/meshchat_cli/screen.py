@@ -162,7 +162,7 @@ class PipeScreen:
         with self._lock:
             previous, self._connection = self._connection, status.connection
         if status.connection is Connection.OFFLINE and previous is not Connection.OFFLINE:
-            self.notice(f"offline; still trying: {status.describe(time.monotonic())}", "yellow")
+            self.notice(f"{status.describe(time.monotonic())}; still trying", "yellow")
 
     def read_line(self) -> str | None:
         line = self._stdin.readline()

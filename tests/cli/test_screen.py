@@ -194,6 +194,9 @@ def test_the_status_line_shows_the_outage_and_the_retries(stack: Stack) -> None:
     )
     terminal.type("typed while away")
     terminal.wait_for(lambda t: "· 1 unsent ·" in t.rows()[-1], "the unsent count")
+    # After a while of failed tries the chat counts as offline; the tries go on.
+    offline = re.compile(r"^ offline since \d\d:\d\d:\d\d · try \d+ in [0-5] s · 1 unsent · ")
+    terminal.wait_for(lambda t: bool(offline.match(t.rows()[-1])), "offline", timeout=60)
 
     stack.chat.start()
     terminal.wait_for_messages(["typed while away"], timeout=60)
