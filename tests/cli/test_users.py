@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from devtools.paths import VENV_BIN
@@ -42,8 +43,20 @@ def test_an_admin_lists_gets_updates_and_deletes_users(cli: Cli, shared_stack: S
     assert f"username: {alice}" in cli.ok("user", "get", alice_id)
 
     out = cli.ok("user", "update", alice, "--email", f"{alice}@example.org", "--role", "admin")
-    assert f"updated {alice} (role admin)" in out
+    assert out.strip() == (
+        f"updated {alice}: email (none) -> {alice}@example.org, role user -> admin"
+    )
     assert f"email: {alice}@example.org" in cli.ok("user", "get", alice)
+    out = cli.ok("user", "update", alice, "--role", "admin")
+    assert out.strip() == f"updated {alice}: nothing changed"
+
+    users = [json.loads(line) for line in cli.ok("user", "list", "--json").splitlines()]
+    assert {(u["username"], u["role"]) for u in users} >= {(admin, "admin"), (alice, "admin")}
+    document = json.loads(cli.ok("user", "get", alice, "--json"))
+    assert (document["id"], document["email"]) == (alice_id, f"{alice}@example.org")
+    assert document["created"].endswith("+00:00")
+    updated = json.loads(cli.ok("user", "update", alice, "--role", "user", "--json"))
+    assert (updated["username"], updated["role"]) == (alice, "user")
 
     assert f"deleted user {alice}" in cli.ok("user", "delete", alice, "--yes")
     assert cli.run("user", "get", alice).returncode == 4
@@ -57,8 +70,7 @@ def test_a_user_may_not_list_users_or_promote_themselves(cli: Cli) -> None:
     result = cli.run("user", "list")
     assert result.returncode == 5
     assert result.stderr.strip() == (
-        "error: cannot list the users: role USER may not call "
-        "/meshchat.auth.v1.UserService/ListUsers; ask an admin"
+        f"error: cannot list the users as {alice}: that needs an admin; ask an admin"
     )
     result = cli.run("user", "update", alice, "--role", "admin")
     assert result.returncode == 5

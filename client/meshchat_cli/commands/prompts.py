@@ -8,17 +8,39 @@ import typer
 
 from meshchat_cli.errors import CliError, ExitCode
 
-__all__ = ["confirm", "read_password"]
+__all__ = ["PASSWORD_MAX", "PASSWORD_MIN", "confirm", "read_password"]
 
 
-def read_password(from_stdin: bool, *, confirm: bool, label: str = "Password") -> str:
-    """The first line of standard input, or a prompt without echo."""
+# The API's rule for a new password (users.proto: 8 to 1024 characters). The server checks
+# it too; checked here, a short password is refused before it is typed a second time.
+PASSWORD_MIN, PASSWORD_MAX = 8, 1024
+
+
+def _check_new(password: str) -> str:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise CliError(
+            f"the password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters, got "
+            f"{len(password)}; nothing changed",
+            ExitCode.USAGE,
+        )
+    return password
+
+
+def read_password(from_stdin: bool, *, new: bool, label: str = "Password") -> str:
+    """The first line of standard input, or a prompt without echo. A ``new`` password is
+    checked for length and, at a prompt, asked twice."""
     if from_stdin:
         line = sys.stdin.readline()
         if not line:
             raise CliError("--password-stdin: standard input is empty", ExitCode.USAGE)
-        return line.rstrip("\r\n")
-    password: str = typer.prompt(label, hide_input=True, confirmation_prompt=confirm)
+        given = line.rstrip("\r\n")
+        return _check_new(given) if new else given
+    password: str = typer.prompt(label, hide_input=True)
+    if not new:
+        return password
+    _check_new(password)
+    if typer.prompt("Repeat for confirmation", hide_input=True) != password:
+        raise CliError("the two passwords differ; nothing changed", ExitCode.USAGE)
     return password
 
 

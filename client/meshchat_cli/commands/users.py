@@ -10,15 +10,21 @@ from typing import Annotated
 import typer
 
 from meshchat.auth.v1 import access_options_pb2, users_pb2
-from meshchat_cli.commands.params import Yes
+from meshchat_cli.commands.params import JsonDocument, JsonLines, Yes
 from meshchat_cli.commands.prompts import confirm, read_password
+from meshchat_cli.completion import complete_username
 from meshchat_cli.options import open_api
-from meshchat_cli.render import print_rows
+from meshchat_cli.render import print_json, print_rows, user_document
 from meshchat_cli.roles import role_name
 
 __all__ = ["delete_user", "get_user", "list_users", "update_user"]
 
-UserKey = Annotated[str, typer.Argument(metavar="USER", help="A username or a user id.")]
+UserKey = Annotated[
+    str,
+    typer.Argument(
+        metavar="USERNAME", help="A username or a user id.", autocompletion=complete_username
+    ),
+]
 
 
 class RoleChoice(StrEnum):
@@ -38,10 +44,26 @@ def _created(user: users_pb2.User) -> str:
     return user.create_time.ToDatetime(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def list_users(ctx: typer.Context) -> None:
+def _changes(before: users_pb2.User, after: users_pb2.User, new_password: str | None) -> list[str]:
+    """What an update changed, as a person would list it."""
+    changes = []
+    if after.email != before.email:
+        changes.append(f"email {before.email or '(none)'} -> {after.email or '(none)'}")
+    if new_password is not None:
+        changes.append("password changed")
+    if after.role != before.role:
+        changes.append(f"role {role_name(before.role)} -> {role_name(after.role)}")
+    return changes or ["nothing changed"]
+
+
+def list_users(ctx: typer.Context, json_lines: JsonLines = False) -> None:
     """List every user (admins only)."""
     with open_api(ctx) as api:
         users = list(api.list_users())
+    if json_lines:
+        for listed in users:
+            print_json(user_document(listed))
+        return
     print_rows(
         sys.stdout,
         ("ID", "USERNAME", "ROLE", "EMAIL", "CREATED"),
@@ -49,10 +71,13 @@ def list_users(ctx: typer.Context) -> None:
     )
 
 
-def get_user(ctx: typer.Context, user: UserKey) -> None:
+def get_user(ctx: typer.Context, user: UserKey, json_document: JsonDocument = False) -> None:
     """Show one user; the email only to the user and to admins."""
     with open_api(ctx) as api:
         found = api.get_user(user)
+    if json_document:
+        print_json(user_document(found))
+        return
     typer.echo(f"username: {found.username}")
     typer.echo(f"id: {found.id}")
     typer.echo(f"role: {role_name(found.role)}")
@@ -64,7 +89,9 @@ def get_user(ctx: typer.Context, user: UserKey) -> None:
 def update_user(
     ctx: typer.Context,
     user: UserKey,
-    email: Annotated[str | None, typer.Option("--email", help="A new email address.")] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", metavar="EMAIL", help="A new email address.")
+    ] = None,
     password: Annotated[
         bool, typer.Option("--password", help="Ask for a new password (without echo).")
     ] = False,
@@ -74,10 +101,11 @@ def update_user(
     role: Annotated[
         RoleChoice | None, typer.Option("--role", help="A new role (admins only).")
     ] = None,
+    json_document: JsonDocument = False,
 ) -> None:
     """Change your own account, or anybody's as an admin."""
     new_password = (
-        read_password(password_stdin, confirm=True, label="New password")
+        read_password(password_stdin, new=True, label="New password")
         if password or password_stdin
         else None
     )
@@ -91,7 +119,10 @@ def update_user(
             password=new_password,
             role=_ROLES[role] if role is not None else None,
         )
-    typer.echo(f"updated {updated.username} (role {role_name(updated.role)})")
+    if json_document:
+        print_json(user_document(updated))
+        return
+    typer.echo(f"updated {updated.username}: {', '.join(_changes(target, updated, new_password))}")
 
 
 def delete_user(
