@@ -86,8 +86,7 @@ def test_throttled_login_says_how_long_to_wait(cli: Cli) -> None:
     assert result.returncode == 6
     line = _one_line(result.stderr)
     match = re.fullmatch(
-        r"error: cannot log in: too many failed logins for this account; "
-        r"wait about 15 minutes, then try again",
+        r"error: cannot log in: too many failed logins; wait about 15 minutes, then try again",
         line,
     )
     assert match, line
