@@ -87,6 +87,16 @@ def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> No
         "error: to change your email or password your current password is needed: add "
         "--current-password-stdin and give it on the first line of standard input"
     )
+    result = cli.run(
+        "user",
+        "update",
+        alice,
+        "--current-password-stdin",
+        "--password-stdin",
+        input=f"not my password\n{new_password}\n",
+    )
+    assert result.returncode != 0
+    assert "current_password" in result.stderr
     out = cli.ok(
         "user",
         "update",
