@@ -44,7 +44,7 @@ class _Failed(grpc.RpcError):
 def _wait(seconds: int) -> _Failed:
     return _Failed(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
-        f"too many failed logins for this account; try again in {seconds} s",
+        f"too many failed logins; try again in {seconds} s",
         [_Metadatum("retry-after-seconds", str(seconds))],
     )
 
@@ -89,22 +89,20 @@ def _wait(seconds: int) -> _Failed:
             _wait(40),
             AUTH,
             ExitCode.THROTTLED,
-            "cannot send the message: too many failed logins "
-            "for this account; wait 40 seconds, then try again",
+            "cannot send the message: too many failed logins; wait 40 seconds, then try again",
         ),
         (
             _wait(897),
             AUTH,
             ExitCode.THROTTLED,
-            "cannot send the message: too many failed logins "
-            "for this account; wait about 15 minutes, then try again",
+            "cannot send the message: too many failed logins; "
+            "wait about 15 minutes, then try again",
         ),
         (
             _wait(7000),
             AUTH,
             ExitCode.THROTTLED,
-            "cannot send the message: too many failed logins "
-            "for this account; wait about 2 hours, then try again",
+            "cannot send the message: too many failed logins; wait about 2 hours, then try again",
         ),
         (
             _Failed(grpc.StatusCode.NOT_FOUND, "chat 42 not found"),

@@ -80,7 +80,32 @@ def test_a_user_may_not_list_users_or_promote_themselves(cli: Cli) -> None:
 def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> None:
     alice = cli.new_user("alice")
     new_password = "a brand new password"
-    cli.ok("user", "update", alice, "--password-stdin", input=f"{new_password}\n")
+
+    result = cli.run("user", "update", alice, "--password-stdin", input=f"{new_password}\n")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: to change your email or password your current password is needed: add "
+        "--current-password-stdin and give it on the first line of standard input"
+    )
+    result = cli.run(
+        "user",
+        "update",
+        alice,
+        "--current-password-stdin",
+        "--password-stdin",
+        input=f"not my password\n{new_password}\n",
+    )
+    assert result.returncode != 0
+    assert "current_password" in result.stderr
+    out = cli.ok(
+        "user",
+        "update",
+        alice,
+        "--current-password-stdin",
+        "--password-stdin",
+        input=f"{PASSWORD}\n{new_password}\n",
+    )
+    assert out.strip() == f"updated {alice}: password changed (your other logins have ended)"
     result = cli.run("login", alice, "--password-stdin", input=f"{PASSWORD}\n")
     assert result.returncode == 3
     cli.login(alice, new_password)
@@ -89,7 +114,27 @@ def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> No
     assert result.returncode == 2
     assert "give --email, --password or --role" in result.stderr
 
-    assert f"deleted user {alice}" in cli.ok("user", "delete", alice, "--yes")
+    result = cli.run("user", "delete", alice, "--yes")
+    assert result.returncode == 2
+    assert "to delete your account your current password is needed" in result.stderr
+    assert f"deleted user {alice}" in cli.ok(
+        "user", "delete", alice, "--yes", "--current-password-stdin", input=f"{new_password}\n"
+    )
     result = cli.run("whoami")
     assert result.returncode == 3
     assert "not logged in" in result.stderr
+
+
+def test_the_current_password_is_asked_at_a_terminal(cli: Cli) -> None:
+    alice = cli.new_user("alice")
+    terminal = cli.spawn("user", "update", alice, "--password")
+    terminal.child.expect("Current password: ")
+    terminal.type(PASSWORD)
+    terminal.child.expect("New password: ")
+    terminal.type("another new password")
+    terminal.child.expect("Repeat for confirmation: ")
+    terminal.type("another new password")
+    assert terminal.finish() == 0
+    assert f"updated {alice}: password changed" in terminal.text()
+    assert PASSWORD not in terminal.text()
+    cli.login(alice, "another new password")

@@ -8,7 +8,7 @@ import typer
 
 from meshchat_cli.errors import CliError, ExitCode
 
-__all__ = ["PASSWORD_MAX", "PASSWORD_MIN", "confirm", "read_password"]
+__all__ = ["PASSWORD_MAX", "PASSWORD_MIN", "confirm", "read_current_password", "read_password"]
 
 
 # The API's rule for a new password (users.proto: 8 to 1024 characters). The server checks
@@ -41,6 +41,24 @@ def read_password(from_stdin: bool, *, new: bool, label: str = "Password") -> st
     _check_new(password)
     if typer.prompt("Repeat for confirmation", hide_input=True) != password:
         raise CliError("the two passwords differ; nothing changed", ExitCode.USAGE)
+    return password
+
+
+def read_current_password(from_stdin: bool, why: str) -> str:
+    """The user's current password, needed to ``why`` (for example "change your email"):
+    the next line of standard input, or a prompt without echo at a terminal."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError("--current-password-stdin: standard input is empty", ExitCode.USAGE)
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CliError(
+            f"to {why} your current password is needed: add --current-password-stdin and "
+            "give it on the first line of standard input",
+            ExitCode.USAGE,
+        )
+    password: str = typer.prompt("Current password", hide_input=True)
     return password
 
 

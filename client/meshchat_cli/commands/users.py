@@ -11,7 +11,7 @@ import typer
 
 from meshchat.auth.v1 import access_options_pb2, users_pb2
 from meshchat_cli.commands.params import JsonDocument, JsonLines, Yes
-from meshchat_cli.commands.prompts import confirm, read_password
+from meshchat_cli.commands.prompts import confirm, read_current_password, read_password
 from meshchat_cli.completion import complete_username
 from meshchat_cli.options import open_api
 from meshchat_cli.render import print_json, print_rows, user_document
@@ -44,13 +44,20 @@ def _created(user: users_pb2.User) -> str:
     return user.create_time.ToDatetime(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def _changes(before: users_pb2.User, after: users_pb2.User, new_password: str | None) -> list[str]:
+def _changes(
+    before: users_pb2.User, after: users_pb2.User, new_password: bool, own: bool
+) -> list[str]:
     """What an update changed, as a person would list it."""
     changes = []
     if after.email != before.email:
         changes.append(f"email {before.email or '(none)'} -> {after.email or '(none)'}")
-    if new_password is not None:
-        changes.append("password changed")
+    if new_password:
+        # The server ends the other logins of the user (all of them when an admin sets it).
+        changes.append(
+            "password changed (your other logins have ended)"
+            if own
+            else "password changed (their logins have ended)"
+        )
     if after.role != before.role:
         changes.append(f"role {role_name(before.role)} -> {role_name(after.role)}")
     return changes or ["nothing changed"]
@@ -86,6 +93,16 @@ def get_user(ctx: typer.Context, user: UserKey, json_document: JsonDocument = Fa
     typer.echo(f"created: {_created(found)}")
 
 
+CurrentPasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--current-password-stdin",
+        help="Read your current password (needed for your own account) from the first line "
+        "of standard input.",
+    ),
+]
+
+
 def update_user(
     ctx: typer.Context,
     user: UserKey,
@@ -96,45 +113,66 @@ def update_user(
         bool, typer.Option("--password", help="Ask for a new password (without echo).")
     ] = False,
     password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the new password from standard input.")
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the new password from standard input (the line after the current one).",
+        ),
     ] = False,
     role: Annotated[
         RoleChoice | None, typer.Option("--role", help="A new role (admins only).")
     ] = None,
+    current_password_stdin: CurrentPasswordStdin = False,
     json_document: JsonDocument = False,
 ) -> None:
-    """Change your own account, or anybody's as an admin."""
-    new_password = (
-        read_password(password_stdin, new=True, label="New password")
-        if password or password_stdin
-        else None
-    )
-    if email is None and new_password is None and role is None:
+    """Change your own account (your email and password need your current password), or
+    anybody's as an admin."""
+    changes_password = password or password_stdin
+    if email is None and not changes_password and role is None:
         raise typer.BadParameter("give --email, --password or --role", param_hint="options")
     with open_api(ctx) as api:
         target = api.get_user(user)
+        own = target.id == api.tokens.credentials().user_id
+        current = (
+            read_current_password(current_password_stdin, "change your email or password")
+            if own and (email is not None or changes_password)
+            else ""
+        )
+        new_password = (
+            read_password(password_stdin, new=True, label="New password")
+            if changes_password
+            else None
+        )
         updated = api.update_user(
             target.id,
             email=email,
             password=new_password,
             role=_ROLES[role] if role is not None else None,
+            current_password=current,
         )
     if json_document:
         print_json(user_document(updated))
         return
-    typer.echo(f"updated {updated.username}: {', '.join(_changes(target, updated, new_password))}")
+    changes = ", ".join(_changes(target, updated, new_password is not None, own))
+    typer.echo(f"updated {updated.username}: {changes}")
 
 
 def delete_user(
     ctx: typer.Context,
     user: UserKey,
     yes: Yes = False,
+    current_password_stdin: CurrentPasswordStdin = False,
 ) -> None:
-    """Delete an account (your own, or anybody's as an admin); its logins end."""
+    """Delete an account (your own, with your current password, or anybody's as an admin);
+    its logins end."""
     with open_api(ctx) as api:
         target = api.get_user(user)
+        own = target.id == api.tokens.credentials().user_id
+        current = (
+            read_current_password(current_password_stdin, "delete your account") if own else ""
+        )
         confirm(f"Delete user {target.username}?", yes)
-        api.delete_user(target.id)
-        if api.tokens.credentials().user_id == target.id:
+        api.delete_user(target.id, current)
+        if own:
             api.forget_login()
     typer.echo(f"deleted user {target.username}")
