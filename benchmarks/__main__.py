@@ -33,6 +33,7 @@ import matplotlib
 import psycopg
 
 from benchmarks.echo_server import METHOD as ECHO_METHOD
+from benchmarks.login_storm import login_storm
 from benchmarks.report import Report, Step, percentile
 from devtools.paths import REPO_ROOT
 from devtools.postgres import ThrowawayPostgres, throwaway_postgres
@@ -487,6 +488,9 @@ async def measure_stack(
                 async with grpc.aio.insecure_channel(auth.address) as channel:
                     names = ["owner", *(f"member{i:03d}" for i in range(plan.members))]
                     tokens = await make_users(channel, names)
+                    await login_storm(
+                        report, auth.address, "owner", PASSWORD, tokens["owner"], plan.seconds
+                    )
                 async with grpc.aio.insecure_channel(chat.address) as channel:
                     stub = chat_pb2_grpc.ChatServiceStub(channel)
                     for i in range(16):
