@@ -45,6 +45,7 @@ RESULTS = REPO_ROOT / "bench-results"
 PASSWORD = "benchmark password"  # noqa: S105 (throwaway benchmark users)
 RECEIVER_PROCESSES = 2
 STOP_P99_MS = 100.0
+STORM_USER = "storm"
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ QUICK = Plan(
     idle_streams=100,
     remote_authz=False,
 )
+
+
+def member_names(plan: Plan) -> list[str]:
+    """The users who are members of the fan-out's chat."""
+    return [f"member{i:03d}" for i in range(plan.members)]
 
 
 def bearer(token: str) -> tuple[tuple[str, str]]:
@@ -316,7 +322,7 @@ async def load_curve(
     report: Report, plan: Plan, chat_address: str, tokens: dict[str, str], ceiling: float
 ) -> None:
     """Offered rates doubling until p99 passes 100 ms: what every member's stream got."""
-    members = [n for n in tokens if n != "owner"]
+    members = member_names(plan)
     async with grpc.aio.insecure_channel(chat_address) as channel:
         chat = await chat_pb2_grpc.ChatServiceStub(channel).CreateChat(
             chat_pb2.CreateChatRequest(name="fan-out", member_usernames=members),
@@ -486,10 +492,11 @@ async def measure_stack(
         try:
             if mode == "local":
                 async with grpc.aio.insecure_channel(auth.address) as channel:
-                    names = ["owner", *(f"member{i:03d}" for i in range(plan.members))]
+                    names = ["owner", STORM_USER, *member_names(plan)]
                     tokens = await make_users(channel, names)
+                    # Its own user: the storm may trip the login throttle of the user it uses.
                     await login_storm(
-                        report, auth.address, "owner", PASSWORD, tokens["owner"], plan.seconds
+                        report, auth.address, STORM_USER, PASSWORD, tokens[STORM_USER], plan.seconds
                     )
                 async with grpc.aio.insecure_channel(chat.address) as channel:
                     stub = chat_pb2_grpc.ChatServiceStub(channel)

@@ -52,11 +52,11 @@ class Report:
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)
     curve: list[Step] = field(default_factory=list)
 
-    def add(self, name: str, value: float, unit: str, note: str = "") -> None:
-        """A figure."""
+    def add(self, name: str, value: float, unit: str, target: str = "") -> None:
+        """A figure, and what it should be."""
         self.figures[name] = value
-        self.rows.append((name, f"{value:,.2f}", unit, note))
-        print(f"  {name}: {value:,.2f} {unit} {note}", flush=True)
+        self.rows.append((name, f"{value:,.2f}", unit, target))
+        print(f"  {name}: {value:,.2f} {unit} {target}", flush=True)
 
     def knee(self) -> Step | None:
         """The step with the highest offered rate whose p99 is at most 25 ms, nothing lost."""
@@ -69,7 +69,7 @@ class Report:
 
     def markdown(self) -> str:
         """The figures and the load curve as Markdown tables, with the machine."""
-        lines = ["| measure | value | unit | note |", "|---|---:|---|---|"]
+        lines = ["| measure | value | unit | target |", "|---|---:|---|---|"]
         lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in self.rows]
         lines += [
             "",
