@@ -93,12 +93,16 @@ class Subscription:
         """A signal; or the messages after seq ``after`` (up to :data:`BATCH_MAX`, ascending,
         without gaps); or None when nothing came within ``wait`` seconds."""
         topic = self._topic
-        if not (self._closing or self._recheck or topic.head > after):
-            self._waiter = asyncio.get_running_loop().create_future()
-            topic.waiting.add(self)
+        if not self._ready(after):
+            loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(wait):
-                    await self._waiter
+                    # A stream that caught up from the store ahead of the topic is woken by
+                    # messages it has already delivered: it waits on.
+                    while not self._ready(after):
+                        self._waiter = loop.create_future()
+                        topic.waiting.add(self)
+                        await self._waiter
             except TimeoutError:
                 return None
             finally:
@@ -109,9 +113,10 @@ class Subscription:
         if self._recheck:
             self._recheck = False
             return Signal.RECHECK
-        if topic.head <= after:
-            return None
         return topic.after(after)
+
+    def _ready(self, after: int) -> bool:
+        return self._closing or self._recheck or self._topic.head > after
 
 
 class _Topic:
