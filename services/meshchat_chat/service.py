@@ -59,6 +59,7 @@ __all__ = ["ChatLimits", "ChatService", "UserDirectory"]
 REPLAY_PAGE = 500
 MAX_MEMBERS_PER_REQUEST = 500
 LOOKUP_CONCURRENCY = 16
+_SENDERS = "only members may send messages to this chat"
 
 
 class UserDirectory(Protocol):
@@ -222,14 +223,16 @@ class ChatService:
         # away those who are no members without a write.
         known = self._cache.peek(chat_id)
         if known is not None and known.member(me.user_id) is None:
-            raise await self._no_access(caller, chat_id, gone=False)
+            raise await self._no_access(caller, chat_id, gone=False, not_member=_SENDERS)
         result = await self._store.send_message(
             NewMessage(
                 chat_id, UserRef(me.user_id, me.username), text, client_message_id, utc_now()
             )
         )
         if result.outcome is SendOutcome.NO_CHAT or result.message is None:
-            raise await self._no_access(caller, chat_id, gone=result.outcome is SendOutcome.NO_CHAT)
+            raise await self._no_access(
+                caller, chat_id, gone=result.outcome is SendOutcome.NO_CHAT, not_member=_SENDERS
+            )
         if result.outcome is SendOutcome.CREATED:
             self._hub.publish(result.message)
         return result.message
@@ -416,9 +419,16 @@ class ChatService:
             raise await self._no_access(caller, chat_id, gone=chat is None)
         return chat
 
-    async def _no_access(self, caller: Caller, chat_id: str, *, gone: bool) -> Exception:
+    async def _no_access(
+        self,
+        caller: Caller,
+        chat_id: str,
+        *,
+        gone: bool,
+        not_member: str = "you are not a member of this chat",
+    ) -> Exception:
         """Why the caller cannot use the chat: gone (NotFound) or not a member
-        (PermissionDenied), told as what happened when they had been a member."""
+        (PermissionDenied, ``not_member``), told as what happened when they had been one."""
         departure = await self._store.departure(chat_id, caller.principal.user_id)
         if gone:
             if departure is not None and departure.reason is DepartureReason.CHAT_DELETED:
@@ -426,7 +436,7 @@ class ChatService:
             return NotFound(f"chat {chat_id} not found")
         if departure is not None and departure.reason is not DepartureReason.CHAT_DELETED:
             return PermissionDenied(departure.describe())
-        return PermissionDenied("you are not a member of this chat")
+        return PermissionDenied(not_member)
 
     async def _member_chat(self, caller: Caller, chat_id: str) -> Chat:
         """The chat, for its members only (admins who are no members have no messages of
