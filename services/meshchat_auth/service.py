@@ -122,9 +122,7 @@ class PasswordCheck:
             limits, self._clock(), policy.failed_login_window
         )
         if wait is not None:
-            raise ResourceExhausted(
-                f"too many failed logins; try again in {int(wait) + 1} s", wait
-            )
+            raise ResourceExhausted(f"too many failed logins; try again in {int(wait) + 1} s", wait)
         try:
             if user is None:
                 await self._hasher.verify_nothing(password)
@@ -266,7 +264,7 @@ class AccountService:
             raise PermissionDenied("you may only delete your own account")
         user = await self.get(user_id=user_id)
         await self._confirm_self(caller, user, current_password, address, "delete your account")
-        if not await self._store.delete_user(user_id):
+        if not await self._store.delete_user(user_id, self._clock()):
             raise NotFound(f"no user {user_id!r}")
         log.info("user deleted", extra={"user_id": user_id, "by": caller.user_id})
 
