@@ -13,6 +13,8 @@ from meshchat_chat.authclient.authenticators import (
     LocalAuthenticator,
     RemoteAuthenticator,
 )
+from meshchat_chat.authclient.events import AccountEventFollower, FollowerCollector
+from meshchat_chat.authclient.revocations import RevocationList, RevokingAuthenticator
 from meshchat_chat.authclient.users import GrpcUserDirectory
 from meshchat_chat.config import AuthzMode, ChatConfig
 from meshchat_chat.fanout.hub import Hub, HubCollector
@@ -48,6 +50,7 @@ class ChatApp:
     auth_channel: grpc.aio.Channel
     jwks: JwksCache | None
     listener: PostgresListener | None
+    follower: AccountEventFollower
 
     async def start(self) -> None:
         """Fetch the keys, start listening, bind and serve; on failure (a port in use),
@@ -57,6 +60,7 @@ class ChatApp:
                 await self.jwks.start()
             if self.listener is not None:
                 await self.listener.start()
+            await self.follower.start()
             await self.server.start()
         except BaseException:
             await self.stop(grace=0)
@@ -68,7 +72,9 @@ class ChatApp:
         await self.close()
 
     async def close(self) -> None:
-        """Release the listener, the keys' refresher, the auth channel and the store."""
+        """Release the follower, the listener, the keys' refresher, the auth channel and the
+        store."""
+        await self.follower.stop()
         if self.listener is not None:
             await self.listener.stop()
         if self.jwks is not None:
@@ -101,6 +107,7 @@ async def build_server(
         authenticator = LocalAuthenticator(verifier, jwks)
     else:
         authenticator = RemoteAuthenticator(auth_channel, ttl=config.authz_cache_ttl)
+    revocations = RevocationList()
     hub = Hub(store, queue_size=config.stream_queue_size)
     chats = ChatService(
         store,
@@ -110,7 +117,9 @@ async def build_server(
             max_message_length=config.max_message_length,
             heartbeat_interval=config.heartbeat_interval,
         ),
+        revocations,
     )
+    follower = AccountEventFollower(auth_channel, chats)
     servicer = ChatServicer(chats)
     server = GrpcServer(
         config.server,
@@ -119,10 +128,14 @@ async def build_server(
                 SERVICE_NAME, lambda s: chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, s)
             )
         ],
-        interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator, default_policy())],
+        interceptors=[
+            ErrorInterceptor(),
+            AuthInterceptor(RevokingAuthenticator(authenticator, revocations), default_policy()),
+        ],
         tracer_provider=tracer_provider,
     )
     server.registry.register(HubCollector(hub))
+    server.registry.register(FollowerCollector(follower))
     server.on_stop(hub.close_streams)
     listener: PostgresListener | None = None
     if config.database.dialect == "postgresql":
@@ -132,4 +145,4 @@ async def build_server(
         # First: it answers at once, while a ping of a lost database waits for its timeout.
         server.add_dependency(listener.probe)
     server.add_dependency(store.ping)
-    return ChatApp(config, server, store, hub, auth_channel, jwks, listener)
+    return ChatApp(config, server, store, hub, auth_channel, jwks, listener, follower)
