@@ -9,6 +9,7 @@ from meshchat_auth.config import TokenPolicy
 from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.service import AccessChecker, AccountService, SessionService
+from meshchat_chat.authclient.revocations import RevocationList
 from meshchat_chat.fanout.hub import Hub
 from meshchat_chat.service import ChatLimits, ChatService
 from meshchat_runtime.access import default_policy
@@ -106,4 +107,6 @@ def hub(chat_store: MemoryChatStore) -> Hub:
 @pytest.fixture
 def chats(chat_store: MemoryChatStore, directory: MemoryUserDirectory, hub: Hub) -> ChatService:
     """Chat use cases."""
-    return ChatService(chat_store, directory, hub, ChatLimits(heartbeat_interval=0.05))
+    return ChatService(
+        chat_store, directory, hub, ChatLimits(heartbeat_interval=0.05), RevocationList()
+    )
