@@ -234,15 +234,17 @@ class AccountService:
             await self._confirm_self(
                 caller, user, current_password, address, "change your email or password"
             )
-        changes = UserChanges(email=email, role=role)
+        password_hash = None
         if password is not None:
-            changes = UserChanges(
-                email=email,
-                role=role,
-                password_hash=await self._hasher.hash_new(password, (user.username, user.email)),
-                revoke_families=True,
-                keep_family=(caller.session_id or None) if caller.user_id == user_id else None,
-            )
+            password_hash = await self._hasher.hash_new(password, (user.username, user.email))
+        own_session = caller.session_id if caller.user_id == user_id else ""
+        changes = UserChanges(
+            email=email,
+            role=role,
+            password_hash=password_hash,
+            revoke_families=password_hash is not None,
+            keep_family=own_session or None,
+        )
         updated = await self._store.update_user(user_id, changes, self._clock())
         if updated is None:
             raise NotFound(f"no user {user_id!r}")

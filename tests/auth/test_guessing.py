@@ -14,7 +14,8 @@ import grpc.aio
 
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshchat_auth.config import HashingPoolSize, TokenPolicy
-from tests.support.stack import DEFAULT_PASSWORD, register, start_auth
+from tests.support.passwords import PASSWORD
+from tests.support.stack import register, start_auth
 
 WRONG = "wrong-password-guess"
 TOO_MANY = "too many failed logins"
@@ -71,7 +72,7 @@ async def test_parallel_guesses_are_reserved_before_any_password_is_checked(
             refused = [r for r in results if r[0] == grpc.StatusCode.RESOURCE_EXHAUSTED]
             assert len(refused) == 40
             assert all(TOO_MANY in details for _, details, _ in refused)
-            code, details, trailers = await login(stub, "alice", DEFAULT_PASSWORD)
+            code, details, trailers = await login(stub, "alice", PASSWORD)
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert TOO_MANY in details
             assert 1 <= int(trailers["retry-after-seconds"]) <= 900
@@ -91,14 +92,14 @@ async def test_a_stranger_cannot_lock_a_user_out_from_another_address(
             for _ in range(5):
                 code, _, _ = await login(stub, "alice", WRONG, "203.0.113.7")
                 assert code == grpc.StatusCode.UNAUTHENTICATED
-            code, _, _ = await login(stub, "alice", DEFAULT_PASSWORD, "203.0.113.7")
+            code, _, _ = await login(stub, "alice", PASSWORD, "203.0.113.7")
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-            code, _, _ = await login(stub, "alice", DEFAULT_PASSWORD, "198.51.100.2")
+            code, _, _ = await login(stub, "alice", PASSWORD, "198.51.100.2")
             assert code == grpc.StatusCode.OK
             # One IPv6 host holds a /64: its addresses count as one.
             for _ in range(5):
                 await login(stub, "alice", WRONG, "2001:db8:1:2::1")
-            code, _, _ = await login(stub, "alice", DEFAULT_PASSWORD, "2001:db8:1:2::ffff")
+            code, _, _ = await login(stub, "alice", PASSWORD, "2001:db8:1:2::ffff")
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await auth.stop()
@@ -115,7 +116,7 @@ async def test_a_forwarded_address_is_ignored_unless_the_service_trusts_it(
             for i in range(5):
                 await login(stub, "alice", WRONG, f"203.0.113.{i}")
             # A new made-up address per guess does not buy new guesses.
-            code, _, _ = await login(stub, "alice", DEFAULT_PASSWORD, "203.0.113.200")
+            code, _, _ = await login(stub, "alice", PASSWORD, "203.0.113.200")
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await auth.stop()
@@ -134,9 +135,9 @@ async def test_one_address_guessing_many_accounts_is_limited(
             codes = [code for code, _, _ in await at_once(stub, spray)]
             assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == 10
             assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 2
-            code, _, _ = await login(stub, "alice", DEFAULT_PASSWORD, "203.0.113.7")
+            code, _, _ = await login(stub, "alice", PASSWORD, "203.0.113.7")
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-            code, _, _ = await login(stub, "alice", DEFAULT_PASSWORD, "198.51.100.2")
+            code, _, _ = await login(stub, "alice", PASSWORD, "198.51.100.2")
             assert code == grpc.StatusCode.OK
     finally:
         await auth.stop()
@@ -152,12 +153,12 @@ async def test_guesses_spread_over_many_addresses_meet_the_account_ceiling(
             stub = auth_pb2_grpc.AuthServiceStub(channel)
             await register(channel, "alice")
             # A correct login takes its own attempt back: it does not count.
-            code, _, _ = await login(stub, "alice", DEFAULT_PASSWORD, "198.51.100.2")
+            code, _, _ = await login(stub, "alice", PASSWORD, "198.51.100.2")
             assert code == grpc.StatusCode.OK
             botnet = [("alice", WRONG, f"10.0.{i}.1") for i in range(12)]
             codes = [code for code, _, _ in await at_once(stub, botnet)]
             assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == 8
-            code, _, _ = await login(stub, "alice", DEFAULT_PASSWORD, "198.51.100.2")
+            code, _, _ = await login(stub, "alice", PASSWORD, "198.51.100.2")
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await auth.stop()
@@ -182,7 +183,7 @@ async def test_a_login_storm_meets_a_bounded_hashing_pool(tmp_path: Path) -> Non
                 assert int(trailers["grpc-retry-pushback-ms"]) > 0
             assert auth.app.hashing.pending == 0
             # Refused attempts were given back: the storm's addresses may try again.
-            code, _, _ = await login(stub, "alice", DEFAULT_PASSWORD, "10.1.0.1")
+            code, _, _ = await login(stub, "alice", PASSWORD, "10.1.0.1")
             assert code == grpc.StatusCode.OK
     finally:
         await auth.stop()

@@ -13,8 +13,8 @@ import pytest
 
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshchat_auth.config import TokenPolicy
-from tests.auth.conftest import Stubs
-from tests.auth.test_users import code_of
+from tests.support.auth_stubs import Stubs
+from tests.support.rpc import status_of
 from tests.support.stack import RunningAuth, register_and_login, start_auth
 
 CONCURRENT_CALLS = 8
@@ -62,12 +62,12 @@ async def test_a_replay_racing_the_victim_never_keeps_a_session(strict_auth: Run
             assert len(won) == 1
             # The losers saw the reuse: the winner's successor, stored in the same step as
             # the use, was revoked with its family.
-            code, details = await code_of(
+            code, details = await status_of(
                 stub.Refresh(auth_pb2.RefreshRequest(refresh_token=won[0].refresh_token))
             )
             assert code == grpc.StatusCode.UNAUTHENTICATED
             assert "revoked" in details
-            code, _ = await code_of(
+            code, _ = await status_of(
                 stub.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token))
             )
             assert code == grpc.StatusCode.UNAUTHENTICATED
@@ -84,7 +84,7 @@ async def test_concurrent_repeats_in_the_grace_window_share_one_successor(
         successor = won[0].refresh_token
         # The family has one live token, and using it ends the grace of the first one.
         await stubs_any.auth.Refresh(auth_pb2.RefreshRequest(refresh_token=successor))
-        code, details = await code_of(
+        code, details = await status_of(
             stubs_any.auth.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token))
         )
         assert code == grpc.StatusCode.UNAUTHENTICATED
@@ -112,12 +112,12 @@ async def test_without_a_grace_window_a_repeat_is_reuse(strict_auth: RunningAuth
         stub = auth_pb2_grpc.AuthServiceStub(channel)
         pair = await register_and_login(channel, "alice")
         rotated = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token))
-        code, details = await code_of(
+        code, details = await status_of(
             stub.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token))
         )
         assert code == grpc.StatusCode.UNAUTHENTICATED
         assert "already used" in details
-        code, _ = await code_of(
+        code, _ = await status_of(
             stub.Refresh(auth_pb2.RefreshRequest(refresh_token=rotated.refresh_token))
         )
         assert code == grpc.StatusCode.UNAUTHENTICATED

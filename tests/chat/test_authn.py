@@ -17,10 +17,10 @@ from meshchat_auth.keys import generate_key_file
 from meshchat_chat.config import AuthzMode
 from meshchat_runtime.settings import HostPort
 from tests.support.backends import SQLITE_ONLY
+from tests.support.passwords import PASSWORD
 from tests.support.people import People, Person, Stream
 from tests.support.rpc import eventually, status_of
 from tests.support.stack import (
-    DEFAULT_PASSWORD,
     RunningAuth,
     RunningChat,
     bearer,
@@ -216,7 +216,7 @@ async def test_a_deleted_users_token(
     room = await alice.create_chat("soon orphaned")
     async with auth.channel() as channel:
         await users_pb2_grpc.UserServiceStub(channel).DeleteUser(
-            users_pb2.DeleteUserRequest(id=alice.user_id, current_password=DEFAULT_PASSWORD),
+            users_pb2.DeleteUserRequest(id=alice.user_id, current_password=PASSWORD),
             metadata=alice.md,
         )
 

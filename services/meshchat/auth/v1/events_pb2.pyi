@@ -86,7 +86,9 @@ class AccountEvent(_message.Message):
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
     KEPT_SESSION_ID_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
-    """Increasing by one, in the order the events happened, from 1."""
+    """Increasing, in the order the events were committed: a watcher that has seen one has
+    seen every earlier one.
+    """
     user_id: _builtins.str
     kind: Global___AccountEventKind.ValueType
     kept_session_id: _builtins.str
