@@ -7,10 +7,21 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
-from meshchat_chat.domain import Chat, ChatCursor, Member, NewMessage, SendOutcome, UserRef
+from meshchat_chat.domain import (
+    AccountChange,
+    AppliedChange,
+    Chat,
+    ChatCursor,
+    Member,
+    NewMessage,
+    Revocation,
+    SendOutcome,
+    UserRef,
+)
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.errors import NotFound
 from meshchat_runtime.settings import parse_database_url
@@ -192,3 +203,61 @@ async def test_members_joined_together_come_in_code_point_order(store: Store) ->
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert [m.username for m in loaded.members] == sorted(names)
+
+
+def deletion(seq: int, user: UserRef) -> AccountChange:
+    return AccountChange(seq, Revocation(user.user_id, utc_now(), deleted=True))
+
+
+async def test_a_deleted_user_leaves_every_chat_and_hands_over_ownership(store: Store) -> None:
+    dave = UserRef(str(uuid.uuid4()), "dave")
+    # Members join in the order given: the earliest remaining one inherits.
+    shared = await new_chat(store, ALICE, BOB, CAROL)
+    tie = await new_chat(store, ALICE, CAROL, BOB)
+    alone = await new_chat(store, ALICE)
+    member = await new_chat(store, dave, ALICE)
+    untouched = await new_chat(store, BOB, CAROL)
+    await store.send_message(message(shared, ALICE, "kept"))
+    applied = await store.apply_account_change(deletion(7, ALICE))
+    assert applied == AppliedChange(tuple(sorted([shared.id, tie.id, member.id])), (alone.id,))
+    handed = await store.get_chat(shared.id)
+    assert handed is not None
+    assert (handed.owner_id, [m.username for m in handed.members]) == (
+        BOB.user_id,
+        ["bob", "carol"],
+    )
+    tied = await store.get_chat(tie.id)
+    assert tied is not None
+    assert tied.owner_id == CAROL.user_id
+    assert await store.get_chat(alone.id) is None
+    kept = await store.get_chat(member.id)
+    assert kept is not None
+    assert (kept.owner_id, len(kept.members)) == (dave.user_id, 1)
+    assert await store.get_chat(untouched.id) == untouched
+    assert await store.list_chats(ALICE.user_id, 10, None) == []
+    assert [m.sender_username for m in await store.messages_after(shared.id, 0, 10)] == ["alice"]
+    # Applying it again (another replica, a resumed stream) changes nothing.
+    assert await store.apply_account_change(deletion(7, ALICE)) == AppliedChange()
+    assert await store.account_event_position() == 7
+
+
+async def test_revocations_merge_per_user_and_the_position_never_goes_back(
+    store: Store,
+) -> None:
+    assert (await store.revocations(), await store.account_event_position()) == ([], 0)
+    early = utc_now()
+    late = early + timedelta(seconds=1)
+    first = Revocation(ALICE.user_id, early, kept_session_id="s1")
+    await store.apply_account_change(AccountChange(3, first))
+    assert await store.apply_account_change(AccountChange(2, Revocation(BOB.user_id, early))) == (
+        AppliedChange()
+    )
+    assert await store.account_event_position() == 3
+    later = Revocation(ALICE.user_id, late)
+    await store.apply_account_change(AccountChange(4, later))
+    by_user = {r.user_id: r for r in await store.revocations()}
+    assert by_user == {
+        ALICE.user_id: first.merged(later),
+        BOB.user_id: Revocation(BOB.user_id, early),
+    }
+    assert await store.account_event_position() == 4

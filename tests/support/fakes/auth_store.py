@@ -116,8 +116,8 @@ class MemoryAuthStore:
                 updated_at=now,
             )
             self._users[user_id] = updated
-            for kind, kept in change_events(changes, user.role):
-                self._record(user_id, kind, now, kept)
+            for kind, kept_session in change_events(changes, user.role):
+                self._record(user_id, kind, now, kept_session)
             if changes.revoke_families:
                 for family in self._families.values():
                     kept = family.family.family_id == changes.keep_family
