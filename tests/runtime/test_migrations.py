@@ -34,6 +34,7 @@ async def test_concurrent_starts_migrate_once(postgres_url: str) -> None:
     assert rows == [
         (1, "0001_users_and_tokens.sql"),
         (2, "0002_refresh_families_and_attempts.sql"),
+        (3, "0003_account_events.sql"),
     ]
 
 
