@@ -80,9 +80,13 @@ async def test_applying_a_deletion_ends_the_users_streams(
         AccountChange(1, Revocation(ALICE.user_id, T, deleted=True))
     )
     assert applied.changed_chats == (room.id,)
-    with pytest.raises(Unauthenticated):
+
+    async def drain() -> None:
         async for event in stream:
             assert isinstance(event, Heartbeat)
+
+    with pytest.raises(Unauthenticated):
+        await drain()
     assert await chats.restore_account_events() == 1
     kept = await chat_store.get_chat(room.id)
     assert kept is not None
