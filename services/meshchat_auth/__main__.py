@@ -54,7 +54,7 @@ def create_admin(database_url: str, username: str, email: str, password_stdin: b
         confirmation = click.prompt("Repeat password", hide_input=True)
 
     async def main() -> None:
-        from meshchat_auth.bootstrap import open_store
+        from meshchat_auth.store import open_store
 
         try:
             validate_username(username)

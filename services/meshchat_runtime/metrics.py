@@ -22,7 +22,12 @@ from prometheus_client import (
     start_http_server,
 )
 
-from meshchat_runtime.handlers import BehaviorInterceptor, Context, StreamBehavior, UnaryBehavior
+from meshchat_runtime.interceptors import (
+    BehaviorInterceptor,
+    Context,
+    StreamBehavior,
+    UnaryBehavior,
+)
 from meshchat_runtime.settings import HostPort
 
 __all__ = ["MetricsEndpoint", "RpcMetrics", "RpcMetricsInterceptor"]
