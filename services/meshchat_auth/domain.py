@@ -8,6 +8,7 @@ from datetime import datetime
 
 from meshchat_runtime.errors import InvalidArgument
 from meshchat_runtime.identity import Role
+from meshchat_runtime.usernames import validate_username
 
 __all__ = [
     "IssuedTokens",
@@ -21,26 +22,14 @@ __all__ = [
     "validate_username",
 ]
 
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")
-# Deliberately simple: one @, no spaces, a dot in the domain. Delivery proves the rest.
-EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# Deliberately simple: one @, no spaces or NULs, a dot in the domain. Delivery proves the rest.
+EMAIL_PATTERN = re.compile(r"[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+")
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 EMAIL_MAX = 254
 
 LoginFailures = tuple[int, datetime]
 """How many logins failed for an account since when."""
-
-
-def validate_username(username: str, field: str = "username") -> str:
-    """3 to 32 characters: letters, digits, '.', '_', '-', starting with a letter or digit."""
-    if not USERNAME_PATTERN.fullmatch(username):
-        raise InvalidArgument(
-            field,
-            "must be 3 to 32 characters of letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
-        )
-    return username
 
 
 def validate_email(email: str, field: str = "email") -> str:

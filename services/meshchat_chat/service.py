@@ -31,7 +31,6 @@ from meshchat_chat.domain import (
     validate_name,
     validate_page_size,
     validate_text,
-    validate_username,
 )
 from meshchat_chat.fanout.hub import Hub, Signal
 from meshchat_chat.store import Store
@@ -45,6 +44,7 @@ from meshchat_runtime.errors import (
     Unavailable,
 )
 from meshchat_runtime.timestamps import utc_now
+from meshchat_runtime.usernames import validate_username
 
 __all__ = ["ChatLimits", "ChatService", "UserDirectory"]
 
@@ -99,7 +99,12 @@ class ChatService:
         """A new chat owned by the caller, with the named users as members."""
         validate_name(name)
         me = caller.principal
-        wanted = list(dict.fromkeys(u for u in member_usernames if u != me.username))
+        # Usernames are unique regardless of case: BOB is bob, and is looked up once.
+        wanted = list(
+            {
+                u.lower(): u for u in member_usernames if u.lower() != me.username.lower()
+            }.values()
+        )
         if len(wanted) > MAX_MEMBERS_PER_REQUEST:
             raise InvalidArgument(
                 "member_usernames", f"must name at most {MAX_MEMBERS_PER_REQUEST} users"
@@ -108,8 +113,10 @@ class ChatService:
             validate_username(username, "member_usernames")
         others = await self._find_users(wanted, caller)
         now = utc_now()
-        members = [Member(me.user_id, me.username, now)]
-        members += [Member(u.user_id, u.username, now) for u in others if u.user_id != me.user_id]
+        by_id = {me.user_id: Member(me.user_id, me.username, now)}
+        for user in others:
+            by_id.setdefault(user.user_id, Member(user.user_id, user.username, now))
+        members = list(by_id.values())
         chat = Chat(
             id=str(uuid.uuid4()),
             name=name,
@@ -175,7 +182,7 @@ class ChatService:
         validate_username(username, "username")
         chat = await self._existing_chat(chat_id)
         me = caller.principal
-        if username != me.username:
+        if username.lower() != me.username.lower():
             self._require_manager(caller, chat, "remove members from")
         elif chat.member(me.user_id) is None and not me.is_admin:
             raise PermissionDenied("you are not a member of this chat")
@@ -210,6 +217,12 @@ class ChatService:
             raise PermissionDenied("only members may send messages to this chat")
         if result.outcome is SendOutcome.CREATED:
             self._hub.publish(result.message)
+        elif result.message.text != text:
+            raise FailedPrecondition(
+                f"client_message_id {client_message_id!r} was already used for a message with "
+                f"different text (seq {result.message.seq}): a retry must resend the same "
+                "text, and a new message needs a new id"
+            )
         return result.message
 
     async def list_messages(
