@@ -15,7 +15,7 @@ import pytest
 
 from meshchat_runtime.interceptors import ErrorInterceptor
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
-from tests.support.stack import loopback_settings, start_auth
+from tests.support.stack import loopback_settings, register, start_auth
 
 SECRET = "password=hunter2 at db.internal:5432"
 Context = grpc.aio.ServicerContext[bytes, bytes]
@@ -57,7 +57,9 @@ async def failing() -> AsyncIterator[grpc.aio.Channel]:
 
 
 def trace_id_of(details: str) -> str:
-    match = re.fullmatch(r"internal error; the server logged it under trace id ([0-9a-f]{32})", details)
+    match = re.fullmatch(
+        r"internal error; the server logged it under trace id ([0-9a-f]{32})", details
+    )
     assert match, details
     return match.group(1)
 
@@ -65,7 +67,9 @@ def trace_id_of(details: str) -> str:
 async def test_an_unexpected_exception_is_internal_generic_and_logged_once(
     failing: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
 ) -> None:
-    unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = failing.unary_unary("/test.Failing/Unary")
+    unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = failing.unary_unary(
+        "/test.Failing/Unary"
+    )
     stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = failing.unary_stream(
         "/test.Failing/Stream"
     )
@@ -89,7 +93,11 @@ async def test_an_unexpected_exception_is_internal_generic_and_logged_once(
         assert logged[0].levelno == logging.ERROR
         assert logged[0].exc_info is not None
     # Logged once: grpc itself says nothing about it.
-    assert [r for r in caplog.records if r.levelno >= logging.ERROR and r.name != "meshchat_runtime.interceptors"] == []
+    assert [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name != "meshchat_runtime.interceptors"
+    ] == []
 
 
 @pytest.mark.parametrize(
@@ -116,3 +124,21 @@ async def test_a_request_that_cannot_be_decoded_is_invalid_argument_without_a_tr
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, problem
     assert (info.value.details() or "").startswith("request: is not a valid message"), problem
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+async def test_a_nul_in_a_sign_up_is_invalid_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    auth = await start_auth(tmp_path, postgres_url)
+    try:
+        async with auth.channel() as channel:
+            for username, email, field in (
+                ("alice", "al\x00ice@example.org", "email"),
+                ("al\x00ice", "", "username"),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await register(channel, username, email=email)
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert (info.value.details() or "").startswith(f"{field}:")
+    finally:
+        await auth.stop()
