@@ -17,6 +17,7 @@ __all__ = [
     "NAME_MAX",
     "PAGE_SIZE_DEFAULT",
     "PAGE_SIZE_MAX",
+    "AddOutcome",
     "Caller",
     "CaughtUp",
     "Chat",
@@ -125,6 +126,14 @@ class SendOutcome(enum.Enum):
     DUPLICATE = "duplicate"
     NOT_MEMBER = "not_member"
     NO_CHAT = "no_chat"
+
+
+class AddOutcome(enum.Enum):
+    """What became of adding a member."""
+
+    ADDED = "added"
+    ALREADY_MEMBER = "already_member"
+    CHAT_FULL = "chat_full"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from meshchat_chat.domain import (
+    AddOutcome,
     Caller,
     CaughtUp,
     Chat,
@@ -33,6 +34,7 @@ from meshchat_chat.domain import (
     validate_text,
 )
 from meshchat_chat.fanout.hub import Hub, Signal
+from meshchat_chat.quotas import SendRate, StreamSlots
 from meshchat_chat.store import Store
 from meshchat_runtime.errors import (
     AlreadyExists,
@@ -40,6 +42,7 @@ from meshchat_runtime.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -51,6 +54,9 @@ __all__ = ["ChatLimits", "ChatService", "UserDirectory"]
 REPLAY_PAGE = 500
 MAX_MEMBERS_PER_REQUEST = 500
 LOOKUP_CONCURRENCY = 16
+# A quota of chats or members frees up only when someone deletes or removes: retrying soon
+# is pointless, so clients are told to wait a minute.
+QUOTA_RETRY_AFTER = 60.0
 
 
 class UserDirectory(Protocol):
@@ -63,10 +69,15 @@ class UserDirectory(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ChatLimits:
-    """Tunables of the use cases."""
+    """Tunables and quotas of the use cases (the defaults are the settings' defaults)."""
 
     max_message_length: int = 4096
     heartbeat_interval: float = 30.0
+    max_streams_per_user: int = 16
+    send_burst: int = 20
+    send_interval: float = 0.2
+    max_chats_per_user: int = 1000
+    max_members_per_chat: int = 1000
 
 
 @dataclass(slots=True)
@@ -92,6 +103,8 @@ class ChatService:
         self._hub = hub
         self._limits = limits
         self._clock = clock
+        self._streams = StreamSlots(limits.max_streams_per_user)
+        self._send_rate = SendRate(limits.send_interval, limits.send_burst)
 
     # -- chats ---------------------------------------------------------------------------
 
@@ -101,14 +114,14 @@ class ChatService:
         me = caller.principal
         # Usernames are unique regardless of case: BOB is bob, and is looked up once.
         wanted = list(
-            {
-                u.lower(): u for u in member_usernames if u.lower() != me.username.lower()
-            }.values()
+            {u.lower(): u for u in member_usernames if u.lower() != me.username.lower()}.values()
         )
         if len(wanted) > MAX_MEMBERS_PER_REQUEST:
             raise InvalidArgument(
                 "member_usernames", f"must name at most {MAX_MEMBERS_PER_REQUEST} users"
             )
+        if len(wanted) + 1 > self._limits.max_members_per_chat:
+            raise self._chat_full()
         for username in wanted:
             validate_username(username, "member_usernames")
         others = await self._find_users(wanted, caller)
@@ -125,8 +138,19 @@ class ChatService:
             last_seq=0,
             members=tuple(sorted(members, key=lambda m: (m.joined_at, m.username))),
         )
-        await self._store.create_chat(chat)
+        if not await self._store.create_chat(chat, self._limits.max_chats_per_user):
+            raise ResourceExhausted(
+                f"you own {self._limits.max_chats_per_user} chats, the most one user may; "
+                "delete one first",
+                QUOTA_RETRY_AFTER,
+            )
         return chat
+
+    def _chat_full(self) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"a chat has at most {self._limits.max_members_per_chat} members",
+            QUOTA_RETRY_AFTER,
+        )
 
     async def _find_users(self, usernames: list[str], caller: Caller) -> list[UserRef]:
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
@@ -170,11 +194,18 @@ class ChatService:
         validate_username(username, "username")
         if chat.member_named(username) is not None:
             raise AlreadyExists(f"{username} is already a member of this chat")
+        if len(chat.members) >= self._limits.max_members_per_chat:
+            raise self._chat_full()
         user = await self._users.find(username, caller)
-        if not await self._store.add_member(
-            chat.id, Member(user.user_id, user.username, utc_now())
-        ):
+        outcome = await self._store.add_member(
+            chat.id,
+            Member(user.user_id, user.username, utc_now()),
+            self._limits.max_members_per_chat,
+        )
+        if outcome is AddOutcome.ALREADY_MEMBER:
             raise AlreadyExists(f"{username} is already a member of this chat")
+        if outcome is AddOutcome.CHAT_FULL:
+            raise self._chat_full()
         return await self._existing_chat(chat.id)
 
     async def remove_member(self, caller: Caller, chat_id: str, username: str) -> Chat:
@@ -206,6 +237,7 @@ class ChatService:
         validate_text(text, self._limits.max_message_length)
         validate_client_message_id(client_message_id)
         me = caller.principal
+        self._send_rate.take(me.user_id)
         result = await self._store.send_message(
             NewMessage(
                 chat_id, UserRef(me.user_id, me.username), text, client_message_id, utc_now()
@@ -257,6 +289,14 @@ class ChatService:
         :class:`Heartbeat` when idle. Ends with Unauthenticated when the token expires."""
         if after_seq < 0:
             raise InvalidArgument("after_seq", "must not be negative")
+        # The slot is taken first, so that a user at the cap costs no database read.
+        with self._streams.hold(caller.principal.user_id):
+            async for event in self._stream(caller, chat_id, after_seq):
+                yield event
+
+    async def _stream(
+        self, caller: Caller, chat_id: str, after_seq: int
+    ) -> AsyncIterator[StreamEvent]:
         # Only the seq is kept: an idle stream should not hold the chat and its members.
         newest = (await self._readable_chat(caller, chat_id)).last_seq
         if after_seq > newest:

@@ -4,11 +4,15 @@ chat service on each backend."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import grpc
+import pytest
 
 from meshchat.chat.v1 import chat_pb2
-from tests.chat.conftest import People, status_of
+from meshchat_chat.fanout.hub import Subscription
+from tests.chat.conftest import People, Stream, eventually, status_of
+from tests.support.stack import RunningChat
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -66,3 +70,138 @@ async def test_concurrent_retries_with_different_texts_store_one_and_refuse_the_
     assert len(stored) == 1, results
     assert {r.code() for r in refused} == {grpc.StatusCode.FAILED_PRECONDITION}
     assert [m.text for m in (await alice.history(chat.id)).messages] == [stored[0].text]
+
+
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def retry_after(error: grpc.aio.AioRpcError) -> int:
+    """The trailing ``retry-after-seconds`` of a refused call."""
+    values = [v for k, v in error.trailing_metadata() or () if k == "retry-after-seconds"]
+    assert len(values) == 1, error.trailing_metadata()
+    return int(values[0])
+
+
+async def opened(stream: Stream) -> grpc.StatusCode:
+    """OK once the stream has caught up, or the code it ended with."""
+    try:
+        await stream.replay()
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("chat_options", [{"max_streams_per_user": 4}])
+async def test_streams_past_the_per_user_cap_are_refused_even_when_opened_at_once(
+    people: People, chat: RunningChat
+) -> None:
+    alice, bob = await people("alice"), await people("bob")
+    room = await alice.create_chat("busy", "bob")
+    streams = [Stream(alice.connect(room.id)) for _ in range(12)]
+    codes = await asyncio.gather(*(opened(s) for s in streams))
+    assert sorted(c.name for c in codes) == ["OK"] * 4 + ["RESOURCE_EXHAUSTED"] * 8
+    refused = next(s for s, c in zip(streams, codes, strict=True) if c != grpc.StatusCode.OK)
+    assert "at most 4 per user" in (await refused.call.details() or "")
+    # Another user is not affected.
+    bobs = Stream(bob.connect(room.id))
+    assert await opened(bobs) == grpc.StatusCode.OK
+    for stream in [*streams, bobs]:
+        stream.cancel()
+    await eventually(lambda: chat.app.hub.stats.streams == 0, what="every stream closed")
+    # The slots came back: the cap is whole again.
+    again = [Stream(alice.connect(room.id)) for _ in range(4)]
+    assert set(await asyncio.gather(*(opened(s) for s in again))) == {grpc.StatusCode.OK}
+    for stream in again:
+        stream.cancel()
+
+
+@pytest.mark.parametrize("chat_options", [{"max_streams_per_user": 400}])
+async def test_the_state_of_closed_streams_is_released(people: People, chat: RunningChat) -> None:
+    alice = await people("alice")
+    rooms = [await alice.create_chat(f"room {i}") for i in range(4)]
+    gc.collect()
+    before = sum(isinstance(o, Subscription) for o in gc.get_objects())
+    streams = [Stream(alice.connect(rooms[i % 4].id)) for i in range(400)]
+    assert set(await asyncio.gather(*(opened(s) for s in streams))) == {grpc.StatusCode.OK}
+    assert chat.app.hub.stats.streams == 400
+    for stream in streams:
+        stream.cancel()
+    await eventually(lambda: chat.app.hub.stats.streams == 0, what="every stream closed")
+    del streams
+    gc.collect()
+    assert sum(isinstance(o, Subscription) for o in gc.get_objects()) == before
+    assert chat.app.hub.chats_followed == 0
+
+
+@pytest.mark.parametrize("chat_options", [{"send_burst": 3, "send_interval": 60.0}])
+async def test_sends_past_the_burst_wait_their_turn(people: People) -> None:
+    alice, bob = await people("alice"), await people("bob")
+    room = await alice.create_chat("flood", "bob")
+    results = await asyncio.gather(
+        *(alice.send(room.id, f"m{i}") for i in range(10)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(refused) == 7, results
+    for error in refused:
+        assert error.code() == RESOURCE_EXHAUSTED
+        assert "sending too fast" in (error.details() or "")
+        assert "try again in" in (error.details() or "")
+        assert 1 <= retry_after(error) <= 60
+    assert len((await alice.history(room.id)).messages) == 3
+    assert (await bob.send(room.id, "not me")).seq == 4
+
+
+@pytest.mark.parametrize("chat_options", [{"send_burst": 1, "send_interval": 0.2}])
+async def test_the_send_rate_refills(people: People) -> None:
+    alice = await people("alice")
+    room = await alice.create_chat("steady")
+    await alice.send(room.id, "first")
+    code, details = await status_of(alice.send(room.id, "too soon"))
+    assert code == RESOURCE_EXHAUSTED
+    assert "try again in 0.2 s" in details
+
+    async def sent() -> bool:
+        try:
+            await alice.send(room.id, "later")
+        except grpc.aio.AioRpcError as error:
+            if error.code() != RESOURCE_EXHAUSTED:
+                raise
+            return False
+        return True
+
+    await eventually(sent, what="a send once the bucket refilled")
+
+
+@pytest.mark.parametrize("chat_options", [{"max_chats_per_user": 2}])
+async def test_chats_per_owner_are_limited_even_when_created_at_once(people: People) -> None:
+    alice = await people("alice")
+    results = await asyncio.gather(
+        *(alice.create_chat(f"c{i}") for i in range(8)), return_exceptions=True
+    )
+    created = [r for r in results if isinstance(r, chat_pb2.Chat)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(created) == 2
+    assert {r.code() for r in refused} == {RESOURCE_EXHAUSTED}
+    assert "you own 2 chats" in (refused[0].details() or "")
+    assert len((await alice.list_chats()).chats) == 2
+    await alice.delete_chat(created[0].id)
+    await alice.create_chat("room again")
+
+
+@pytest.mark.parametrize("chat_options", [{"max_members_per_chat": 3}])
+async def test_members_per_chat_are_limited_even_when_added_at_once(people: People) -> None:
+    alice = await people("alice")
+    names = [f"user{i}" for i in range(6)]
+    for name in names:
+        await people(name)
+    code, details = await status_of(alice.create_chat("big", *names[:3]))
+    assert (code, details) == (RESOURCE_EXHAUSTED, "a chat has at most 3 members")
+    room = await alice.create_chat("small", names[0])
+    results = await asyncio.gather(
+        *(alice.add_member(room.id, name) for name in names[1:]), return_exceptions=True
+    )
+    assert sum(isinstance(r, chat_pb2.Chat) for r in results) == 1, results
+    assert {r.code() for r in results if isinstance(r, grpc.aio.AioRpcError)} == {
+        RESOURCE_EXHAUSTED
+    }
+    assert len((await alice.get_chat(room.id)).members) == 3

@@ -48,6 +48,12 @@ async def test_replay_then_caught_up_then_live_and_resume_after_a_reconnect(
     empty.cancel()
 
 
+# A flood is what these tests are about: the send rate limit is off (tests/chat/test_abuse.py
+# tests it).
+UNLIMITED_SENDS = {"send_interval": 0.0}
+
+
+@pytest.mark.parametrize("chat_options", [UNLIMITED_SENDS])
 async def test_streams_opened_during_a_flood_of_sends_see_every_message_once_in_order(
     people: People,
 ) -> None:
@@ -136,7 +142,7 @@ async def test_a_removed_member_is_cut_off_and_a_deleted_chat_ends_its_streams(
     assert (await alices.status())[0] == grpc.StatusCode.NOT_FOUND
 
 
-@pytest.mark.parametrize("chat_options", [{"stream_queue_size": 4}])
+@pytest.mark.parametrize("chat_options", [{"stream_queue_size": 4, **UNLIMITED_SENDS}])
 async def test_a_subscriber_that_stops_reading_catches_up_without_blocking_senders(
     people: People, chat: RunningChat
 ) -> None:

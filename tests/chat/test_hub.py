@@ -29,7 +29,7 @@ async def new_chat(store: Store) -> str:
     chat = Chat(
         str(uuid.uuid4()), "hub", ALICE.user_id, now, 0, (Member(ALICE.user_id, "alice", now),)
     )
-    await store.create_chat(chat)
+    assert await store.create_chat(chat, max_owned=100)
     return chat.id
 
 

@@ -9,7 +9,15 @@ from datetime import timedelta
 
 import pytest
 
-from meshchat_chat.domain import Chat, ChatCursor, Member, NewMessage, SendOutcome, UserRef
+from meshchat_chat.domain import (
+    AddOutcome,
+    Chat,
+    ChatCursor,
+    Member,
+    NewMessage,
+    SendOutcome,
+    UserRef,
+)
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.errors import NotFound
 from meshchat_runtime.settings import parse_database_url
@@ -18,6 +26,7 @@ from meshchat_runtime.timestamps import utc_now
 ALICE = UserRef(str(uuid.uuid4()), "alice")
 BOB = UserRef(str(uuid.uuid4()), "bob")
 CAROL = UserRef(str(uuid.uuid4()), "carol")
+UNLIMITED = 1_000_000
 
 
 @pytest.fixture
@@ -42,7 +51,7 @@ async def new_chat(store: Store, *members: UserRef, name: str = "general", age: 
             for i, m in enumerate(members)
         ),
     )
-    await store.create_chat(chat)
+    assert await store.create_chat(chat, max_owned=UNLIMITED)
     return chat
 
 
@@ -142,8 +151,8 @@ async def test_history_pages_in_both_directions(store: Store) -> None:
 async def test_members_come_and_go(store: Store) -> None:
     chat = await new_chat(store, ALICE)
     joined = Member(BOB.user_id, BOB.username, utc_now())
-    assert await store.add_member(chat.id, joined)
-    assert not await store.add_member(chat.id, joined)
+    assert await store.add_member(chat.id, joined, UNLIMITED) is AddOutcome.ADDED
+    assert await store.add_member(chat.id, joined, UNLIMITED) is AddOutcome.ALREADY_MEMBER
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert loaded.member(BOB.user_id) == joined
@@ -153,7 +162,7 @@ async def test_members_come_and_go(store: Store) -> None:
     assert loaded is not None
     assert [m.username for m in loaded.members] == ["alice"]
     with pytest.raises(NotFound):
-        await store.add_member(str(uuid.uuid4()), joined)
+        await store.add_member(str(uuid.uuid4()), joined, UNLIMITED)
 
 
 async def test_delete_chat_removes_members_and_messages(store: Store) -> None:
@@ -190,7 +199,41 @@ async def test_members_joined_together_come_in_code_point_order(store: Store) ->
         last_seq=0,
         members=tuple(Member(str(uuid.uuid4()), n, now) for n in names),
     )
-    await store.create_chat(chat)
+    assert await store.create_chat(chat, max_owned=UNLIMITED)
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert [m.username for m in loaded.members] == sorted(names)
+
+
+def chat_of(owner: UserRef, name: str) -> Chat:
+    now = utc_now()
+    return Chat(
+        str(uuid.uuid4()),
+        name,
+        owner.user_id,
+        now,
+        0,
+        (Member(owner.user_id, owner.username, now),),
+    )
+
+
+async def test_concurrent_creations_never_pass_the_owners_quota(store: Store) -> None:
+    await new_chat(store, BOB)
+    created = await asyncio.gather(
+        *(store.create_chat(chat_of(ALICE, f"c{i}"), max_owned=3) for i in range(12))
+    )
+    assert sorted(created) == [False] * 9 + [True] * 3
+    assert len(await store.list_chats(ALICE.user_id, 100, None)) == 3
+    assert await store.create_chat(chat_of(BOB, "bob's second"), max_owned=3)
+
+
+async def test_concurrent_additions_never_pass_the_member_limit(store: Store) -> None:
+    chat = await new_chat(store, ALICE)
+    now = utc_now()
+    joining = [Member(str(uuid.uuid4()), f"user{i}", now) for i in range(12)]
+    outcomes = await asyncio.gather(*(store.add_member(chat.id, m, 4) for m in joining))
+    assert sorted(o.value for o in outcomes) == ["added"] * 3 + ["chat_full"] * 9
+    loaded = await store.get_chat(chat.id)
+    assert loaded is not None
+    assert len(loaded.members) == 4
+    assert await store.add_member(chat.id, loaded.members[1], 4) is AddOutcome.ALREADY_MEMBER
