@@ -453,8 +453,12 @@ def leaf_paths(values: dict[str, Any], prefix: str = "") -> set[str]:
     return paths
 
 
-def loose_schema_objects(schema: dict[str, Any], path: str = "") -> list[str]:
-    """Objects of the values schema that accept unknown keys, and values without a description."""
+def loose_schema_objects(
+    schema: dict[str, Any], path: str = "", defs: dict[str, Any] | None = None
+) -> list[str]:
+    """Objects of the values schema that accept unknown keys, and values without a description.
+    A `$ref` to `#/$defs/<name>` is followed (its own description may stand beside it)."""
+    defs = schema.get("$defs", {}) if defs is None else defs
     problems: list[str] = []
     properties = schema.get("properties")
     if properties is not None:
@@ -462,10 +466,22 @@ def loose_schema_objects(schema: dict[str, Any], path: str = "") -> list[str]:
             problems.append(f"{path}: additionalProperties is not false")
         for key, sub in properties.items():
             child = f"{path}.{key}" if path else key
-            if "properties" not in sub and "description" not in sub:
+            target = _resolve(sub, defs)
+            if "properties" not in target and "description" not in sub | target:
                 problems.append(f"{child}: no description")
-            problems += loose_schema_objects(sub, child)
+            problems += loose_schema_objects(target, child, defs)
     return problems
+
+
+def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """The schema a `$ref` names (only local `#/$defs/...` references), else the node itself."""
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    prefix = "#/$defs/"
+    assert ref.startswith(prefix), f"only local $defs references: {ref}"
+    resolved: dict[str, Any] = defs[ref.removeprefix(prefix)]
+    return _resolve(resolved, defs)
 
 
 def test_every_value_is_documented_and_the_schema_is_strict() -> None:
@@ -490,9 +506,16 @@ def test_documentation_checks_find_gaps() -> None:
         "additionalProperties": False,
         "properties": {
             "auth": {"type": "object", "properties": {"port": {"type": "integer"}}},
+            "chat": {"$ref": "#/$defs/open"},
+        },
+        "$defs": {
+            "open": {"type": "object", "properties": {"host": {"$ref": "#/$defs/host"}}},
+            "host": {"type": "string"},
         },
     }
     assert loose_schema_objects(loose) == [
         "auth: additionalProperties is not false",
         "auth.port: no description",
+        "chat: additionalProperties is not false",
+        "chat.host: no description",
     ]

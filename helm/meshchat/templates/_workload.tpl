@@ -5,31 +5,28 @@ sidecar), the Service, the ServiceAccount, the Envoy ConfigMap and the PodDisrup
 Each takes (dict "ctx" $ "component" "auth"|"chat").
 */}}
 
-{{/* The environment both services read. */}}
+{{/* The environment both services read, as a YAML list: (dict "ctx" $ "component" "auth"). */}}
 {{- define "meshchat.commonEnv" -}}
 {{- $v := index .ctx.Values .component -}}
 {{- $db := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
-- name: MESHCHAT_LISTEN
-  value: {{ include "meshchat.hostPort" $v.listen | quote }}
-- name: MESHCHAT_METRICS_LISTEN
-  value: {{ include "meshchat.hostPort" $v.metricsListen | quote }}
-- name: MESHCHAT_LOG_LEVEL
-  value: {{ $v.logLevel | quote }}
-- name: MESHCHAT_GRACE_PERIOD
-  value: {{ $v.gracePeriodSeconds | quote }}
-- name: MESHCHAT_ISSUER
-  value: {{ .ctx.Values.auth.issuer | quote }}
-- name: MESHCHAT_AUDIENCE
-  value: {{ .ctx.Values.auth.audience | quote }}
-- name: MESHCHAT_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ index $db 0 }}
-      key: {{ index $db 1 }}
-- name: OTEL_SERVICE_NAME
-  value: {{ printf "meshchat-%s" .component | quote }}
-- name: HOME
-  value: /tmp
+{{- $env := list
+  (dict "name" "MESHCHAT_LISTEN" "value" (include "meshchat.hostPort" $v.listen))
+  (dict "name" "MESHCHAT_METRICS_LISTEN" "value" (include "meshchat.hostPort" $v.metricsListen))
+  (dict "name" "MESHCHAT_LOG_LEVEL" "value" $v.logLevel)
+  (dict "name" "MESHCHAT_GRACE_PERIOD" "value" (toString $v.gracePeriodSeconds))
+  (dict "name" "MESHCHAT_ISSUER" "value" .ctx.Values.auth.issuer)
+  (dict "name" "MESHCHAT_AUDIENCE" "value" .ctx.Values.auth.audience)
+  (dict "name" "MESHCHAT_DATABASE_URL" "valueFrom" (dict "secretKeyRef" (dict "name" (index $db 0) "key" (index $db 1))))
+  (dict "name" "OTEL_SERVICE_NAME" "value" (printf "meshchat-%s" .component))
+  (dict "name" "HOME" "value" "/tmp")
+-}}
+{{- toYaml $env -}}
+{{- end -}}
+
+{{/* The app container's environment: the common one, the component's own (.workload.env), then extraEnv. */}}
+{{- define "meshchat.appEnv" -}}
+{{- $common := include "meshchat.commonEnv" . | fromYamlArray -}}
+{{- toYaml (concat $common .workload.env (index .ctx.Values .component).extraEnv) -}}
 {{- end -}}
 
 {{/* The Envoy sidecar, a native sidecar (an init container that keeps running): it starts before the app and stops after it. */}}
@@ -117,18 +114,19 @@ livenessProbe:
   failureThreshold: 6
 {{- end -}}
 
-{{/* The Deployment of a component; .env is the component's own environment (YAML list). */}}
+{{/* The Deployment of a component: (dict "ctx" $ "component" "auth" "workload" (the component's data, see auth/_auth.tpl)). */}}
 {{- define "meshchat.deployment" -}}
 {{- $ctx := .ctx -}}
 {{- $v := index $ctx.Values .component -}}
 {{- $base := dict "ctx" $ctx "component" .component -}}
+{{- $env := include "meshchat.appEnv" . -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
   {{- include "meshchat.metadata" $base | nindent 2 }}
 spec:
-  {{- if not (and (eq .component "chat") $ctx.Values.chat.autoscaling.enabled) }}
-  replicas: {{ $v.replicaCount }}
+  {{- if hasKey .workload "replicas" }}
+  replicas: {{ int .workload.replicas }}
   {{- end }}
   revisionHistoryLimit: 5
   strategy:
@@ -147,8 +145,8 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       annotations:
-        checksum/config: {{ include "meshchat.envoyConfigMap" $base | sha256sum }}
-        checksum/env: {{ printf "%s%s" (include "meshchat.commonEnv" $base) .env | sha256sum }}
+        checksum/config: {{ include "meshchat.envoyConfigMap" . | sha256sum }}
+        checksum/env: {{ $env | sha256sum }}
         {{- with $v.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -191,11 +189,7 @@ spec:
           args:
             - serve
           env:
-            {{- include "meshchat.commonEnv" $base | nindent 12 }}
-            {{- .env | nindent 12 }}
-            {{- with $v.extraEnv }}
-            {{- toYaml . | nindent 12 }}
-            {{- end }}
+            {{- $env | nindent 12 }}
           {{- include "meshchat.appProbes" $base | nindent 10 }}
           resources:
             {{- toYaml $v.resources | nindent 12 }}
@@ -204,9 +198,9 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
-            {{- if eq .component "auth" }}
-            - name: jwt-keys
-              mountPath: {{ $ctx.Values.auth.jwt.keysDir }}
+            {{- range .workload.secretMounts }}
+            - name: {{ .name }}
+              mountPath: {{ .mountPath }}
               readOnly: true
             {{- end }}
       volumes:
@@ -222,15 +216,15 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
-        {{- if eq .component "auth" }}
-        - name: jwt-keys
+        {{- range .workload.secretMounts }}
+        - name: {{ .name }}
           secret:
-            secretName: {{ include "meshchat.jwtSecretName" $ctx }}
+            secretName: {{ .secretName }}
             defaultMode: 0440
         {{- end }}
 {{- end -}}
 
-{{/* The ConfigMap with the sidecar's bootstrap and SDS files. */}}
+{{/* The ConfigMap with the sidecar's bootstrap and SDS files: (dict "ctx" $ "component" "auth" "workload" ...). */}}
 {{- define "meshchat.envoyConfigMap" -}}
 apiVersion: v1
 kind: ConfigMap
