@@ -3,7 +3,6 @@ out as domain objects, and failures as :mod:`meshchat_runtime.errors`."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -47,13 +46,12 @@ from meshchat_runtime.errors import (
     Unavailable,
 )
 from meshchat_runtime.timestamps import utc_now
-from meshchat_runtime.usernames import validate_username
+from meshchat_runtime.usernames import LOOKUP_MAX, validate_username
 
 __all__ = ["ChatLimits", "ChatService", "UserDirectory"]
 
 REPLAY_PAGE = 500
-MAX_MEMBERS_PER_REQUEST = 500
-LOOKUP_CONCURRENCY = 16
+MAX_MEMBERS_PER_REQUEST = LOOKUP_MAX
 # A quota of chats or members frees up only when someone deletes or removes: retrying soon
 # is pointless, so clients are told to wait a minute.
 QUOTA_RETRY_AFTER = 60.0
@@ -62,8 +60,9 @@ QUOTA_RETRY_AFTER = 60.0
 class UserDirectory(Protocol):
     """Resolves usernames to users, on behalf of a caller (the auth service's User API)."""
 
-    async def find(self, username: str, caller: Caller) -> UserRef:
-        """The user named ``username``; NotFound naming them when there is none."""
+    async def resolve(self, usernames: Sequence[str], caller: Caller) -> list[UserRef]:
+        """The users named, in the order given, all in one request to the auth service;
+        NotFound naming those that do not exist."""
         ...
 
 
@@ -124,7 +123,7 @@ class ChatService:
             raise self._chat_full()
         for username in wanted:
             validate_username(username, "member_usernames")
-        others = await self._find_users(wanted, caller)
+        others = await self._users.resolve(wanted, caller) if wanted else []
         now = utc_now()
         by_id = {me.user_id: Member(me.user_id, me.username, now)}
         for user in others:
@@ -151,15 +150,6 @@ class ChatService:
             f"a chat has at most {self._limits.max_members_per_chat} members",
             QUOTA_RETRY_AFTER,
         )
-
-    async def _find_users(self, usernames: list[str], caller: Caller) -> list[UserRef]:
-        limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
-
-        async def find(username: str) -> UserRef:
-            async with limit:
-                return await self._users.find(username, caller)
-
-        return list(await asyncio.gather(*(find(u) for u in usernames)))
 
     async def get_chat(self, caller: Caller, chat_id: str) -> Chat:
         """The chat, for its members and admins."""
@@ -196,7 +186,7 @@ class ChatService:
             raise AlreadyExists(f"{username} is already a member of this chat")
         if len(chat.members) >= self._limits.max_members_per_chat:
             raise self._chat_full()
-        user = await self._users.find(username, caller)
+        (user,) = await self._users.resolve([username], caller)
         outcome = await self._store.add_member(
             chat.id,
             Member(user.user_id, user.username, utc_now()),

@@ -7,7 +7,10 @@ import re
 
 from meshchat_runtime.errors import InvalidArgument
 
-__all__ = ["USERNAME_PATTERN", "USERNAME_RULE", "validate_username"]
+__all__ = ["LOOKUP_MAX", "USERNAME_PATTERN", "USERNAME_RULE", "validate_username"]
+
+LOOKUP_MAX = 500
+"""The most usernames one ``UserService.LookupUsers`` call resolves."""
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{2,31}")
 USERNAME_RULE = (

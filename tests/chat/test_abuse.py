@@ -9,10 +9,11 @@ import gc
 import grpc
 import pytest
 
+from meshchat.auth.v1 import users_pb2, users_pb2_grpc
 from meshchat.chat.v1 import chat_pb2
 from meshchat_chat.fanout.hub import Subscription
 from tests.chat.conftest import People, Stream, eventually, status_of
-from tests.support.stack import RunningChat
+from tests.support.stack import RunningAuth, RunningChat, bearer, register, register_and_login
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -205,3 +206,73 @@ async def test_members_per_chat_are_limited_even_when_added_at_once(people: Peop
         RESOURCE_EXHAUSTED
     }
     assert len((await alice.get_chat(room.id)).members) == 3
+
+
+def auth_calls(auth: RunningAuth, method: str) -> float:
+    """How many calls of a UserService method the auth service has answered."""
+    registry = auth.app.server.registry
+    return sum(
+        registry.get_sample_value(
+            "grpc_server_handled_total",
+            {
+                "grpc_service": "meshchat.auth.v1.UserService",
+                "grpc_method": method,
+                "grpc_type": "unary",
+                "grpc_code": code.name,
+            },
+        )
+        or 0.0
+        for code in grpc.StatusCode
+    )
+
+
+async def test_create_chat_asks_the_auth_service_once_however_many_it_names(
+    people: People, auth: RunningAuth
+) -> None:
+    alice = await people("alice")
+    await people("bob")
+    unknown = [f"ghost-{i}" for i in range(499)]
+    results = await asyncio.gather(
+        *(alice.create_chat(f"c{i}", "bob", *unknown) for i in range(10)), return_exceptions=True
+    )
+    for result in results:
+        assert isinstance(result, grpc.aio.AioRpcError), result
+        assert result.code() == grpc.StatusCode.NOT_FOUND
+        assert (result.details() or "").startswith("users not found: 'ghost-0', 'ghost-1'")
+        assert (result.details() or "").endswith("and 494 more")
+    assert auth_calls(auth, "LookupUsers") == 10
+    assert auth_calls(auth, "GetUser") == 0
+    assert list((await alice.list_chats()).chats) == []
+
+
+async def test_an_invalid_username_costs_the_auth_service_nothing(
+    people: People, auth: RunningAuth
+) -> None:
+    alice = await people("alice")
+    await people("bob")
+    before = auth_calls(auth, "LookupUsers")
+    code, details = await status_of(alice.create_chat("x", "bob", *(["ok-name"] * 3), "no way"))
+    assert code == INVALID
+    assert details.startswith("member_usernames: must be 3 to 32 characters")
+    assert auth_calls(auth, "LookupUsers") == before
+
+
+async def test_the_lookup_rpc_needs_a_token_and_hides_emails(auth: RunningAuth) -> None:
+    async with auth.channel() as channel:
+        await register(channel, "erin", email="erin@example.org")
+        pair = await register_and_login(channel, "frank")
+        stub = users_pb2_grpc.UserServiceStub(channel)
+        request = users_pb2.LookupUsersRequest(usernames=["ERIN", "nobody", "frank"])
+        code, _ = await status_of(stub.LookupUsers(request, timeout=10))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        reply = await stub.LookupUsers(request, metadata=bearer(pair.access_token), timeout=10)
+        assert sorted((u.username, u.email) for u in reply.users) == [("erin", ""), ("frank", "")]
+        for usernames in ([], ["ok-name"] * 501, ["bad\x00"]):
+            code, details = await status_of(
+                stub.LookupUsers(
+                    users_pb2.LookupUsersRequest(usernames=usernames),
+                    metadata=bearer(pair.access_token),
+                    timeout=10,
+                )
+            )
+            assert (code, details.split(":")[0]) == (INVALID, "usernames")

@@ -4,6 +4,7 @@ this one)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -32,6 +33,10 @@ class AuthStore(Protocol):
 
     async def get_user_by_username(self, username: str) -> User | None:
         """The account with this username, ignoring case."""
+        ...
+
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case, each once, in no order."""
         ...
 
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
