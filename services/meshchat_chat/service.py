@@ -3,6 +3,7 @@ out as domain objects, and failures as :mod:`meshchat_runtime.errors`."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -103,7 +104,7 @@ class ChatService:
         self._limits = limits
         self._clock = clock
         self._streams = StreamSlots(limits.max_streams_per_user)
-        self._send_rate = SendRate(limits.send_interval, limits.send_burst)
+        self._send_rate = SendRate(limits.send_interval, limits.send_burst, clock)
 
     # -- chats ---------------------------------------------------------------------------
 
@@ -281,12 +282,14 @@ class ChatService:
             raise InvalidArgument("after_seq", "must not be negative")
         # The slot is taken first, so that a user at the cap costs no database read.
         with self._streams.hold(caller.principal.user_id):
-            async for event in self._stream(caller, chat_id, after_seq):
-                yield event
+            # Closed with this generator, so that its subscription ends with the stream.
+            async with contextlib.aclosing(self._stream(caller, chat_id, after_seq)) as events:
+                async for event in events:
+                    yield event
 
     async def _stream(
         self, caller: Caller, chat_id: str, after_seq: int
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         # Only the seq is kept: an idle stream should not hold the chat and its members.
         newest = (await self._readable_chat(caller, chat_id)).last_seq
         if after_seq > newest:

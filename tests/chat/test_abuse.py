@@ -1,5 +1,5 @@
 """Attacks on the chat service that used to succeed (issue 10, items 8 to 12), against a real
-chat service on each backend."""
+chat service: on each backend where storage is involved, on SQLite where it is not."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 from meshchat.auth.v1 import users_pb2, users_pb2_grpc
 from meshchat.chat.v1 import chat_pb2
 from meshchat_chat.fanout.hub import Subscription
-from tests.chat.conftest import People, Stream, eventually, status_of
+from tests.support.backends import SQLITE_ONLY
+from tests.support.people import People, Stream
+from tests.support.rpc import eventually, status_of
 from tests.support.stack import RunningAuth, RunningChat, bearer, register, register_and_login
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -45,6 +47,7 @@ async def test_nul_and_other_non_usernames_are_invalid_before_any_look_up(
         assert (code, details.split(":")[0]) == (INVALID, "text")
 
 
+@SQLITE_ONLY
 async def test_an_idempotent_retry_with_different_text_is_refused(people: People) -> None:
     alice = await people("alice")
     chat = await alice.create_chat("retries")
@@ -92,6 +95,7 @@ async def opened(stream: Stream) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("chat_options", [{"max_streams_per_user": 4}])
 async def test_streams_past_the_per_user_cap_are_refused_even_when_opened_at_once(
     people: People, chat: RunningChat
@@ -116,6 +120,7 @@ async def test_streams_past_the_per_user_cap_are_refused_even_when_opened_at_onc
         stream.cancel()
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("chat_options", [{"max_streams_per_user": 400}])
 async def test_the_state_of_closed_streams_is_released(people: People, chat: RunningChat) -> None:
     alice = await people("alice")
@@ -134,6 +139,7 @@ async def test_the_state_of_closed_streams_is_released(people: People, chat: Run
     assert chat.app.hub.chats_followed == 0
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("chat_options", [{"send_burst": 3, "send_interval": 60.0}])
 async def test_sends_past_the_burst_wait_their_turn(people: People) -> None:
     alice, bob = await people("alice"), await people("bob")
@@ -152,6 +158,7 @@ async def test_sends_past_the_burst_wait_their_turn(people: People) -> None:
     assert (await bob.send(room.id, "not me")).seq == 4
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("chat_options", [{"send_burst": 1, "send_interval": 0.2}])
 async def test_the_send_rate_refills(people: People) -> None:
     alice = await people("alice")
@@ -226,6 +233,7 @@ def auth_calls(auth: RunningAuth, method: str) -> float:
     )
 
 
+@SQLITE_ONLY
 async def test_create_chat_asks_the_auth_service_once_however_many_it_names(
     people: People, auth: RunningAuth
 ) -> None:
@@ -245,6 +253,7 @@ async def test_create_chat_asks_the_auth_service_once_however_many_it_names(
     assert list((await alice.list_chats()).chats) == []
 
 
+@SQLITE_ONLY
 async def test_an_invalid_username_costs_the_auth_service_nothing(
     people: People, auth: RunningAuth
 ) -> None:
