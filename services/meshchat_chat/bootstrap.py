@@ -116,6 +116,11 @@ async def build_server(
         ChatLimits(
             max_message_length=config.max_message_length,
             heartbeat_interval=config.heartbeat_interval,
+            max_streams_per_user=config.max_streams_per_user,
+            send_burst=config.send_burst,
+            send_interval=config.send_interval,
+            max_chats_per_user=config.max_chats_per_user,
+            max_members_per_chat=config.max_members_per_chat,
         ),
         revocations,
     )

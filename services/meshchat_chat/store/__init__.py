@@ -8,6 +8,7 @@ from typing import Protocol
 
 from meshchat_chat.domain import (
     AccountChange,
+    AddOutcome,
     AppliedChange,
     Chat,
     ChatCursor,
@@ -27,8 +28,9 @@ __all__ = ["Store", "open_store"]
 class Store(Protocol):
     """Chats, members and messages. Every method is atomic; none checks permissions."""
 
-    async def create_chat(self, chat: Chat) -> None:
-        """Store a new chat with its members (``last_seq`` is 0)."""
+    async def create_chat(self, chat: Chat, max_owned: int) -> bool:
+        """Store a new chat with its members (``last_seq`` is 0), unless its owner owns
+        ``max_owned`` chats already (False); the count and the insert are one atomic step."""
         ...
 
     async def get_chat(self, chat_id: str) -> Chat | None:
@@ -44,8 +46,9 @@ class Store(Protocol):
         """Delete the chat with its members and messages; False when it did not exist."""
         ...
 
-    async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member; False when already one. NotFound when the chat is gone."""
+    async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
+        """Add a member unless already one or the chat has ``max_members`` (the count and
+        the insert are one atomic step). NotFound when the chat is gone."""
         ...
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:

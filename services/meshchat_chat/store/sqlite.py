@@ -16,6 +16,7 @@ from typing import Any
 
 from meshchat_chat.domain import (
     AccountChange,
+    AddOutcome,
     AppliedChange,
     Chat,
     ChatCursor,
@@ -103,9 +104,15 @@ class SqliteStore:
     def _read(self, query: str, params: Sequence[object]) -> list[sqlite3.Row]:
         return self._reader.execute(query, params).fetchall()
 
-    async def create_chat(self, chat: Chat) -> None:
-        """Store a new chat with its members."""
+    async def create_chat(self, chat: Chat, max_owned: int) -> bool:
+        """Store a new chat with its members unless the owner has too many (writes are
+        serialized, so the count holds until the insert)."""
         async with self._db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT count(*) FROM chats WHERE owner_id = ?", (chat.owner_id,)
+            )
+            if next(iter(rows))[0] >= max_owned:
+                return False
             await conn.execute(
                 "INSERT INTO chats (id, name, owner_id, created_at, last_seq) VALUES (?, ?, ?, ?, ?)",
                 (chat.id, chat.name, chat.owner_id, to_micros(chat.created_at), chat.last_seq),
@@ -115,6 +122,7 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?)",
                 [(chat.id, m.user_id, m.username, to_micros(m.joined_at)) for m in chat.members],
             )
+            return True
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
@@ -141,9 +149,19 @@ class SqliteStore:
             cursor = await conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
             return cursor.rowcount > 0
 
-    async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member unless already one."""
+    async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
+        """Add a member unless already one or the chat is full."""
         async with self._db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT count(*), coalesce(max(user_id = ?), 0) FROM chat_members "
+                "WHERE chat_id = ?",
+                (member.user_id, chat_id),
+            )
+            count, present = next(iter(rows))
+            if present:
+                return AddOutcome.ALREADY_MEMBER
+            if count >= max_members:
+                return AddOutcome.CHAT_FULL
             try:
                 cursor = await conn.execute(
                     "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
@@ -152,7 +170,7 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 raise NotFound(f"chat {chat_id} not found") from None
-            return cursor.rowcount > 0
+            return AddOutcome.ADDED if cursor.rowcount > 0 else AddOutcome.ALREADY_MEMBER
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         """Remove a member."""

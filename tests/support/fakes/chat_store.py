@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from meshchat_chat.domain import (
     AccountChange,
+    AddOutcome,
     AppliedChange,
     Chat,
     ChatCursor,
@@ -50,10 +51,14 @@ class MemoryChatStore:
         self._position = 0
         self._open = True
 
-    async def create_chat(self, chat: Chat) -> None:
-        """Store a new chat with its members."""
+    async def create_chat(self, chat: Chat, max_owned: int) -> bool:
+        """Store a new chat with its members unless the owner owns ``max_owned`` already."""
         async with self._lock:
+            owned = sum(r.chat.owner_id == chat.owner_id for r in self._rooms.values())
+            if owned >= max_owned:
+                return False
             self._rooms[chat.id] = _Room(chat, {m.user_id: m for m in chat.members})
+            return True
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
@@ -74,16 +79,18 @@ class MemoryChatStore:
         async with self._lock:
             return self._rooms.pop(chat_id, None) is not None
 
-    async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member unless already one; NotFound when the chat is gone."""
+    async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
+        """Add a member unless already one or the chat is full; NotFound when it is gone."""
         async with self._lock:
             room = self._rooms.get(chat_id)
             if room is None:
                 raise NotFound(f"chat {chat_id} not found")
             if member.user_id in room.members:
-                return False
+                return AddOutcome.ALREADY_MEMBER
+            if len(room.members) >= max_members:
+                return AddOutcome.CHAT_FULL
             room.members[member.user_id] = member
-            return True
+            return AddOutcome.ADDED
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         """Remove a member; False when not one."""
