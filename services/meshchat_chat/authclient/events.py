@@ -110,28 +110,48 @@ class AccountEventFollower:
         backoff = self._initial_backoff
         while not self._stopping.is_set():
             heard_before = self.received_at
-            try:
-                if self.position is None:
-                    self.position = await self._changes.restore_account_events()
-                await self._follow()
-            except grpc.aio.AioRpcError as exc:
-                log.warning(
-                    "the account-event stream of the auth service broke; reconnecting",
-                    extra={"code": exc.code().name, "details": exc.details()},
-                )
-            except TimeoutError:
-                log.warning(
-                    "no account events or heartbeats from the auth service; reconnecting",
-                    extra={"idle_timeout": self._idle_timeout},
-                )
-            except Exception as exc:  # the database: the event is applied again on resume
-                log.warning("cannot apply the account events: %s", exc)
+            refused = await self._attempt()
             self.connected = False
-            if self.received_at != heard_before:
+            if refused:
+                backoff = self._max_backoff
+            elif self.received_at != heard_before:
                 backoff = self._initial_backoff
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff)
+            await self._pause(backoff)
             backoff = min(backoff * 2, self._max_backoff)
+
+    async def _attempt(self) -> bool:
+        """Restore (once), then follow until the stream ends; True when the auth service
+        refuses to let this service watch, which retrying soon will not change."""
+        try:
+            if self.position is None:
+                self.position = await self._changes.restore_account_events()
+            await self._follow()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                log.error(
+                    "the auth service does not let this service watch the account events: "
+                    "revoked tokens are accepted until they expire; list the chat service's "
+                    "mesh identity in the auth service's MESHCHAT_SERVICE_CALLERS",
+                    extra={"details": exc.details()},
+                )
+                return True
+            log.warning(
+                "the account-event stream of the auth service broke; reconnecting",
+                extra={"code": exc.code().name, "details": exc.details()},
+            )
+        except TimeoutError:
+            log.warning(
+                "no account events or heartbeats from the auth service; reconnecting",
+                extra={"idle_timeout": self._idle_timeout},
+            )
+        except Exception as exc:  # the database: the event is applied again on resume
+            log.warning("cannot apply the account events: %s", exc)
+        return False
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait before reconnecting, unless stopped first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _follow(self) -> None:
         assert self.position is not None
