@@ -296,3 +296,28 @@ async def test_concurrent_additions_never_pass_the_member_limit(store: Store) ->
     assert loaded is not None
     assert len(loaded.members) == 4
     assert await store.add_member(chat.id, loaded.members[1], 4) is AddOutcome.ALREADY_MEMBER
+
+
+async def test_replicas_applying_the_same_event_at_once_agree(store: Store) -> None:
+    # Every replica applies every event, and they share the database.
+    room = await new_chat(store, ALICE, BOB, CAROL)
+    barrier = asyncio.Barrier(4)
+
+    async def apply() -> AppliedChange:
+        await barrier.wait()
+        return await store.apply_account_change(deletion(5, ALICE))
+
+    outcomes = await asyncio.gather(*(apply() for _ in range(4)))
+    # One of them made the change; the others found it made.
+    assert sorted(outcomes, key=lambda applied: applied.changed_chats) == [
+        *([AppliedChange()] * 3),
+        AppliedChange((room.id,)),
+    ]
+    handed = await store.get_chat(room.id)
+    assert handed is not None
+    assert (handed.owner_id, [m.username for m in handed.members]) == (
+        BOB.user_id,
+        ["bob", "carol"],
+    )
+    assert [r.user_id for r in await store.revocations()] == [ALICE.user_id]
+    assert await store.account_event_position() == 5

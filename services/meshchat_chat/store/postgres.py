@@ -38,6 +38,8 @@ __all__ = ["MIGRATION_LOCK", "NOTIFY_CHANNEL", "PostgresStore"]
 NOTIFY_CHANNEL = "meshchat_chat"
 # The advisory lock under which replicas starting together apply the migrations one at a time.
 MIGRATION_LOCK = "meshchat_chat.migrations"
+# The advisory lock under which replicas apply account events one at a time.
+ACCOUNT_EVENTS_LOCK = "meshchat_chat.account_events"
 # The advisory lock, with the owner's id appended, under which one owner's chats are counted
 # and created.
 OWNER_LOCK = "meshchat_chat.owner"
@@ -312,6 +314,9 @@ class PostgresStore:
         in one transaction."""
         new = change.revocation
         async with self._db.connection() as conn, conn.transaction():
+            # One at a time across replicas: two deletions applied together would each pick
+            # the other user, not yet gone, as the heir of a chat they share.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (ACCOUNT_EVENTS_LOCK,))
             cur = await conn.execute(
                 "SELECT not_before, kept_session_id, deleted FROM revocations "
                 "WHERE user_id = %s FOR UPDATE",
