@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
@@ -14,6 +15,7 @@ from meshchat_chat.domain import (
     AddOutcome,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     NewMessage,
     SendOutcome,
@@ -234,3 +236,13 @@ async def test_concurrent_additions_never_pass_the_member_limit(store: Store) ->
     assert loaded is not None
     assert len(loaded.members) == 4
     assert await store.add_member(chat.id, loaded.members[1], 4) is AddOutcome.ALREADY_MEMBER
+
+
+async def test_the_key_set_kept_is_the_one_fetched_last(store: Store) -> None:
+    assert await store.load_key_set() is None
+    now = utc_now()
+    older = KeySet('{"keys": [{"kid": "a"}]}', now - timedelta(minutes=5))
+    newer = KeySet('{"keys": [{"kid": "b"}]}', now)
+    await store.save_key_set(newer)
+    await store.save_key_set(older)  # a slower replica's fetch, which came in late
+    assert await store.load_key_set() == newer

@@ -10,6 +10,7 @@ from meshchat_chat.domain import (
     AddOutcome,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
@@ -70,6 +71,14 @@ class Store(Protocol):
 
     async def last_seq(self, chat_id: str) -> int | None:
         """The seq of the chat's newest message (0: none), or None when there is no chat."""
+        ...
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the auth service's key set, unless the one kept was fetched later."""
+        ...
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last, or None."""
         ...
 
     async def ping(self) -> bool:

@@ -18,6 +18,7 @@ from meshchat_chat.domain import (
     AddOutcome,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
@@ -239,6 +240,21 @@ class SqliteStore:
         """The chat's counter, or None."""
         rows = self._read("SELECT last_seq FROM chats WHERE id = ?", (chat_id,))
         return next((int(row[0]) for row in rows), None)
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO jwks (id, keys, fetched_at) VALUES (1, ?, ?) ON CONFLICT (id) DO "
+                "UPDATE SET keys = excluded.keys, fetched_at = excluded.fetched_at "
+                "WHERE excluded.fetched_at >= jwks.fetched_at",
+                (key_set.keys, to_micros(key_set.fetched_at)),
+            )
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        rows = self._read("SELECT keys, fetched_at FROM jwks WHERE id = 1", ())
+        return next((KeySet(row[0], from_micros(row[1])) for row in rows), None)
 
     async def ping(self) -> bool:
         """Whether the database answers."""
