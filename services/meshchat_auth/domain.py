@@ -13,7 +13,7 @@ import zxcvbn
 
 from meshchat_runtime.errors import InvalidArgument
 from meshchat_runtime.identity import Role
-from meshchat_runtime.usernames import USERNAME_PATTERN, validate_username
+from meshchat_runtime.usernames import validate_username, well_formed_username
 
 __all__ = [
     "MIN_PASSWORD_SCORE",
@@ -50,11 +50,6 @@ MIN_PASSWORD_SCORE = 3
 # zxcvbn refuses longer input (its matching is superlinear); a longer password is judged by
 # its first 72 characters, which a strong password passes on its own.
 STRENGTH_CHECKED_CHARACTERS = 72
-
-
-def well_formed_username(username: str) -> bool:
-    """Whether an account could have this username (the pattern is public)."""
-    return USERNAME_PATTERN.fullmatch(username) is not None
 
 
 def validate_email(email: str, field: str = "email") -> str:

@@ -99,6 +99,7 @@ async def build_server(
     if config.authz_mode is AuthzMode.LOCAL:
         jwks = JwksCache(
             auth_channel,
+            archive=store,
             refresh_interval=config.jwks_refresh_interval,
             min_refetch_interval=config.jwks_min_refetch_interval,
             max_age=config.jwks_max_age,
@@ -150,4 +151,7 @@ async def build_server(
         # First: it answers at once, while a ping of a lost database waits for its timeout.
         server.add_dependency(listener.probe)
     server.add_dependency(store.ping)
+    if jwks is not None:
+        # Without usable keys every call would fail: such a replica is not ready.
+        server.add_dependency(jwks.probe)
     return ChatApp(config, server, store, hub, auth_channel, jwks, listener, follower)

@@ -26,6 +26,7 @@ __all__ = [
     "ChatCursor",
     "ChatPage",
     "Heartbeat",
+    "KeySet",
     "Member",
     "Message",
     "MessagePage",
@@ -145,6 +146,15 @@ class SendResult:
 
     outcome: SendOutcome
     message: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """The auth service's public keys as fetched at ``fetched_at``: ``keys`` is the JWKS,
+    as JSON."""
+
+    keys: str
+    fetched_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,15 +29,6 @@ class StreamSlots:
         self._per_user = per_user
         self._open: dict[str, int] = {}
 
-    @property
-    def users(self) -> int:
-        """How many users hold at least one slot."""
-        return len(self._open)
-
-    def held(self, user_id: str) -> int:
-        """How many streams ``user_id`` holds open."""
-        return self._open.get(user_id, 0)
-
     @contextlib.contextmanager
     def hold(self, user_id: str) -> Iterator[None]:
         """A slot for the life of the block; ResourceExhausted when the user has none left."""
@@ -77,11 +68,6 @@ class SendRate:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
         self._sweep_at = SWEEP_MINIMUM
-
-    @property
-    def users(self) -> int:
-        """How many users have a bucket that is not full."""
-        return len(self._buckets)
 
     def take(self, user_id: str) -> None:
         """Spend one send of ``user_id``; ResourceExhausted with the wait when none is left."""

@@ -29,7 +29,6 @@ from meshchat_runtime.errors import Unavailable
 from meshchat_runtime.settings import DATABASE_URL, ConfigError, DatabaseUrl
 
 __all__ = [
-    "Backoff",
     "Migration",
     "PostgresDatabase",
     "SqliteDatabase",
@@ -199,7 +198,6 @@ class PostgresDatabase:
         *,
         min_size: int = 2,
         max_size: int = 10,
-        retry: Backoff | None = None,
     ) -> None:
         self.url = url
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] = (
@@ -213,15 +211,10 @@ class PostgresDatabase:
                 check=AsyncConnectionPool.check_connection,
             )
         )
-        self._retry = retry or Backoff()
+        self._retry = Backoff()
         self._ready = asyncio.Event()
         self._problem = "not connected yet"
         self._connecting: asyncio.Task[None] | None = None
-
-    @property
-    def ready(self) -> bool:
-        """Whether the pool is open and the migrations are applied."""
-        return self._ready.is_set()
 
     async def open(self, migrations: list[Migration], lock_name: str) -> None:
         """Connect, open the pool and migrate under the advisory lock ``lock_name``. When

@@ -7,7 +7,13 @@ import re
 
 from meshchat_runtime.errors import InvalidArgument
 
-__all__ = ["LOOKUP_MAX", "USERNAME_PATTERN", "USERNAME_RULE", "validate_username"]
+__all__ = [
+    "LOOKUP_MAX",
+    "USERNAME_PATTERN",
+    "USERNAME_RULE",
+    "validate_username",
+    "well_formed_username",
+]
 
 LOOKUP_MAX = 500
 """The most usernames one ``UserService.LookupUsers`` call resolves."""
@@ -25,3 +31,8 @@ def validate_username(username: str, field: str = "username") -> str:
     if not USERNAME_PATTERN.fullmatch(username):
         raise InvalidArgument(field, USERNAME_RULE)
     return username
+
+
+def well_formed_username(username: str) -> bool:
+    """Whether an account could have this username (the pattern is public)."""
+    return USERNAME_PATTERN.fullmatch(username) is not None

@@ -17,6 +17,7 @@ from meshchat_chat.domain import (
     AppliedChange,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     NewMessage,
     Revocation,
@@ -321,3 +322,13 @@ async def test_replicas_applying_the_same_event_at_once_agree(store: Store) -> N
     )
     assert [r.user_id for r in await store.revocations()] == [ALICE.user_id]
     assert await store.account_event_position() == 5
+
+
+async def test_the_key_set_kept_is_the_one_fetched_last(store: Store) -> None:
+    assert await store.load_key_set() is None
+    now = utc_now()
+    older = KeySet('{"keys": [{"kid": "a"}]}', now - timedelta(minutes=5))
+    newer = KeySet('{"keys": [{"kid": "b"}]}', now)
+    await store.save_key_set(newer)
+    await store.save_key_set(older)  # a slower replica's fetch, which came in late
+    assert await store.load_key_set() == newer

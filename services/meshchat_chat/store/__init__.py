@@ -12,6 +12,7 @@ from meshchat_chat.domain import (
     AppliedChange,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
@@ -89,6 +90,13 @@ class Store(Protocol):
 
     async def account_event_position(self) -> int:
         """The number of the last account event applied; 0 before the first."""
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the auth service's key set, unless the one kept was fetched later."""
+        ...
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last, or None."""
         ...
 
     async def ping(self) -> bool:

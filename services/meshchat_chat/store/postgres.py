@@ -20,6 +20,7 @@ from meshchat_chat.domain import (
     AppliedChange,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
@@ -380,6 +381,23 @@ class PostgresStore:
             cur = await conn.execute("SELECT seq FROM account_event_position WHERE id = 1")
             row = await cur.fetchone()
         return int(row["seq"]) if row is not None else 0
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        async with self._db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO jwks (id, keys, fetched_at) VALUES (1, %s, %s) ON CONFLICT (id) DO "
+                "UPDATE SET keys = excluded.keys, fetched_at = excluded.fetched_at "
+                "WHERE excluded.fetched_at >= jwks.fetched_at",
+                (key_set.keys, key_set.fetched_at),
+            )
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute("SELECT keys, fetched_at FROM jwks WHERE id = 1")
+            row = await cur.fetchone()
+        return KeySet(row["keys"], row["fetched_at"]) if row is not None else None
 
     async def ping(self) -> bool:
         """Whether a pooled connection answers."""

@@ -20,6 +20,7 @@ from meshchat_chat.domain import (
     AppliedChange,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
@@ -324,6 +325,21 @@ class SqliteStore:
         """The number of the last account event applied; 0 before the first."""
         rows = self._read("SELECT seq FROM account_event_position WHERE id = 1", ())
         return next((int(row[0]) for row in rows), 0)
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO jwks (id, keys, fetched_at) VALUES (1, ?, ?) ON CONFLICT (id) DO "
+                "UPDATE SET keys = excluded.keys, fetched_at = excluded.fetched_at "
+                "WHERE excluded.fetched_at >= jwks.fetched_at",
+                (key_set.keys, to_micros(key_set.fetched_at)),
+            )
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        rows = self._read("SELECT keys, fetched_at FROM jwks WHERE id = 1", ())
+        return next((KeySet(row[0], from_micros(row[1])) for row in rows), None)
 
     async def ping(self) -> bool:
         """Whether the database answers."""

@@ -12,6 +12,7 @@ from meshchat_chat.domain import (
     AppliedChange,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
@@ -50,6 +51,7 @@ class MemoryChatStore:
         self._revocations: dict[str, Revocation] = {}
         self._position = 0
         self._open = True
+        self._key_set: KeySet | None = None
 
     async def create_chat(self, chat: Chat, max_owned: int) -> bool:
         """Store a new chat with its members unless the owner owns ``max_owned`` already."""
@@ -144,6 +146,15 @@ class MemoryChatStore:
         messages = room.messages if room is not None else []
         older = [m for m in messages if before_seq is None or m.seq < before_seq]
         return older[-limit:] if limit > 0 else []
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        if self._key_set is None or key_set.fetched_at >= self._key_set.fetched_at:
+            self._key_set = key_set
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        return self._key_set
 
     async def last_seq(self, chat_id: str) -> int | None:
         """The seq of the chat's newest message (0: none), or None when there is no chat."""
