@@ -131,7 +131,7 @@ class AccountEventFollower:
                 log.error(
                     "the auth service does not let this service watch the account events: "
                     "revoked tokens are accepted until they expire; list the chat service's "
-                    "mesh identity in the auth service's MESHCHAT_SERVICE_CALLERS",
+                    "mesh identity among the auth service's service callers",
                     extra={"details": exc.details()},
                 )
                 return True
