@@ -76,6 +76,7 @@ def render_pod(
         "envoyCerts": base / "mesh-certs",
         "edgeTls": base / "client-tls",
         "jwtKeys": base / "jwt-keys",
+        "databaseUrl": base / "database-url",
     }
     docs = render(helm, shared_host_values(ports, dirs), base)
     deployment = _document(docs, "Deployment", f"{RELEASE}-{component}")
@@ -105,6 +106,6 @@ def _materialise(
         pod.tls_subjects[path] = (common_name, sans)
         leaf = ca.issue(common_name, sans)
         files = {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem, "ca.crt": ca.pem}
-    else:  # the JWT signing key the chart generates
+    else:  # the JWT signing key and the database URL the chart generates
         files = {k: base64.b64decode(v) for k, v in secret["data"].items()}
     publish_volume(path, files, 0o600)

@@ -192,7 +192,17 @@ def test_pod_layout(renderings: dict[str, Rendering], component: str) -> None:
     env = {e["name"]: e for e in app["env"]}
     assert env["MESHCHAT_LISTEN"]["value"].startswith("127.0.0.1:")
     assert env["MESHCHAT_METRICS_LISTEN"]["value"].startswith("127.0.0.1:")
-    assert "secretKeyRef" in env["MESHCHAT_DATABASE_URL"]["valueFrom"]
+    # The database URL (its password included) is a mounted Secret file, never a variable.
+    assert "MESHCHAT_DATABASE_URL" not in env
+    assert env["MESHCHAT_DATABASE_URL_FILE"]["value"] == "/var/run/meshchat/database/url"
+    database = next(m for m in app["volumeMounts"] if m["name"] == "database-url")
+    assert database == {
+        "name": "database-url",
+        "mountPath": "/var/run/meshchat/database",
+        "readOnly": True,
+    }
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["database-url"]["secret"]["secretName"].endswith("-database")
     assert [p["name"] for p in app.get("ports", [])] == [], "the app exposes no port itself"
     # The app's probes ask its sidecar's health listener, by number (named ports are per
     # container): liveness only whether the app answers, readiness whether it is SERVING.
@@ -411,10 +421,12 @@ def test_database_urls(renderings: dict[str, Rendering]) -> None:
     )
     chat = external.get("Deployment", f"{FULLNAME}-chat")["spec"]["template"]["spec"]
     env = {e["name"]: e for e in chat["containers"][0]["env"]}
-    assert env["MESHCHAT_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": "chat-database",
-        "key": "uri",
+    assert env["MESHCHAT_DATABASE_URL_FILE"] == {
+        "name": "MESHCHAT_DATABASE_URL_FILE",
+        "value": "/var/run/meshchat/database/uri",
     }
+    volumes = {v["name"]: v for v in chat["volumes"]}
+    assert volumes["database-url"]["secret"]["secretName"] == "chat-database"
 
 
 def test_network_policies_deny_by_default(renderings: dict[str, Rendering]) -> None:
