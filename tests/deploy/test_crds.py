@@ -15,11 +15,11 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from tests.deploy.deploy_support import CRD_KINDS, REPO_ROOT, Doc, Rendering, missing_tool
+from tests.deploy.deploy_support import CRD_KINDS, Doc, Rendering, missing_tool, shared_dir
 
 pytestmark = pytest.mark.deploy
 
-CRDS_DIR = REPO_ROOT.parent / "shared" / "crds"
+CRDS_DIR = shared_dir() / "crds"
 # Keywords whose value is one schema, and those whose value is a list or a map of schemas.
 _ONE = ("items", "additionalProperties", "not")
 _MANY = ("allOf", "anyOf", "oneOf")
