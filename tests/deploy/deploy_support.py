@@ -157,8 +157,10 @@ RENDER_ONLY: dict[str, Any] = {
 }
 
 COMBINATIONS: dict[str, dict[str, Any]] = {
-    # Chart-generated certificates, ingress-nginx, bundled PostgreSQL, chat autoscaled from 1.
+    # Chart-generated certificates, the edge Envoy, bundled PostgreSQL, chat autoscaled from 1.
     "default": {},
+    # The opt-in ingress-nginx with its configuration snippet (the client certificate).
+    "ingress-nginx": {"ingress": {"enabled": True}, "edge": {"enabled": False}},
     "cert-manager": {"certManager": {"enabled": True}},
     "cert-manager-cluster-issuer": {
         "certManager": {
@@ -168,7 +170,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "ingress": {"tls": {"existingSecret": "public-tls"}},
     },
     "gateway-api": {
-        "ingress": {"enabled": False},
+        "edge": {"enabled": False},
         "gateway": {"enabled": True, "gatewayClassName": "envoy-gateway"},
         "networkPolicy": {
             "gatewayPeers": [
@@ -178,7 +180,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     },
     "gateway-api-cert-manager": {
         "certManager": {"enabled": True},
-        "ingress": {"enabled": False},
+        "edge": {"enabled": False},
         "gateway": {
             "enabled": True,
             "create": False,
@@ -212,8 +214,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         }
     },
     "edge-envoy": {
-        "ingress": {"enabled": False},
-        "edge": {"enabled": True, "service": {"type": "NodePort", "nodePort": 30443}},
+        "edge": {"service": {"type": "NodePort", "nodePort": 30443}},
         "networkPolicy": {"metricsPeers": [{"namespaceSelector": {}}]},
     },
     # What `helm template`, `skaffold render` or Argo CD need (no lookup): nothing secret rendered.

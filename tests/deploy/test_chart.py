@@ -496,7 +496,8 @@ def _selector(component: str) -> Doc:
 @pytest.mark.parametrize(
     ("rendering", "way_in"),
     [
-        ("default", [INGRESS_NGINX]),
+        ("default", [_selector("edge")]),
+        ("ingress-nginx", [INGRESS_NGINX]),
         ("gateway-api-cert-manager", [ENVOY_GATEWAY_PROXIES]),
         ("edge-envoy", [_selector("edge")]),
     ],
@@ -530,8 +531,17 @@ def test_extra_egress_reaches_a_collector(helm: Path, tmp_path: Path) -> None:
     assert collector not in policies[f"{FULLNAME}-postgresql"]["egress"]
 
 
-def test_ingress_routes_by_grpc_service_over_mtls(renderings: dict[str, Rendering]) -> None:
+def test_the_default_way_in_is_the_edge_envoy_without_any_snippet(
+    renderings: dict[str, Rendering],
+) -> None:
     rendering = renderings["default"]
+    assert rendering.of_kind("Ingress") == []
+    assert rendering.get("Deployment", f"{FULLNAME}-edge")
+    assert "snippet" not in rendering.path.read_text()
+
+
+def test_ingress_routes_by_grpc_service_over_mtls(renderings: dict[str, Rendering]) -> None:
+    rendering = renderings["ingress-nginx"]
     for component, services in (
         (
             "auth",
