@@ -38,8 +38,11 @@ __all__ = [
     "skaffold_schema",
 ]
 
-# Kinds that kubernetes-validate has no schema for (CRDs of cert-manager and Gateway API).
-CRD_KINDS = frozenset({"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy"})
+# Kinds that kubernetes-validate has no schema for (CRDs of cert-manager, Gateway API and
+# CloudNativePG).
+CRD_KINDS = frozenset(
+    {"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy", "Cluster", "Database"}
+)
 
 
 def _checkout_roots() -> list[Path]:
@@ -199,6 +202,8 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         },
         "networkPolicy": {"externalDatabasePeers": [{"ipBlock": {"cidr": "10.20.0.5/32"}}]},
     },
+    # PostgreSQL as a CloudNativePG Cluster of three instances.
+    "cloudnativepg": {"postgresql": {"enabled": False}, "cloudnativePg": {"enabled": True}},
     "chat-one-replica": {"chat": {"autoscaling": {"enabled": False}, "replicaCount": 1}},
     "chat-three-replicas": {
         "auth": {"replicaCount": 3, "pdb": {"minAvailable": 2, "maxUnavailable": ""}},

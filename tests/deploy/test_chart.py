@@ -147,6 +147,17 @@ def test_values_schema_rejects_bad_values(
             {"postgresql": {"chat": {"username": "meshchat_auth"}}},
             "must differ: each service has its own credentials",
         ),
+        (
+            {"cloudnativePg": {"enabled": True}},
+            "postgresql.enabled and cloudnativePg.enabled are both true: choose one",
+        ),
+        (
+            {
+                "postgresql": {"enabled": False},
+                "cloudnativePg": {"enabled": True, "chat": {"database": "meshchat_auth"}},
+            },
+            "cloudnativePg.auth.database and cloudnativePg.chat.database must differ",
+        ),
     ],
 )
 def test_impossible_values_fail_with_a_readable_message(
@@ -427,6 +438,43 @@ def test_database_urls(renderings: dict[str, Rendering]) -> None:
     }
     volumes = {v["name"]: v for v in chat["volumes"]}
     assert volumes["database-url"]["secret"]["secretName"] == "chat-database"
+
+
+def test_cloudnativepg_runs_three_instances_with_a_database_and_role_per_service(
+    renderings: dict[str, Rendering],
+) -> None:
+    rendering = renderings["cloudnativepg"]
+    assert rendering.of_kind("StatefulSet") == []
+    cluster = rendering.get("Cluster", f"{FULLNAME}-pg")["spec"]
+    assert cluster["instances"] == 3
+    assert cluster["affinity"]["enablePodAntiAffinity"] is True
+    assert cluster["enableSuperuserAccess"] is False
+    roles = {r["name"]: r for r in cluster["managed"]["roles"]}
+    assert set(roles) == {"meshchat_auth", "meshchat_chat"}
+    for component in ("auth", "chat"):
+        role = f"meshchat_{component}"
+        database = rendering.get("Database", f"{FULLNAME}-pg-{component}")["spec"]
+        assert database["cluster"] == {"name": f"{FULLNAME}-pg"}
+        assert (database["name"], database["owner"]) == (role, role)
+        login = rendering.get("Secret", roles[role]["passwordSecret"]["name"])
+        assert login["type"] == "kubernetes.io/basic-auth"
+        assert _secret_text(login, "username") == role
+        url = _secret_text(rendering.get("Secret", f"{FULLNAME}-{component}-database"), "url")
+        # The read-write Service follows the primary through a failover.
+        assert url == (
+            f"postgresql://{role}:{_secret_text(login, 'password')}@{FULLNAME}-pg-rw.{NAMESPACE}.svc"
+            f":5432/{role}?sslmode=verify-full&sslrootcert=/var/run/meshchat/database-ca/ca.crt"
+        )
+        pod = _pod(rendering, component)["spec"]
+        volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+        # The operator's CA Secret holds its key too: only ca.crt is mounted.
+        assert volumes["database-ca"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+        assert volumes["database-ca"]["secretName"] == f"{FULLNAME}-pg-ca"
+    policies = {p["metadata"]["name"]: p["spec"] for p in rendering.of_kind("NetworkPolicy")}
+    assert {
+        "ports": [{"port": 5432, "protocol": "TCP"}],
+        "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": f"{FULLNAME}-pg"}}}],
+    } in policies[f"{FULLNAME}-chat"]["egress"]
 
 
 def test_network_policies_deny_by_default(renderings: dict[str, Rendering]) -> None:

@@ -45,14 +45,19 @@ Secret, so that the chart renders no password.
 {{- end -}}
 {{- end -}}
 
-{{/* The Secret mounts the database needs, as a YAML list like .workload.secretMounts: the URL's Secret, unless PGPASSWORD carries the password. */}}
+{{/* The Secret mounts the database needs, as a YAML list like .workload.secretMounts: the URL's Secret, unless PGPASSWORD carries the password; with CloudNativePG also its CA certificate (items: never the CA's key). */}}
 {{- define "meshchat.databaseMounts" -}}
 {{- $pg := .ctx.Values.postgresql -}}
 {{- if and $pg.enabled $pg.existingSecret -}}
 {{- toYaml list -}}
 {{- else -}}
 {{- $secret := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
-{{- toYaml (list (dict "name" "database-url" "secretName" (index $secret 0) "mountPath" .ctx.Values.databaseUrlDir)) -}}
+{{- $mounts := list (dict "name" "database-url" "secretName" (index $secret 0) "mountPath" .ctx.Values.databaseUrlDir) -}}
+{{- if .ctx.Values.cloudnativePg.enabled -}}
+{{- $ca := dict "name" "database-ca" "secretName" (printf "%s-ca" (include "meshchat.cnpg.name" .ctx)) "mountPath" .ctx.Values.cloudnativePg.caDir -}}
+{{- $mounts = append $mounts (set $ca "items" (list (dict "key" "ca.crt" "path" "ca.crt"))) -}}
+{{- end -}}
+{{- toYaml $mounts -}}
 {{- end -}}
 {{- end -}}
 
@@ -276,6 +281,10 @@ spec:
           secret:
             secretName: {{ .secretName }}
             defaultMode: 0440
+            {{- with .items }}
+            items:
+              {{- toYaml . | nindent 14 }}
+            {{- end }}
         {{- end }}
 {{- end -}}
 
