@@ -36,6 +36,11 @@ DEFAULT_TIMEOUT = 10.0
 """The deadline of every unary call, in seconds."""
 STREAM_TIMEOUT = 1800.0
 """The deadline of a Connect stream; the session reconnects seamlessly when it passes."""
+REFRESH_TIMEOUT = 5.0
+REFRESH_ATTEMPTS = 3
+"""A Refresh is tried this often, with this deadline, when its outcome is unknown: all of
+them end within the auth service's default grace window of 30 s."""
+_OUTCOME_UNKNOWN = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
 
 _PAGE_SIZE = 200
 # Advice that fits the call better than the general one of failures.rpc_failure.
@@ -160,9 +165,17 @@ class Api:
         return self._call(endpoint, method, request, action, token, hints)
 
     def _refresh(self, refresh_token: str) -> auth_pb2.TokenPair:
-        return self._auth().Refresh(
-            auth_pb2.RefreshRequest(refresh_token=refresh_token), timeout=DEFAULT_TIMEOUT
-        )
+        # A Refresh whose outcome is unknown may have rotated the token on the server; asking
+        # again with the same token within the server's grace window (30 s by default) gets
+        # the same successor, so it is retried rather than the login given up.
+        request = auth_pb2.RefreshRequest(refresh_token=refresh_token)
+        for _ in range(REFRESH_ATTEMPTS - 1):
+            try:
+                return self._auth().Refresh(request, timeout=REFRESH_TIMEOUT)
+            except grpc.RpcError as error:
+                if error.code() not in _OUTCOME_UNKNOWN:
+                    raise
+        return self._auth().Refresh(request, timeout=REFRESH_TIMEOUT)
 
     # Accounts -----------------------------------------------------------------------------
 
@@ -213,9 +226,11 @@ class Api:
         email: str | None = None,
         password: str | None = None,
         role: access_options_pb2.Role.ValueType | None = None,
+        current_password: str | None = None,
     ) -> users_pb2.User:
-        """Change the fields that are given."""
-        request = users_pb2.UpdateUserRequest(id=user_id)
+        """Change the fields that are given (your own email or password needs
+        ``current_password``)."""
+        request = users_pb2.UpdateUserRequest(id=user_id, current_password=current_password or "")
         if email is not None:
             request.email = email
         if password is not None:
@@ -227,9 +242,9 @@ class Api:
             self.endpoints.auth, self._users().UpdateUser, request, "update the user"
         )
 
-    def delete_user(self, user_id: str) -> None:
-        """Delete a user; their logins end."""
-        request = users_pb2.DeleteUserRequest(id=user_id)
+    def delete_user(self, user_id: str, *, current_password: str | None = None) -> None:
+        """Delete a user (yourself with ``current_password``); their logins end."""
+        request = users_pb2.DeleteUserRequest(id=user_id, current_password=current_password or "")
         self._authorized(self.endpoints.auth, self._users().DeleteUser, request, "delete the user")
 
     def list_users(self) -> Iterator[users_pb2.User]:
