@@ -18,12 +18,18 @@ LABEL org.opencontainers.image.title="meshchat-postgres" \
       org.opencontainers.image.description="Debian's PostgreSQL ${POSTGRES_MAJOR}, a stand-in for ${REPLACES} in make mesh-pods" \
       org.opencontainers.image.base.name="${PYTHON_IMAGE}" \
       io.meshchat.stand-in-for="${REPLACES}"
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# The package name pins the major version; the rest follows Debian 12's (security) updates, which
+# a pinned version string would refuse once the mirror moves on.
+# hadolint ignore=DL3008
 RUN --mount=type=secret,id=ca-bundle \
-    if [ -f /run/secrets/ca-bundle ]; then CA="-o Acquire::https::CaInfo=/run/secrets/ca-bundle"; else CA=""; fi \
-    && apt-get ${CA} update \
-    && DEBIAN_FRONTEND=noninteractive apt-get ${CA} install --yes --no-install-recommends \
+    if [ -f /run/secrets/ca-bundle ]; then \
+        echo 'Acquire::https::CaInfo "/run/secrets/ca-bundle";' > /etc/apt/apt.conf.d/99ca-bundle; \
+    fi \
+    && apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends \
         "postgresql-${POSTGRES_MAJOR}" libnss-wrapper \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /etc/apt/apt.conf.d/99ca-bundle \
     && ln -s "$(dpkg -L libnss-wrapper | grep '/libnss_wrapper.so$')" /usr/local/lib/libnss_wrapper.so \
     && ln -s "/usr/lib/postgresql/${POSTGRES_MAJOR}/bin" /usr/local/lib/postgresql-bin \
     && chmod 3777 /var/run/postgresql
