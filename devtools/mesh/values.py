@@ -64,6 +64,18 @@ def shared_host_values(ports: Ports, dirs: Mapping[str, Path]) -> Doc:
     }
 
 
+def merged(base: Doc, overrides: Doc) -> Doc:
+    """``base`` with ``overrides`` laid over it, mappings merged key by key (as helm does)."""
+    result = dict(base)
+    for key, value in overrides.items():
+        below = result.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            result[key] = merged(below, value)
+        else:
+            result[key] = value
+    return result
+
+
 def chart_values() -> Doc:
     """The chart's default values (values.yaml)."""
     values: Doc = yaml.safe_load((CHART / "values.yaml").read_text())
