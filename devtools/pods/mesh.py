@@ -46,8 +46,13 @@ __all__ = ["PodMesh", "run_pod_mesh"]
 
 # How long each workload may take to pass its startup probes, in seconds.
 START_DEADLINE = 90
-# The Service through which clients reach the edge, and the name the CLI asks for.
+# The edge's Service: the way in for clients, whose listener is published on the host.
 EDGE = f"{RELEASE}-edge"
+
+
+def grace_period(workload: Workload) -> str:
+    """The seconds a container of the workload gets between SIGTERM and SIGKILL."""
+    return str(workload.spec.get("terminationGracePeriodSeconds", 30))
 
 
 @dataclass
@@ -76,6 +81,9 @@ class PodMesh:
     pods: dict[str, Pod] = field(default_factory=dict)
     network: str = field(default_factory=lambda: f"meshchat-pods-{uuid.uuid4().hex[:8]}")
     edge_address: str = ""
+
+    def __post_init__(self) -> None:
+        self.engine = pod_engine(self.workdir)
 
     # --- what the rendering says ---
 
@@ -159,7 +167,6 @@ class PodMesh:
     def start(self) -> None:
         """Build the images, render, create the network and start the pods in order, each once
         its predecessors passed their startup probes; then wait until the edge serves both."""
-        self.engine = pod_engine(self.workdir)
         images = pod_images(self.engine)
         self._render(images.values())
         self.engine.run("network", "create", self.network)
@@ -222,10 +229,23 @@ class PodMesh:
             self.edge_address = published.stdout.split()[0]
         # The kubelet's order: each native sidecar started and past its startup probe, then
         # the app containers.
-        for container in workload.sidecars:
-            self._start_container(pod, container)
-        for container in workload.containers:
-            self._start_container(pod, container)
+        claims = self._claims(pod)
+        for container in [*workload.sidecars, *workload.containers]:
+            self._start_container(pod, container, claims)
+
+    def _claims(self, pod: Pod) -> dict[str, Path]:
+        """A host directory per volume claim template, owned by the pod's user and fsGroup."""
+        context = pod.workload.spec.get("securityContext") or {}
+        user = context.get("runAsUser")
+        claims = {}
+        for claim in pod.workload.claims:
+            directory = self.workdir / pod.name / "claims" / claim
+            directory.mkdir(parents=True)
+            if os.geteuid() == 0 and user is not None:
+                os.chown(directory, int(user), int(context.get("fsGroup", user)))
+            directory.chmod(0o700)
+            claims[claim] = directory
+        return claims
 
     def _edge_listener(self, workload: Workload) -> int | None:
         """The edge pod's TLS listener (the edge Service's first port's target), else None."""
@@ -241,19 +261,9 @@ class PodMesh:
         networks = json.loads(result.stdout)
         return str(networks[self.network]["IPAddress"])
 
-    def _start_container(self, pod: Pod, container: Doc) -> None:
+    def _start_container(self, pod: Pod, container: Doc, claims: dict[str, Path]) -> None:
         workload = pod.workload
         workdir = self.workdir / pod.name / container["name"]
-        claims = {}
-        for claim in workload.claims:
-            directory = self.workdir / pod.name / "claims" / claim
-            directory.mkdir(parents=True, exist_ok=True)
-            group = (workload.spec.get("securityContext") or {}).get("fsGroup")
-            user = (workload.spec.get("securityContext") or {}).get("runAsUser")
-            if os.geteuid() == 0 and user is not None:
-                os.chown(directory, int(user), int(group if group is not None else user))
-            directory.chmod(0o700)
-            claims[claim] = directory
         flags = [
             *security_flags(self.engine, workload.spec, container),
             *volume_flags(self.docs, workload.spec, container, workdir, claims),
@@ -290,28 +300,23 @@ class PodMesh:
 
     def stop_container(self, component: str, container: str) -> None:
         """Stop one container (SIGTERM, as the kubelet would), keeping the pod."""
-        self.engine.run("stop", "--time", "10", self.pod(component).container(container))
+        pod = self.pod(component)
+        self.engine.run("stop", "--time", grace_period(pod.workload), pod.container(container))
 
     def start_container(self, component: str, container: str) -> None:
         """Start a stopped container again, as the kubelet restarts it."""
         self.engine.run("start", self.pod(component).container(container))
 
-    def logs(self, component: str, container: str) -> str:
-        """What a container wrote."""
-        result = self.engine.run("logs", self.pod(component).container(container), check=False)
-        return result.stdout + result.stderr
-
     def stop(self) -> None:
         """Stop the pods in reverse order (app containers before their sidecars), remove them
         and the network."""
         for pod in reversed(list(self.pods.values())):
+            seconds = grace_period(pod.workload)
             for container in [*pod.workload.containers, *reversed(pod.workload.sidecars)]:
-                self.engine.run(
-                    "stop", "--time", "10", pod.container(container["name"]), check=False
-                )
+                name = pod.container(container["name"])
+                self.engine.run("stop", "--time", seconds, name, check=False)
             self.engine.run("pod", "rm", "--force", pod.name, check=False)
-        if hasattr(self, "engine"):
-            self.engine.run("network", "rm", "--force", self.network, check=False)
+        self.engine.run("network", "rm", "--force", self.network, check=False)
 
     def describe(self) -> str:
         """What runs where, and the commands that reach the edge."""
@@ -342,11 +347,13 @@ def run_pod_mesh(workdir: Path | None = None, edge_port: int = 0) -> Iterator[Po
     temporary = workdir is None
     root = Path(tempfile.mkdtemp(prefix="meshchat-pods-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
-    mesh = PodMesh(root, edge_port)
     try:
-        mesh.start()
-        yield mesh
+        mesh = PodMesh(root, edge_port)
+        try:
+            mesh.start()
+            yield mesh
+        finally:
+            mesh.stop()
     finally:
-        mesh.stop()
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
