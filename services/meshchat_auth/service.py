@@ -278,7 +278,7 @@ class AccountService:
             raise PermissionDenied("you may only delete your own account")
         user = await self.get(user_id=user_id)
         await self._confirm_self(caller, user, current_password, address, "delete your account")
-        if not await self._store.delete_user(user_id):
+        if not await self._store.delete_user(user_id, self._clock()):
             raise NotFound(f"no user {user_id!r}")
         log.info("user deleted", extra={"user_id": user_id, "by": caller.user_id})
 

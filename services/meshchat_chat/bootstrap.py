@@ -13,6 +13,8 @@ from meshchat_chat.authclient.authenticators import (
     LocalAuthenticator,
     RemoteAuthenticator,
 )
+from meshchat_chat.authclient.events import AccountEventFollower, FollowerCollector
+from meshchat_chat.authclient.revocations import RevocationList, RevokingAuthenticator
 from meshchat_chat.authclient.users import GrpcUserDirectory
 from meshchat_chat.config import AuthzMode, ChatConfig
 from meshchat_chat.fanout.hub import Hub, HubCollector
@@ -48,6 +50,7 @@ class ChatApp:
     auth_channel: grpc.aio.Channel
     jwks: JwksCache | None
     listener: PostgresListener | None
+    follower: AccountEventFollower
 
     async def start(self) -> None:
         """Fetch the keys, start listening, bind and serve; on failure (a port in use),
@@ -57,6 +60,7 @@ class ChatApp:
                 await self.jwks.start()
             if self.listener is not None:
                 await self.listener.start()
+            await self.follower.start()
             await self.server.start()
         except BaseException:
             await self.stop(grace=0)
@@ -68,7 +72,9 @@ class ChatApp:
         await self.close()
 
     async def close(self) -> None:
-        """Release the listener, the keys' refresher, the auth channel and the store."""
+        """Release the follower, the listener, the keys' refresher, the auth channel and the
+        store."""
+        await self.follower.stop()
         if self.listener is not None:
             await self.listener.stop()
         if self.jwks is not None:
@@ -102,6 +108,7 @@ async def build_server(
         authenticator = LocalAuthenticator(verifier, jwks)
     else:
         authenticator = RemoteAuthenticator(auth_channel, ttl=config.authz_cache_ttl)
+    revocations = RevocationList()
     hub = Hub(store, queue_size=config.stream_queue_size)
     chats = ChatService(
         store,
@@ -116,7 +123,9 @@ async def build_server(
             max_chats_per_user=config.max_chats_per_user,
             max_members_per_chat=config.max_members_per_chat,
         ),
+        revocations,
     )
+    follower = AccountEventFollower(auth_channel, chats)
     servicer = ChatServicer(chats)
     server = GrpcServer(
         config.server,
@@ -125,10 +134,14 @@ async def build_server(
                 SERVICE_NAME, lambda s: chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, s)
             )
         ],
-        interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator, default_policy())],
+        interceptors=[
+            ErrorInterceptor(),
+            AuthInterceptor(RevokingAuthenticator(authenticator, revocations), default_policy()),
+        ],
         tracer_provider=tracer_provider,
     )
     server.registry.register(HubCollector(hub))
+    server.registry.register(FollowerCollector(follower))
     server.on_stop(hub.close_streams)
     listener: PostgresListener | None = None
     if config.database.dialect == "postgresql":
@@ -141,4 +154,4 @@ async def build_server(
     if jwks is not None:
         # Without usable keys every call would fail: such a replica is not ready.
         server.add_dependency(jwks.probe)
-    return ChatApp(config, server, store, hub, auth_channel, jwks, listener)
+    return ChatApp(config, server, store, hub, auth_channel, jwks, listener, follower)

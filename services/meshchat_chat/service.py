@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from meshchat_chat.domain import (
+    AccountChange,
     AddOutcome,
+    AppliedChange,
     Caller,
     CaughtUp,
     Chat,
@@ -22,6 +24,7 @@ from meshchat_chat.domain import (
     Message,
     MessagePage,
     NewMessage,
+    Revocation,
     SendOutcome,
     StreamEvent,
     UserRef,
@@ -33,7 +36,7 @@ from meshchat_chat.domain import (
     validate_page_size,
     validate_text,
 )
-from meshchat_chat.fanout.hub import Hub, Signal
+from meshchat_chat.fanout.hub import Hub, Signal, Subscription
 from meshchat_chat.quotas import SendRate, StreamSlots
 from meshchat_chat.store import Store
 from meshchat_runtime.errors import (
@@ -46,10 +49,11 @@ from meshchat_runtime.errors import (
     Unauthenticated,
     Unavailable,
 )
+from meshchat_runtime.identity import Principal
 from meshchat_runtime.timestamps import utc_now
 from meshchat_runtime.usernames import LOOKUP_MAX, validate_username
 
-__all__ = ["ChatLimits", "ChatService", "UserDirectory"]
+__all__ = ["ChatLimits", "ChatService", "TokenRevocations", "UserDirectory"]
 
 REPLAY_PAGE = 500
 MAX_MEMBERS_PER_REQUEST = LOOKUP_MAX
@@ -64,6 +68,18 @@ class UserDirectory(Protocol):
     async def resolve(self, usernames: Sequence[str], caller: Caller) -> list[UserRef]:
         """The users named, in the order given, all in one request to the auth service;
         NotFound naming those that do not exist."""
+        ...
+
+
+class TokenRevocations(Protocol):
+    """The access tokens refused although they verify (account events of the auth service)."""
+
+    def add(self, revocation: Revocation) -> None:
+        """Refuse the tokens that ``revocation`` names, from now on."""
+        ...
+
+    def check(self, principal: Principal) -> None:
+        """Raise Unauthenticated when ``principal``'s token is revoked."""
         ...
 
 
@@ -96,13 +112,16 @@ class ChatService:
         users: UserDirectory,
         hub: Hub,
         limits: ChatLimits,
+        revocations: TokenRevocations,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._users = users
         self._hub = hub
         self._limits = limits
+        self._revocations = revocations
         self._clock = clock
+        self._streams_of: dict[str, set[Subscription]] = {}
         self._streams = StreamSlots(limits.max_streams_per_user)
         self._send_rate = SendRate(limits.send_interval, limits.send_burst, clock)
 
@@ -295,7 +314,10 @@ class ChatService:
         if after_seq > newest:
             raise InvalidArgument("after_seq", f"is beyond the chat's newest message ({newest})")
         expires_at = caller.principal.expires_at
-        async with self._hub.subscribe(chat_id) as subscription:
+        async with (
+            self._hub.subscribe(chat_id) as subscription,
+            self._tracked(caller.principal.user_id, subscription),
+        ):
             delivered = _Delivered(after_seq)
             async for message in self._catch_up(chat_id, delivered):
                 yield message
@@ -313,6 +335,7 @@ class ChatService:
                     case Signal.CLOSING:
                         raise Unavailable("the server is stopping: reconnect with after_seq")
                     case Signal.RECHECK:
+                        self._revocations.check(caller.principal)
                         await self._readable_chat(caller, chat_id)
                     case Message(seq=seq) as message if seq == delivered.seq + 1:
                         delivered.seq = seq
@@ -322,6 +345,41 @@ class ChatService:
                     case _:  # the queue overflowed, or messages are missing before this one
                         async for message in self._catch_up(chat_id, delivered):
                             yield message
+
+    @contextlib.asynccontextmanager
+    async def _tracked(self, user_id: str, subscription: Subscription) -> AsyncIterator[None]:
+        """Know the user's open streams, to end them when the user's tokens are revoked."""
+        streams = self._streams_of.setdefault(user_id, set())
+        streams.add(subscription)
+        try:
+            yield
+        finally:
+            streams.discard(subscription)
+            if not streams and self._streams_of.get(user_id) is streams:
+                del self._streams_of[user_id]
+
+    # -- account events ------------------------------------------------------------------
+
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Apply an account event of the auth service: its tokens are refused at once (also
+        while the database is away), the user's open streams check their token again and
+        end, and the store applies the change (a deleted user leaves every chat)."""
+        self._revocations.add(change.revocation)
+        for subscription in self._streams_of.get(change.user_id, ()):
+            subscription.flag_recheck()
+        applied = await self._store.apply_account_change(change)
+        for chat_id in (*applied.changed_chats, *applied.deleted_chats):
+            self._hub.membership_changed(chat_id)
+        return applied
+
+    async def restore_account_events(self) -> int:
+        """Refuse the tokens that the stored revocations name; the number of the last
+        account event applied (0: none yet). The number is read first, so every event up to
+        it is among the revocations read after it."""
+        position = await self._store.account_event_position()
+        for revocation in await self._store.revocations():
+            self._revocations.add(revocation)
+        return position
 
     async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[Message]:
         """The stored messages after ``delivered.seq``, in pages, up to the newest one (which

@@ -7,13 +7,16 @@ from __future__ import annotations
 from typing import Protocol
 
 from meshchat_chat.domain import (
+    AccountChange,
     AddOutcome,
+    AppliedChange,
     Chat,
     ChatCursor,
     KeySet,
     Member,
     Message,
     NewMessage,
+    Revocation,
     SendResult,
 )
 from meshchat_chat.store.postgres import PostgresStore
@@ -72,6 +75,21 @@ class Store(Protocol):
     async def last_seq(self, chat_id: str) -> int | None:
         """The seq of the chat's newest message (0: none), or None when there is no chat."""
         ...
+
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Apply an account event in one transaction: merge its revocation into the user's
+        (:meth:`~meshchat_chat.domain.Revocation.merged`); for a deleted user, remove their
+        memberships and hand each chat they owned to its earliest remaining member (by
+        joined time, then username), deleting the chat when none remains; and move the
+        position to ``change.seq`` (never back). Applying it again changes nothing."""
+        ...
+
+    async def revocations(self) -> list[Revocation]:
+        """Every user's revocation."""
+        ...
+
+    async def account_event_position(self) -> int:
+        """The number of the last account event applied; 0 before the first."""
 
     async def save_key_set(self, key_set: KeySet) -> None:
         """Keep the auth service's key set, unless the one kept was fetched later."""
