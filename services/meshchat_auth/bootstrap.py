@@ -25,6 +25,7 @@ from meshchat_auth.store import AuthStore
 from meshchat_runtime.access import default_policy
 from meshchat_runtime.database import PostgresDatabase, SqliteDatabase
 from meshchat_runtime.interceptors import AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.metrics import DatabaseMetrics, LimitRefusals
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
 from meshchat_runtime.settings import DatabaseUrl
 from meshchat_runtime.tokens import TokenVerifier
@@ -38,12 +39,12 @@ SERVICE_NAMES = (
 )
 
 
-async def open_store(database: DatabaseUrl) -> AuthStore:
+async def open_store(database: DatabaseUrl, metrics: DatabaseMetrics | None = None) -> AuthStore:
     """Open (and migrate) the store the URL names."""
     if database.dialect == "sqlite":
         assert database.sqlite_path is not None
-        return await SqliteAuthStore.open(SqliteDatabase(database.sqlite_path))
-    return await PostgresAuthStore.open(PostgresDatabase(database))
+        return await SqliteAuthStore.open(SqliteDatabase(database.sqlite_path, metrics))
+    return await PostgresAuthStore.open(PostgresDatabase(database, metrics=metrics))
 
 
 @dataclass(slots=True)
@@ -81,14 +82,16 @@ async def build_server(
 ) -> AuthApp:
     """Wire the auth service from its configuration. Opens the store; binds nothing yet."""
     keys = KeyRing.load(config.keys_dir, generate=config.generate_key)
-    store = await open_store(config.database)
+    database_metrics = DatabaseMetrics()
+    store = await open_store(config.database, database_metrics)
     policy = default_policy()
     hasher = PasswordHasher(config.argon2)
     issuer = TokenIssuer(keys, config.tokens)
     verifier = TokenVerifier(keys, issuer=config.tokens.issuer, audience=config.tokens.audience)
     checker = AccessChecker(verifier, store, policy)
     accounts = AccountService(store, hasher)
-    sessions = SessionService(store, hasher, issuer, config.tokens)
+    refusals = LimitRefusals()
+    sessions = SessionService(store, hasher, issuer, config.tokens, refusals.refused)
     user_servicer = UserServicer(accounts)
     auth_servicer = AuthServicer(sessions)
     access_servicer = AccessServicer(checker)
@@ -111,5 +114,7 @@ async def build_server(
         interceptors=[ErrorInterceptor(), AuthInterceptor(checker, policy)],
         tracer_provider=tracer_provider,
     )
+    for collector in (database_metrics, refusals):
+        server.registry.register(collector)
     server.add_dependency(store.ping)
     return AuthApp(config, server, store, keys, accounts, sessions)

@@ -232,12 +232,14 @@ class SessionService:
         hasher: PasswordHasher,
         issuer: TokenIssuer,
         policy: TokenPolicy,
+        on_refusal: Callable[[str], None] = lambda limit: None,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._issuer = issuer
         self._policy = policy
+        self._on_refusal = on_refusal  # told the limit's name (metrics.LIMITS) on a refusal
         self._clock = clock
 
     async def _throttle(self, username_key: str, now: datetime) -> None:
@@ -248,6 +250,7 @@ class SessionService:
         window_end = window_start + timedelta(seconds=self._policy.failed_login_window)
         if count >= self._policy.max_failed_logins and window_end > now:
             wait = (window_end - now).total_seconds()
+            self._on_refusal("failed_logins")
             raise ResourceExhausted(
                 f"too many failed logins for this account; try again in {int(wait) + 1} s", wait
             )

@@ -18,6 +18,7 @@ from meshchat_chat.store import Store, open_store
 from meshchat_chat.users import GrpcUserDirectory
 from meshchat_runtime.access import default_policy
 from meshchat_runtime.interceptors import Authenticator, AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.metrics import DatabaseMetrics, DeliveryMetrics, JwksCollector
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
 from meshchat_runtime.tokens import TokenVerifier
 
@@ -82,7 +83,10 @@ async def build_server(
     config: ChatConfig, tracer_provider: TracerProvider | None = None
 ) -> ChatApp:
     """Wire the chat service from its configuration. Opens the store; binds nothing yet."""
-    store = await open_store(config.database, pool_size=config.database_pool_size)
+    database_metrics = DatabaseMetrics()
+    store = await open_store(
+        config.database, pool_size=config.database_pool_size, metrics=database_metrics
+    )
     auth_channel = grpc.aio.insecure_channel(str(config.auth_addr), options=AUTH_CHANNEL_OPTIONS)
     jwks: JwksCache | None = None
     authenticator: Authenticator
@@ -98,6 +102,7 @@ async def build_server(
     else:
         authenticator = RemoteAuthenticator(auth_channel, ttl=config.authz_cache_ttl)
     hub = Hub(store, queue_size=config.stream_queue_size)
+    deliveries = DeliveryMetrics()
     chats = ChatService(
         store,
         GrpcUserDirectory(auth_channel),
@@ -106,6 +111,7 @@ async def build_server(
             max_message_length=config.max_message_length,
             heartbeat_interval=config.heartbeat_interval,
         ),
+        deliveries,
     )
     servicer = ChatServicer(chats)
     server = GrpcServer(
@@ -118,7 +124,10 @@ async def build_server(
         interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator, default_policy())],
         tracer_provider=tracer_provider,
     )
-    server.registry.register(HubCollector(hub))
+    for collector in (HubCollector(hub), deliveries, database_metrics):
+        server.registry.register(collector)
+    if jwks is not None:
+        server.registry.register(JwksCollector(jwks.age, jwks.max_age))
     server.on_stop(hub.close_streams)
     listener: PostgresListener | None = None
     if config.database.dialect == "postgresql":

@@ -46,11 +46,23 @@ from meshchat_runtime.errors import (
     Unavailable,
 )
 
-__all__ = ["ChatLimits", "ChatService", "UserDirectory"]
+__all__ = ["ChatLimits", "ChatService", "DeliveryObserver", "UserDirectory"]
 
 REPLAY_PAGE = 500
 MAX_MEMBERS_PER_REQUEST = 500
 LOOKUP_CONCURRENCY = 16
+
+
+class DeliveryObserver(Protocol):
+    """Told how Connect streams deliver (the service's metrics)."""
+
+    def delivered(self, seconds: float) -> None:
+        """A live message reached a stream ``seconds`` after it was committed."""
+        ...
+
+    def caught_up(self, reason: str) -> None:
+        """A stream read missed messages from the store: "connect", "overflow" or "gap"."""
+        ...
 
 
 class UserDirectory(Protocol):
@@ -78,12 +90,14 @@ class ChatService:
         users: UserDirectory,
         hub: Hub,
         limits: ChatLimits,
+        deliveries: DeliveryObserver,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._users = users
         self._hub = hub
         self._limits = limits
+        self._deliveries = deliveries
         self._clock = clock
 
     # -- chats ---------------------------------------------------------------------------
@@ -244,6 +258,7 @@ class ChatService:
         expires_at = caller.principal.expires_at
         async with self._hub.subscribe(chat_id) as subscription:
             last = after_seq
+            self._deliveries.caught_up("connect")
             async for message in self._replay(chat_id, last):
                 last = message.seq
                 yield message
@@ -263,12 +278,18 @@ class ChatService:
                 elif item is Signal.RECHECK:
                     await self._readable_chat(caller, chat_id)
                 elif item is Signal.LAGGING or item.seq > last + 1:
+                    self._deliveries.caught_up("overflow" if item is Signal.LAGGING else "gap")
                     async for message in self._replay(chat_id, last):
                         last = message.seq
+                        self._delivered(message)
                         yield message
                 if isinstance(item, Message) and item.seq == last + 1:
                     last = item.seq
+                    self._delivered(item)
                     yield item
+
+    def _delivered(self, message: Message) -> None:
+        self._deliveries.delivered(self._clock() - message.created_at.timestamp())
 
     async def _replay(self, chat_id: str, after_seq: int) -> AsyncIterator[Message]:
         while True:

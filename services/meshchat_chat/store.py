@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from meshchat_chat.domain import Chat, ChatCursor, Member, Message, NewMessage, SendResult
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["NOTIFY_CHANNEL", "Store", "open_store"]
@@ -72,7 +73,9 @@ class Store(Protocol):
         ...
 
 
-async def open_store(url: DatabaseUrl, *, pool_size: int = 10) -> Store:
+async def open_store(
+    url: DatabaseUrl, *, pool_size: int = 10, metrics: DatabaseMetrics | None = None
+) -> Store:
     """Connect to the database named by ``url``, apply the migrations, return its store."""
     from meshchat_runtime.database import PostgresDatabase, SqliteDatabase, load_migrations
 
@@ -80,12 +83,14 @@ async def open_store(url: DatabaseUrl, *, pool_size: int = 10) -> Store:
         from meshchat_chat.sqlite_store import SqliteStore
 
         assert url.sqlite_path is not None
-        sqlite = SqliteDatabase(url.sqlite_path)
+        sqlite = SqliteDatabase(url.sqlite_path, metrics)
         await sqlite.open(load_migrations("meshchat_chat", "sqlite"))
         return SqliteStore(sqlite)
     from meshchat_chat.postgres_store import PostgresStore
 
-    postgres = PostgresDatabase(url, min_size=min(2, pool_size), max_size=pool_size)
+    postgres = PostgresDatabase(
+        url, min_size=min(2, pool_size), max_size=pool_size, metrics=metrics
+    )
     try:
         await postgres.open(load_migrations("meshchat_chat", "postgresql"), MIGRATION_LOCK)
     except BaseException:
