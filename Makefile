@@ -35,7 +35,7 @@ proto: $(STAMP) ## Regenerate the Python code in services/meshchat from proto/.
 lint: $(STAMP) ## ruff and mypy --strict.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy services client tests scripts benchmarks
+	$(BIN)/mypy services client devtools tests scripts benchmarks
 
 .PHONY: test
 test: lint tools ## The whole suite: lint, types, unit, both storage backends, deployment checks, end to end.
@@ -69,7 +69,7 @@ $(TOOLS)/helm: scripts/fetch_helm.py | $(STAMP)
 .PHONY: tools
 tools: $(CHECKOV) $(TOOLS)/helm ## helm and checkov for the deployment checks, under .cache/tools/.
 
-# The chart's pods as processes on this machine (scripts/mesh.py; docs/mesh.md).
+# The chart's pods as processes on this machine (devtools/mesh; docs/mesh.md).
 .PHONY: mesh
 mesh: $(STAMP) $(TOOLS)/helm ## The chart's pods on this machine: Envoy sidecars, mTLS, edge (Ctrl-C stops).
 	$(BIN)/python -m scripts.mesh

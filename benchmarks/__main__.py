@@ -25,13 +25,13 @@ import grpc.aio
 import psycopg
 
 from benchmarks.echo_server import METHOD as ECHO_METHOD
+from devtools.paths import REPO_ROOT
+from devtools.postgres import ThrowawayPostgres, throwaway_postgres
+from devtools.processes import ServiceProcess, free_port
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from tests.support.postgres import ThrowawayPostgres, throwaway_postgres
-from tests.support.processes import ServiceProcess, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench-results"
+RESULTS = REPO_ROOT / "bench-results"
 PASSWORD = "benchmark password"  # noqa: S105 (throwaway benchmark users)
 DURATION = float(os.environ.get("MESHCHAT_BENCH_SECONDS", "5"))
 MEMBERS = 100
@@ -94,7 +94,7 @@ def rss_bytes(pid: int) -> int:
 async def echo_ceiling(report: Report, workdir: Path) -> float:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks.echo_server", str(port), cwd=ROOT
+        sys.executable, "-m", "benchmarks.echo_server", str(port), cwd=REPO_ROOT
     )
     try:
         channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(2)]
@@ -342,7 +342,7 @@ async def idle_streams(report: Report, chat: ServiceProcess, token: str, chat_id
             chat_id,
             str(found.last_seq),
             str(per_client),
-            cwd=ROOT,
+            cwd=REPO_ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

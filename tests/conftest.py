@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import (
+from devtools.postgres import (
     ExistingPostgres,
     PostgresNotAvailable,
     PostgresServer,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.processes import ServiceProcess, free_port
 from tests.support.docs import DOCS, PAGES, ROOT, broken_links, code_blocks, section
-from tests.support.processes import ServiceProcess, free_port
 
 README = ROOT / "README.md"
 AUTH_PAGE = DOCS / "auth-service.md"

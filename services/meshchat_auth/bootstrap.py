@@ -15,36 +15,25 @@ from meshchat.auth.v1 import (
     users_pb2_grpc,
 )
 from meshchat_auth.config import AuthConfig
+from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.passwords import PasswordHasher
-from meshchat_auth.postgres_store import PostgresAuthStore
-from meshchat_auth.service import AccessChecker, AccountService, SessionService, TokenIssuer
-from meshchat_auth.servicers import AccessServicer, AuthServicer, UserServicer
-from meshchat_auth.sqlite_store import SqliteAuthStore
-from meshchat_auth.store import AuthStore
+from meshchat_auth.service import AccessChecker, AccountService, SessionService
+from meshchat_auth.servicer import AccessServicer, AuthServicer, UserServicer
+from meshchat_auth.store import AuthStore, open_store
 from meshchat_runtime.access import default_policy
-from meshchat_runtime.database import PostgresDatabase, SqliteDatabase
 from meshchat_runtime.interceptors import AuthInterceptor, ErrorInterceptor
 from meshchat_runtime.metrics import DatabaseMetrics, LimitRefusals
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
-from meshchat_runtime.settings import DatabaseUrl
 from meshchat_runtime.tokens import TokenVerifier
 
-__all__ = ["AuthApp", "build_server", "open_store"]
+__all__ = ["AuthApp", "build_server"]
 
 SERVICE_NAMES = (
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
 )
-
-
-async def open_store(database: DatabaseUrl, metrics: DatabaseMetrics | None = None) -> AuthStore:
-    """Open (and migrate) the store the URL names."""
-    if database.dialect == "sqlite":
-        assert database.sqlite_path is not None
-        return await SqliteAuthStore.open(SqliteDatabase(database.sqlite_path, metrics))
-    return await PostgresAuthStore.open(PostgresDatabase(database, metrics=metrics))
 
 
 @dataclass(slots=True)
@@ -59,22 +48,27 @@ class AuthApp:
     sessions: SessionService
 
     async def start(self) -> None:
-        """Bind and serve."""
-        await self.server.start()
+        """Bind and serve; on failure (a port in use), release everything before raising, so
+        that the process can exit."""
+        try:
+            await self.server.start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop serving, then close the store."""
+        """Stop serving (in-flight RPCs get ``grace`` seconds), then release everything."""
         await self.server.stop(grace)
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the store."""
         await self.store.close()
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, then stop gracefully."""
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop(grace=0)
-            raise
-        await self.server.run_until_signalled(on_stop=self.store.close)
+        await self.start()
+        await self.server.run_until_signalled(on_stop=self.close)
 
 
 async def build_server(

@@ -1,42 +1,173 @@
-"""The auth service's configuration: one frozen dataclass, validated when it is built."""
+"""The auth service's configuration: its settings, each declared once in :data:`SETTINGS`,
+and the frozen dataclasses built from them, validated when they are built: each value by its
+setting's parser, the rules between values in ``__post_init__``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshchat_auth.passwords import Argon2Parameters
-from meshchat_runtime.settings import DatabaseUrl, HostPort, ServerSettings, parse_database_url
+from meshchat_runtime.settings import (
+    DATABASE_URL,
+    LISTEN,
+    LOG_LEVEL,
+    METRICS_LISTEN,
+    SHARED_SETTINGS,
+    ConfigError,
+    DatabaseUrl,
+    ServerSettings,
+    Setting,
+    SettingValues,
+    duration,
+    integer,
+    parse_bool,
+    parse_path,
+    parse_text,
+    server_config,
+)
 
-__all__ = ["AuthConfig", "TokenPolicy"]
+__all__ = ["SETTINGS", "Argon2Parameters", "AuthConfig", "TokenPolicy", "config_from"]
+
+ARGON2_MINIMUM_MEMORY_KIB = 19 * 1024
+ARGON2_MINIMUM_TIME_COST = 2
+
+DATABASE = DATABASE_URL.with_default("sqlite:///.data/auth.db")
+KEYS_DIR = Setting(
+    "keys-dir",
+    parse_path,
+    ".data/auth-keys",
+    "Folder of ES256 (P-256) PEM private keys; all are published, the file whose name sorts "
+    "last signs.",
+)
+GENERATE_KEY = Setting(
+    "generate-key",
+    parse_bool,
+    "true",
+    "Generate a signing key (mode 0600) when the keys folder has none.",
+)
+ISSUER = Setting("issuer", parse_text, "meshchat-auth", "The iss claim of access tokens.")
+AUDIENCE = Setting("audience", parse_text, "meshchat", "The aud claim of access tokens.")
+ACCESS_TOKEN_TTL = Setting(
+    "access-token-ttl",
+    duration(minimum=10),
+    "300",
+    "Access-token lifetime (seconds, or 5m, 1h).",
+)
+REFRESH_TOKEN_TTL = Setting(
+    "refresh-token-ttl",
+    duration(),
+    "30d",
+    "Absolute lifetime of a login's refresh-token family.",
+)
+MAX_FAILED_LOGINS = Setting(
+    "max-failed-logins",
+    integer(minimum=1),
+    "5",
+    "Failed logins of one account before Login answers RESOURCE_EXHAUSTED.",
+)
+FAILED_LOGIN_WINDOW = Setting(
+    "failed-login-window", duration(), "15m", "The window in which failed logins count."
+)
+ARGON2_MEMORY_KIB = Setting(
+    "argon2-memory-kib",
+    integer(),
+    "19456",
+    f"argon2id memory cost (OWASP minimum {ARGON2_MINIMUM_MEMORY_KIB}).",
+)
+ARGON2_TIME_COST = Setting(
+    "argon2-time-cost",
+    integer(),
+    "2",
+    f"argon2id iterations (minimum {ARGON2_MINIMUM_TIME_COST}).",
+)
+
+
+SETTINGS: tuple[Setting[object], ...] = (
+    LISTEN.with_default("127.0.0.1:50051"),
+    METRICS_LISTEN.with_default("127.0.0.1:9101"),
+    DATABASE,
+    *SHARED_SETTINGS,
+    KEYS_DIR,
+    GENERATE_KEY,
+    ISSUER,
+    AUDIENCE,
+    ACCESS_TOKEN_TTL,
+    REFRESH_TOKEN_TTL,
+    MAX_FAILED_LOGINS,
+    FAILED_LOGIN_WINDOW,
+    ARGON2_MEMORY_KIB,
+    ARGON2_TIME_COST,
+)
+"""Every setting of ``meshchat-auth serve``, in the order of its ``--help``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Parameters:
+    """argon2id cost parameters; the defaults are OWASP's minimum (19 MiB, t=2, p=1), and
+    nothing below it is accepted."""
+
+    memory_kib: int = ARGON2_MEMORY_KIB.default_value
+    time_cost: int = ARGON2_TIME_COST.default_value
+    parallelism: int = 1
+
+    def __post_init__(self) -> None:
+        floors = (
+            (ARGON2_MEMORY_KIB.env, self.memory_kib, ARGON2_MINIMUM_MEMORY_KIB),
+            (ARGON2_TIME_COST.env, self.time_cost, ARGON2_MINIMUM_TIME_COST),
+            ("argon2id parallelism", self.parallelism, 1),
+        )
+        for setting, value, minimum in floors:
+            if value < minimum:
+                raise ConfigError(f"{setting}: {value} is below the OWASP minimum {minimum}")
 
 
 @dataclass(frozen=True, slots=True)
 class TokenPolicy:
     """Who issues tokens for whom, and for how long."""
 
-    issuer: str = "meshchat-auth"
-    audience: str = "meshchat"
-    access_ttl: float = 300.0
-    refresh_ttl: float = 30 * 86400.0
-    max_failed_logins: int = 5
-    failed_login_window: float = 900.0
+    issuer: str = ISSUER.default_value
+    audience: str = AUDIENCE.default_value
+    access_ttl: float = ACCESS_TOKEN_TTL.default_value
+    refresh_ttl: float = REFRESH_TOKEN_TTL.default_value
+    max_failed_logins: int = MAX_FAILED_LOGINS.default_value
+    failed_login_window: float = FAILED_LOGIN_WINDOW.default_value
+
+    def __post_init__(self) -> None:
+        if self.refresh_ttl <= self.access_ttl:
+            raise ConfigError(f"{REFRESH_TOKEN_TTL.env}: must be longer than the access-token TTL")
 
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
-    """Everything the auth service needs to start."""
+    """Everything the auth service needs to start; :func:`config_from` builds it from the
+    parsed settings, and its defaults are theirs."""
 
-    server: ServerSettings = field(
-        default_factory=lambda: ServerSettings(
-            listen=HostPort("127.0.0.1", 50051), metrics_listen=HostPort("127.0.0.1", 9101)
-        )
-    )
-    database: DatabaseUrl = field(
-        default_factory=lambda: parse_database_url("sqlite:///.data/auth.db")
-    )
-    keys_dir: Path = Path(".data/auth-keys")
-    generate_key: bool = True
+    server: ServerSettings
+    database: DatabaseUrl
+    keys_dir: Path = KEYS_DIR.default_value
+    generate_key: bool = GENERATE_KEY.default_value
     tokens: TokenPolicy = field(default_factory=TokenPolicy)
     argon2: Argon2Parameters = field(default_factory=Argon2Parameters)
-    log_level: str = "info"
+    log_level: str = LOG_LEVEL.default_value
+
+
+def config_from(values: SettingValues) -> AuthConfig:
+    """The configuration from the parsed values of :data:`SETTINGS`."""
+    return AuthConfig(
+        server=server_config(values),
+        database=values[DATABASE],
+        keys_dir=values[KEYS_DIR],
+        generate_key=values[GENERATE_KEY],
+        tokens=TokenPolicy(
+            issuer=values[ISSUER],
+            audience=values[AUDIENCE],
+            access_ttl=values[ACCESS_TOKEN_TTL],
+            refresh_ttl=values[REFRESH_TOKEN_TTL],
+            max_failed_logins=values[MAX_FAILED_LOGINS],
+            failed_login_window=values[FAILED_LOGIN_WINDOW],
+        ),
+        argon2=Argon2Parameters(
+            memory_kib=values[ARGON2_MEMORY_KIB], time_cost=values[ARGON2_TIME_COST]
+        ),
+        log_level=values[LOG_LEVEL],
+    )

@@ -11,6 +11,7 @@ from meshchat_runtime.identity import Role
 
 __all__ = [
     "IssuedTokens",
+    "LoginFailures",
     "NewUser",
     "RefreshToken",
     "User",
@@ -26,6 +27,9 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 EMAIL_MAX = 254
+
+LoginFailures = tuple[int, datetime]
+"""How many logins failed for an account since when."""
 
 
 def validate_username(username: str, field: str = "username") -> str:

@@ -23,12 +23,11 @@ from cryptography.hazmat.primitives.asymmetric.ec import (
     EllipticCurvePublicKey,
 )
 
+from meshchat_auth.config import GENERATE_KEY, KEYS_DIR
 from meshchat_runtime.settings import ConfigError
 from meshchat_runtime.tokens import ALGORITHM
 
 __all__ = ["KeyRing", "SigningKey", "generate_key_file", "jwk_thumbprint"]
-
-KEYS_SETTING = "MESHCHAT_KEYS_DIR"
 
 
 def _b64(data: bytes) -> str:
@@ -108,27 +107,27 @@ class KeyRing:
                 directory.mkdir(mode=0o700, parents=True)
             except OSError as exc:
                 raise ConfigError(
-                    f"{KEYS_SETTING}: cannot create {directory}: {exc.strerror}"
+                    f"{KEYS_DIR.env}: cannot create {directory}: {exc.strerror}"
                 ) from None
         if not directory.is_dir():
-            raise ConfigError(f"{KEYS_SETTING}: {directory} is not a directory")
+            raise ConfigError(f"{KEYS_DIR.env}: {directory} is not a directory")
         try:
             files = sorted(
                 p for p in directory.iterdir() if p.suffix == ".pem" and not p.name.startswith(".")
             )
         except OSError as exc:
-            raise ConfigError(f"{KEYS_SETTING}: cannot read {directory}: {exc.strerror}") from None
+            raise ConfigError(f"{KEYS_DIR.env}: cannot read {directory}: {exc.strerror}") from None
         if not files:
             if not generate:
                 raise ConfigError(
-                    f"{KEYS_SETTING}: no *.pem signing key in {directory} "
-                    "(and MESHCHAT_GENERATE_KEY is off)"
+                    f"{KEYS_DIR.env}: no *.pem signing key in {directory} "
+                    f"(and {GENERATE_KEY.env} is off)"
                 )
             try:
                 files = [generate_key_file(directory)]
             except OSError as exc:
                 raise ConfigError(
-                    f"{KEYS_SETTING}: cannot write a key to {directory}: {exc.strerror}"
+                    f"{KEYS_DIR.env}: cannot write a key to {directory}: {exc.strerror}"
                 ) from None
         return cls([cls._load_file(path) for path in files])
 
@@ -137,13 +136,13 @@ class KeyRing:
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except OSError as exc:
-            raise ConfigError(f"{KEYS_SETTING}: cannot read {path}: {exc.strerror}") from None
+            raise ConfigError(f"{KEYS_DIR.env}: cannot read {path}: {exc.strerror}") from None
         except (ValueError, TypeError):
             raise ConfigError(
-                f"{KEYS_SETTING}: {path} is not an unencrypted PEM private key"
+                f"{KEYS_DIR.env}: {path} is not an unencrypted PEM private key"
             ) from None
         if not isinstance(key, EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-            raise ConfigError(f"{KEYS_SETTING}: {path} is not an EC P-256 key (ES256 needs one)")
+            raise ConfigError(f"{KEYS_DIR.env}: {path} is not an EC P-256 key (ES256 needs one)")
         return SigningKey(jwk_thumbprint(key.public_key()), key, path)
 
     @property

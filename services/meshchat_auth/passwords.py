@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["Argon2Parameters", "PasswordHasher"]
+from meshchat_auth.config import Argon2Parameters
 
-
-@dataclass(frozen=True, slots=True)
-class Argon2Parameters:
-    """argon2id cost parameters; the defaults are OWASP's minimum (19 MiB, t=2, p=1)."""
-
-    memory_kib: int = 19 * 1024
-    time_cost: int = 2
-    parallelism: int = 1
-
-    def __post_init__(self) -> None:
-        if self.memory_kib < 19 * 1024 or self.time_cost < 2 or self.parallelism < 1:
-            raise ValueError("argon2id parameters below the OWASP minimum (19 MiB, t=2, p=1)")
+__all__ = ["PasswordHasher"]
 
 
 class PasswordHasher:

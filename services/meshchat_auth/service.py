@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
-import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-
-import jwt
 
 from meshchat_auth.config import TokenPolicy
 from meshchat_auth.domain import (
@@ -27,10 +23,10 @@ from meshchat_auth.domain import (
     validate_password,
     validate_username,
 )
-from meshchat_auth.keys import KeyRing
+from meshchat_auth.issuer import TokenIssuer, hash_refresh_token
 from meshchat_auth.passwords import PasswordHasher
 from meshchat_auth.store import AuthStore
-from meshchat_runtime.access import AccessPolicy, Decision
+from meshchat_runtime.access import UNAUTHENTICATED_MESSAGE, AccessPolicy
 from meshchat_runtime.errors import (
     InvalidArgument,
     NotFound,
@@ -39,26 +35,16 @@ from meshchat_runtime.errors import (
     Unauthenticated,
 )
 from meshchat_runtime.identity import Principal, Role
-from meshchat_runtime.tokens import ACCESS_TOKEN_TYPE, ALGORITHM, TokenVerifier
+from meshchat_runtime.timestamps import utc_now
+from meshchat_runtime.tokens import TokenVerifier
 
-__all__ = ["AccessChecker", "AccountService", "Page", "SessionService", "TokenIssuer"]
+__all__ = ["AccessChecker", "AccountService", "Page", "SessionService"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-REFRESH_TOKEN_PREFIX = "mcr_"  # noqa: S105 (a prefix, not a secret)
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
-
-
-def hash_refresh_token(token: str) -> str:
-    """Refresh tokens carry 256 random bits, so a plain SHA-256 is a safe way to store them."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,46 +53,6 @@ class Page:
 
     users: list[User]
     next_page_token: str
-
-
-class TokenIssuer:
-    """Signs access tokens with the newest key and makes refresh tokens."""
-
-    def __init__(self, keys: KeyRing, policy: TokenPolicy, clock: Clock = utc_now) -> None:
-        self._keys = keys
-        self._policy = policy
-        self._clock = clock
-
-    def access_token(self, user: User, now: datetime) -> tuple[str, datetime]:
-        """A signed access token for ``user`` and its expiry."""
-        expires = now + timedelta(seconds=self._policy.access_ttl)
-        key = self._keys.signing_key
-        claims: dict[str, Any] = {
-            "iss": self._policy.issuer,
-            "aud": self._policy.audience,
-            "sub": user.id,
-            "username": user.username,
-            "role": user.role.name,
-            "iat": int(now.timestamp()),
-            "exp": int(expires.timestamp()),
-            "jti": uuid.uuid4().hex,
-        }
-        token = jwt.encode(
-            claims,
-            key.private_key,
-            algorithm=ALGORITHM,
-            headers={"kid": key.kid, "typ": ACCESS_TOKEN_TYPE},
-        )
-        return token, datetime.fromtimestamp(claims["exp"], UTC)
-
-    @staticmethod
-    def refresh_token() -> str:
-        """A new opaque refresh token."""
-        return REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-    def jwks(self) -> list[dict[str, Any]]:
-        """The public keys that verify the tokens."""
-        return self._keys.jwks()
 
 
 def _page_token(username: str) -> str:
@@ -154,7 +100,7 @@ class AccountService:
         log.info("user created", extra={"user_id": user.id, "role": role.name})
         return user
 
-    async def get(self, caller: Principal, *, user_id: str = "", username: str = "") -> User:
+    async def get(self, *, user_id: str = "", username: str = "") -> User:
         """Look up an account by id or username."""
         if user_id:
             user = await self._store.get_user(user_id)
@@ -365,11 +311,7 @@ class AccessChecker:
                 "endpoint", "must be a full method name like /package.Service/Method"
             )
         if not token:
-            raise Unauthenticated("this call needs an access token")
+            raise Unauthenticated(UNAUTHENTICATED_MESSAGE)
         principal = await self.authenticate(token)
-        decision = self._policy.decide(endpoint, principal)
-        if decision is Decision.ALLOW:
-            return principal
-        if self._policy.rule_for(endpoint) is None:
-            raise PermissionDenied(f"{endpoint} is not a known endpoint")
-        raise PermissionDenied(f"role {principal.role.name} may not call {endpoint}")
+        self._policy.enforce(endpoint, principal)
+        return principal

@@ -8,14 +8,18 @@ import grpc.aio
 from opentelemetry.sdk.trace import TracerProvider
 
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from meshchat_chat.authn import JwksCache, LocalAuthenticator, RemoteAuthenticator
+from meshchat_chat.authclient.authenticators import (
+    JwksCache,
+    LocalAuthenticator,
+    RemoteAuthenticator,
+)
+from meshchat_chat.authclient.users import GrpcUserDirectory
 from meshchat_chat.config import AuthzMode, ChatConfig
-from meshchat_chat.hub import Hub, HubCollector
-from meshchat_chat.listener import PostgresListener
+from meshchat_chat.fanout.hub import Hub, HubCollector
+from meshchat_chat.fanout.listener import PostgresListener
 from meshchat_chat.service import ChatLimits, ChatService
 from meshchat_chat.servicer import ChatServicer
 from meshchat_chat.store import Store, open_store
-from meshchat_chat.users import GrpcUserDirectory
 from meshchat_runtime.access import default_policy
 from meshchat_runtime.interceptors import Authenticator, AuthInterceptor, ErrorInterceptor
 from meshchat_runtime.metrics import DatabaseMetrics, DeliveryMetrics, JwksCollector

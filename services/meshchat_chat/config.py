@@ -1,19 +1,32 @@
-"""The chat service's configuration: one frozen dataclass, validated when it is built."""
+"""The chat service's configuration: its settings, each declared once in :data:`SETTINGS`,
+and the frozen dataclass built from them, validated when it is built: each value by its
+setting's parser (no rule of the chat service spans two values)."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from meshchat_runtime.settings import (
-    ConfigError,
+    DATABASE_URL,
+    LISTEN,
+    LOG_LEVEL,
+    METRICS_LISTEN,
+    SHARED_SETTINGS,
     DatabaseUrl,
     HostPort,
     ServerSettings,
-    parse_database_url,
+    Setting,
+    SettingValues,
+    choice,
+    duration,
+    integer,
+    parse_host_port,
+    parse_text,
+    server_config,
 )
 
-__all__ = ["AuthzMode", "ChatConfig"]
+__all__ = ["SETTINGS", "AuthzMode", "ChatConfig", "config_from"]
 
 
 class AuthzMode(enum.Enum):
@@ -24,52 +37,141 @@ class AuthzMode(enum.Enum):
     REMOTE = "remote"
 
 
+DATABASE = DATABASE_URL.with_default("sqlite:///.data/chat.db")
+DATABASE_POOL_SIZE = Setting(
+    "database-pool-size",
+    integer(minimum=1),
+    "10",
+    "PostgreSQL connections in the pool (the LISTEN connection comes on top).",
+)
+AUTH_ADDR = Setting(
+    "auth-addr",
+    parse_host_port,
+    "127.0.0.1:50051",
+    "The auth service (HOST:PORT): JWKS, user look-ups and, in remote mode, access checks.",
+)
+AUTHZ_MODE = Setting(
+    "authz-mode",
+    choice(AuthzMode),
+    "local",
+    "local: verify access tokens here against the auth service's JWKS (fast, survives an "
+    "auth outage; a revoked token stays valid until it expires). remote: ask the auth "
+    "service's Access API on every call, caching each answer briefly.",
+)
+ISSUER = Setting("issuer", parse_text, "meshchat-auth", "The iss claim access tokens must carry.")
+AUDIENCE = Setting("audience", parse_text, "meshchat", "The aud claim access tokens must carry.")
+JWKS_REFRESH_INTERVAL = Setting(
+    "jwks-refresh-interval",
+    duration(positive=True),
+    "5m",
+    "Local mode: how often the JWKS is fetched again.",
+)
+JWKS_MIN_REFETCH_INTERVAL = Setting(
+    "jwks-min-refetch-interval",
+    duration(),
+    "10s",
+    "Local mode: a token with an unknown kid triggers a fetch at most this often.",
+)
+JWKS_MAX_AGE = Setting(
+    "jwks-max-age",
+    duration(positive=True),
+    "24h",
+    "Local mode: how long cached keys stay in use while the auth service is unreachable.",
+)
+AUTHZ_CACHE_TTL = Setting(
+    "authz-cache-ttl",
+    duration(),
+    "5s",
+    "Remote mode: how long an access decision is reused for the same token and method.",
+)
+MAX_MESSAGE_LENGTH = Setting(
+    "max-message-length",
+    integer(minimum=1, maximum=1_000_000),
+    "4096",
+    "Longest message text, in characters.",
+)
+HEARTBEAT_INTERVAL = Setting(
+    "heartbeat-interval",
+    duration(positive=True),
+    "30s",
+    "A Connect stream idle this long gets a Heartbeat.",
+)
+STREAM_QUEUE_SIZE = Setting(
+    "stream-queue-size",
+    integer(minimum=1),
+    "256",
+    "Messages queued per Connect stream; a stream that falls further behind catches up "
+    "from the database.",
+)
+LISTEN_CHECK_INTERVAL = Setting(
+    "listen-check-interval",
+    duration(positive=True),
+    "5s",
+    "PostgreSQL: the LISTEN connection is checked with a query after being quiet this long.",
+)
+
+SETTINGS: tuple[Setting[object], ...] = (
+    LISTEN.with_default("127.0.0.1:50052"),
+    METRICS_LISTEN.with_default("127.0.0.1:9102"),
+    DATABASE,
+    *SHARED_SETTINGS,
+    DATABASE_POOL_SIZE,
+    AUTH_ADDR,
+    AUTHZ_MODE,
+    ISSUER,
+    AUDIENCE,
+    JWKS_REFRESH_INTERVAL,
+    JWKS_MIN_REFETCH_INTERVAL,
+    JWKS_MAX_AGE,
+    AUTHZ_CACHE_TTL,
+    MAX_MESSAGE_LENGTH,
+    HEARTBEAT_INTERVAL,
+    STREAM_QUEUE_SIZE,
+    LISTEN_CHECK_INTERVAL,
+)
+"""Every setting of ``meshchat-chat serve``, in the order of its ``--help``."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatConfig:
-    """Everything the chat service needs to start."""
+    """Everything the chat service needs to start; :func:`config_from` builds it from the
+    parsed settings, and its defaults are theirs."""
 
-    server: ServerSettings = field(
-        default_factory=lambda: ServerSettings(
-            listen=HostPort("127.0.0.1", 50052), metrics_listen=HostPort("127.0.0.1", 9102)
-        )
-    )
-    database: DatabaseUrl = field(
-        default_factory=lambda: parse_database_url("sqlite:///.data/chat.db")
-    )
-    database_pool_size: int = 10
-    auth_addr: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 50051))
-    authz_mode: AuthzMode = AuthzMode.LOCAL
-    issuer: str = "meshchat-auth"
-    audience: str = "meshchat"
-    # Local mode: refresh the JWKS this often, refetch on an unknown kid at most this often,
-    # and keep using the cached keys for this long while the auth service is unreachable.
-    jwks_refresh_interval: float = 300.0
-    jwks_min_refetch_interval: float = 10.0
-    jwks_max_age: float = 86400.0
-    # Remote mode: how long an Access.Check answer is reused for the same token and method.
-    authz_cache_ttl: float = 5.0
-    max_message_length: int = 4096
-    heartbeat_interval: float = 30.0
-    stream_queue_size: int = 256
-    # How long the LISTEN connection may be quiet before it is checked with a query.
-    listen_check_interval: float = 5.0
-    log_level: str = "info"
+    server: ServerSettings
+    database: DatabaseUrl
+    database_pool_size: int = DATABASE_POOL_SIZE.default_value
+    auth_addr: HostPort = AUTH_ADDR.default_value
+    authz_mode: AuthzMode = AUTHZ_MODE.default_value
+    issuer: str = ISSUER.default_value
+    audience: str = AUDIENCE.default_value
+    jwks_refresh_interval: float = JWKS_REFRESH_INTERVAL.default_value
+    jwks_min_refetch_interval: float = JWKS_MIN_REFETCH_INTERVAL.default_value
+    jwks_max_age: float = JWKS_MAX_AGE.default_value
+    authz_cache_ttl: float = AUTHZ_CACHE_TTL.default_value
+    max_message_length: int = MAX_MESSAGE_LENGTH.default_value
+    heartbeat_interval: float = HEARTBEAT_INTERVAL.default_value
+    stream_queue_size: int = STREAM_QUEUE_SIZE.default_value
+    listen_check_interval: float = LISTEN_CHECK_INTERVAL.default_value
+    log_level: str = LOG_LEVEL.default_value
 
-    def __post_init__(self) -> None:
-        checks = (
-            (self.database_pool_size >= 1, "MESHCHAT_DATABASE_POOL_SIZE: must be at least 1"),
-            (
-                1 <= self.max_message_length <= 1_000_000,
-                "MESHCHAT_MAX_MESSAGE_LENGTH: must be 1 to 1000000",
-            ),
-            (self.heartbeat_interval > 0, "MESHCHAT_HEARTBEAT_INTERVAL: must be positive"),
-            (self.stream_queue_size >= 1, "MESHCHAT_STREAM_QUEUE_SIZE: must be at least 1"),
-            (self.jwks_refresh_interval > 0, "MESHCHAT_JWKS_REFRESH_INTERVAL: must be positive"),
-            (self.jwks_max_age > 0, "MESHCHAT_JWKS_MAX_AGE: must be positive"),
-            (self.listen_check_interval > 0, "MESHCHAT_LISTEN_CHECK_INTERVAL: must be positive"),
-            (bool(self.issuer.strip()), "MESHCHAT_ISSUER: must not be empty"),
-            (bool(self.audience.strip()), "MESHCHAT_AUDIENCE: must not be empty"),
-        )
-        for ok, problem in checks:
-            if not ok:
-                raise ConfigError(problem)
+
+def config_from(values: SettingValues) -> ChatConfig:
+    """The configuration from the parsed values of :data:`SETTINGS`."""
+    return ChatConfig(
+        server=server_config(values),
+        database=values[DATABASE],
+        database_pool_size=values[DATABASE_POOL_SIZE],
+        auth_addr=values[AUTH_ADDR],
+        authz_mode=values[AUTHZ_MODE],
+        issuer=values[ISSUER],
+        audience=values[AUDIENCE],
+        jwks_refresh_interval=values[JWKS_REFRESH_INTERVAL],
+        jwks_min_refetch_interval=values[JWKS_MIN_REFETCH_INTERVAL],
+        jwks_max_age=values[JWKS_MAX_AGE],
+        authz_cache_ttl=values[AUTHZ_CACHE_TTL],
+        max_message_length=values[MAX_MESSAGE_LENGTH],
+        heartbeat_interval=values[HEARTBEAT_INTERVAL],
+        stream_queue_size=values[STREAM_QUEUE_SIZE],
+        listen_check_interval=values[LISTEN_CHECK_INTERVAL],
+        log_level=values[LOG_LEVEL],
+    )

@@ -7,10 +7,11 @@ import binascii
 import enum
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from meshchat_runtime.errors import InvalidArgument
 from meshchat_runtime.identity import Principal
+from meshchat_runtime.timestamps import from_micros, to_micros
 
 __all__ = [
     "NAME_MAX",
@@ -40,7 +41,6 @@ __all__ = [
     "validate_username",
 ]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NAME_MAX = 100
 CLIENT_MESSAGE_ID_MAX = 128
 USERNAME_MAX = 64
@@ -174,21 +174,6 @@ class Heartbeat:
 
 
 StreamEvent = Message | CaughtUp | Heartbeat
-
-
-def utc_now() -> datetime:
-    """The current time, UTC, with microseconds (what both stores keep)."""
-    return datetime.now(UTC)
-
-
-def to_micros(moment: datetime) -> int:
-    """Microseconds since the epoch, exactly (no float rounding)."""
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def from_micros(micros: int) -> datetime:
-    """The UTC datetime of microseconds since the epoch."""
-    return EPOCH + timedelta(microseconds=micros)
 
 
 def validate_chat_id(value: str, field: str = "chat_id") -> str:

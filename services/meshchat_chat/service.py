@@ -26,7 +26,6 @@ from meshchat_chat.domain import (
     UserRef,
     decode_chat_cursor,
     encode_chat_cursor,
-    utc_now,
     validate_chat_id,
     validate_client_message_id,
     validate_name,
@@ -34,7 +33,7 @@ from meshchat_chat.domain import (
     validate_text,
     validate_username,
 )
-from meshchat_chat.hub import Hub, Signal
+from meshchat_chat.fanout.hub import Hub, Signal
 from meshchat_chat.store import Store
 from meshchat_runtime.errors import (
     AlreadyExists,
@@ -45,6 +44,7 @@ from meshchat_runtime.errors import (
     Unauthenticated,
     Unavailable,
 )
+from meshchat_runtime.timestamps import utc_now
 
 __all__ = ["ChatLimits", "ChatService", "DeliveryObserver", "UserDirectory"]
 
@@ -57,7 +57,7 @@ class DeliveryObserver(Protocol):
     """Told how Connect streams deliver (the service's metrics)."""
 
     def delivered(self, seconds: float) -> None:
-        """A live message reached a stream ``seconds`` after it was committed."""
+        """A live message reached a stream ``seconds`` after it was sent."""
         ...
 
     def caught_up(self, reason: str) -> None:
@@ -79,6 +79,13 @@ class ChatLimits:
 
     max_message_length: int = 4096
     heartbeat_interval: float = 30.0
+
+
+@dataclass(slots=True)
+class _Delivered:
+    """The seq of the last message a Connect stream has yielded."""
+
+    seq: int
 
 
 class ChatService:
@@ -257,48 +264,53 @@ class ChatService:
             raise InvalidArgument("after_seq", f"is beyond the chat's newest message ({newest})")
         expires_at = caller.principal.expires_at
         async with self._hub.subscribe(chat_id) as subscription:
-            last = after_seq
+            delivered = _Delivered(after_seq)
             self._deliveries.caught_up("connect")
-            async for message in self._replay(chat_id, last):
-                last = message.seq
+            async for message in self._catch_up(chat_id, delivered):
                 yield message
-            yield CaughtUp(last)
+            yield CaughtUp(delivered.seq)
             while True:
                 remaining = expires_at - self._clock()
                 if remaining <= 0:
                     raise Unauthenticated(
                         "access token expired: refresh it and reconnect with after_seq"
                     )
-                item = await subscription.next(min(self._limits.heartbeat_interval, remaining))
-                if item is None:
-                    if self._clock() < expires_at:
-                        yield Heartbeat()
-                elif item is Signal.CLOSING:
-                    raise Unavailable("the server is stopping: reconnect with after_seq")
-                elif item is Signal.RECHECK:
-                    await self._readable_chat(caller, chat_id)
-                elif item is Signal.LAGGING or item.seq > last + 1:
-                    self._deliveries.caught_up("overflow" if item is Signal.LAGGING else "gap")
-                    async for message in self._replay(chat_id, last):
-                        last = message.seq
+                match item := await subscription.next(
+                    min(self._limits.heartbeat_interval, remaining)
+                ):
+                    case None:
+                        if self._clock() < expires_at:
+                            yield Heartbeat()
+                    case Signal.CLOSING:
+                        raise Unavailable("the server is stopping: reconnect with after_seq")
+                    case Signal.RECHECK:
+                        await self._readable_chat(caller, chat_id)
+                    case Message(seq=seq) as message if seq == delivered.seq + 1:
+                        delivered.seq = seq
                         self._delivered(message)
                         yield message
-                if isinstance(item, Message) and item.seq == last + 1:
-                    last = item.seq
-                    self._delivered(item)
-                    yield item
+                    case Message(seq=seq) if seq <= delivered.seq:
+                        continue  # a catch-up delivered it already
+                    case _:  # the queue overflowed, or messages are missing before this one
+                        self._deliveries.caught_up("overflow" if item is Signal.LAGGING else "gap")
+                        async for message in self._catch_up(chat_id, delivered):
+                            self._delivered(message)
+                            yield message
 
     def _delivered(self, message: Message) -> None:
         self._deliveries.delivered(self._clock() - message.created_at.timestamp())
 
-    async def _replay(self, chat_id: str, after_seq: int) -> AsyncIterator[Message]:
+    async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[Message]:
+        """The stored messages after ``delivered.seq``, in pages, up to the newest one (which
+        includes any message the hub has handed over: it was committed before that), moving
+        ``delivered`` along."""
         while True:
-            page = await self._store.messages_after(chat_id, after_seq, REPLAY_PAGE)
+            page = await self._store.messages_after(chat_id, delivered.seq, REPLAY_PAGE)
             for message in page:
+                delivered.seq = message.seq
                 yield message
             if len(page) < REPLAY_PAGE:
                 return
-            after_seq = page[-1].seq
 
     # -- rules ---------------------------------------------------------------------------
 

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from google.protobuf.descriptor import FileDescriptor
 
 from meshchat.auth.v1 import access_options_pb2
+from meshchat_runtime.errors import PermissionDenied, Unauthenticated
 from meshchat_runtime.identity import Principal, Role
 
-__all__ = ["AccessPolicy", "Decision", "MethodRule", "default_policy"]
+__all__ = ["UNAUTHENTICATED_MESSAGE", "AccessPolicy", "Decision", "MethodRule", "default_policy"]
+
+UNAUTHENTICATED_MESSAGE = "this call needs an access token"
+"""What a caller without a token hears, from the interceptors and AccessService.Check alike."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,18 @@ class AccessPolicy:
         if principal.role.includes(rule.min_role):
             return Decision.ALLOW
         return Decision.PERMISSION_DENIED
+
+    def enforce(self, method: str, principal: Principal | None) -> None:
+        """Return when ``principal`` may call ``method``; raise Unauthenticated or
+        PermissionDenied with the message the caller sees otherwise."""
+        decision = self.decide(method, principal)
+        if decision is Decision.UNAUTHENTICATED:
+            raise Unauthenticated(UNAUTHENTICATED_MESSAGE)
+        if decision is Decision.PERMISSION_DENIED:
+            if method not in self._rules:
+                raise PermissionDenied(f"{method} is not a known endpoint")
+            role = principal.role.name if principal is not None else "-"
+            raise PermissionDenied(f"role {role} may not call {method}")
 
 
 def default_policy() -> AccessPolicy:

@@ -1,174 +1,57 @@
-"""Command-line plumbing shared by the services: common flags with ``MESHCHAT_*`` variables,
-and running a service so that a bad setting ends in one line, never a traceback."""
+"""Command-line plumbing shared by the services: the flags of a table of settings, and running
+a service so that a bad setting ends in one line, never a traceback."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol, TypeVar
 
 import click
 from opentelemetry.sdk.trace import TracerProvider
 
-from meshchat_runtime.settings import ConfigError, ServerSettings, parse_duration, parse_host_port
+from meshchat_runtime.settings import ConfigError, Setting, parse_bool
 from meshchat_runtime.telemetry import configure_logging, configure_tracing
 
 __all__ = [
-    "parse_int",
-    "parse_log_level",
     "run_service",
     "serve",
-    "server_options",
-    "server_settings",
-    "server_settings_from",
+    "setting_options",
     "tune_garbage_collector",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def server_options(listen: str, metrics_listen: str, database_url: str) -> Callable[[F], F]:
-    """Add the flags every service has, each with its environment variable."""
+def setting_options(settings: Iterable[Setting[object]]) -> Callable[[F], F]:
+    """Add a flag for each setting, in the table's order, each read from its environment
+    variable when the flag is not given; the command receives the texts by
+    :attr:`Setting.key` (a bool for a switch), for :func:`parse_settings`."""
 
     def decorate(func: F) -> F:
-        options = [
-            click.option(
-                "--listen",
-                envvar="MESHCHAT_LISTEN",
-                default=listen,
-                show_default=True,
-                show_envvar=True,
-                help="gRPC address (HOST:PORT). Keep loopback unless a "
-                "sidecar or the network must reach the app directly.",
-            ),
-            click.option(
-                "--metrics-listen",
-                envvar="MESHCHAT_METRICS_LISTEN",
-                default=metrics_listen,
-                show_default=True,
-                show_envvar=True,
-                help="Prometheus /metrics address (HOST:PORT), or 'off'.",
-            ),
-            click.option(
-                "--database-url",
-                envvar="MESHCHAT_DATABASE_URL",
-                default=database_url,
-                show_default=True,
-                show_envvar=True,
-                help="sqlite:///path/file.db (embedded) or postgresql://user:pass@host:port/db.",
-            ),
-            click.option(
-                "--grace-period",
-                envvar="MESHCHAT_GRACE_PERIOD",
-                default="10s",
-                show_default=True,
-                show_envvar=True,
-                help="On SIGTERM, how long in-flight RPCs may run before they are cancelled.",
-            ),
-            click.option(
-                "--max-receive-message-bytes",
-                envvar="MESHCHAT_MAX_RECEIVE_MESSAGE_BYTES",
-                default="4194304",
-                show_default=True,
-                show_envvar=True,
-                help="Largest request message accepted.",
-            ),
-            click.option(
-                "--max-concurrent-streams",
-                envvar="MESHCHAT_MAX_CONCURRENT_STREAMS",
-                default="1000",
-                show_default=True,
-                show_envvar=True,
-                help="HTTP/2 streams one connection may have open at once.",
-            ),
-            click.option(
-                "--max-connection-age",
-                envvar="MESHCHAT_MAX_CONNECTION_AGE",
-                default="4h",
-                show_default=True,
-                show_envvar=True,
-                help="Connections older than this are asked to reconnect (balances replicas); "
-                "streams get 5 minutes more, then resume on a new connection.",
-            ),
-            click.option(
-                "--log-level",
-                envvar="MESHCHAT_LOG_LEVEL",
-                default="info",
-                show_default=True,
-                show_envvar=True,
-                help="Least severe log level written (JSON lines on stderr).",
-            ),
-        ]
-        for option in reversed(options):
-            func = option(func)
+        for setting in reversed(tuple(settings)):
+            func = _option(setting)(func)
         return func
 
     return decorate
 
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-def parse_int(value: str | int, setting: str, minimum: int) -> int:
-    """A whole number of at least ``minimum``; ConfigError otherwise."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{setting}: expected a whole number, got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{setting}: must be at least {minimum}")
-    return number
-
-
-def parse_log_level(value: str) -> str:
-    """One of debug, info, warning, error (any case); ConfigError otherwise."""
-    if value.lower() not in LOG_LEVELS:
-        raise ConfigError(
-            f"MESHCHAT_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {value!r}"
-        )
-    return value.lower()
-
-
-def server_settings(
-    *,
-    listen: str,
-    metrics_listen: str,
-    grace_period: str,
-    max_receive_message_bytes: str | int,
-    max_concurrent_streams: str | int,
-    max_connection_age: str,
-) -> ServerSettings:
-    """Validate the common flags into ServerSettings (ConfigError on a bad value)."""
-    metrics = (
-        None
-        if metrics_listen.strip().lower() in ("", "off")
-        else parse_host_port(metrics_listen, "MESHCHAT_METRICS_LISTEN")
-    )
-    return ServerSettings(
-        listen=parse_host_port(listen, "MESHCHAT_LISTEN"),
-        metrics_listen=metrics,
-        grace_period=parse_duration(grace_period, "MESHCHAT_GRACE_PERIOD"),
-        max_receive_message_bytes=parse_int(
-            max_receive_message_bytes, "MESHCHAT_MAX_RECEIVE_MESSAGE_BYTES", 1024
-        ),
-        max_concurrent_streams=parse_int(
-            max_concurrent_streams, "MESHCHAT_MAX_CONCURRENT_STREAMS", 1
-        ),
-        max_connection_age=parse_duration(max_connection_age, "MESHCHAT_MAX_CONNECTION_AGE"),
-    )
-
-
-def server_settings_from(options: Mapping[str, str]) -> ServerSettings:
-    """ServerSettings from the values of the flags that :func:`server_options` adds."""
-    return server_settings(
-        listen=options["listen"],
-        metrics_listen=options["metrics_listen"],
-        grace_period=options["grace_period"],
-        max_receive_message_bytes=options["max_receive_message_bytes"],
-        max_concurrent_streams=options["max_concurrent_streams"],
-        max_connection_age=options["max_connection_age"],
+def _option(setting: Setting[object]) -> Callable[[F], F]:
+    if setting.is_switch:
+        flag = f"--{setting.name}/--no-{setting.name}"
+        default: str | bool = parse_bool(setting.default_text, setting.env)
+    else:
+        flag, default = f"--{setting.name}", setting.default_text
+    return click.option(
+        flag,
+        setting.key,
+        envvar=setting.env,
+        default=default,
+        show_default=True,
+        show_envvar=True,
+        help=setting.help,
     )
 
 

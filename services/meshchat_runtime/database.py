@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from meshchat_runtime.errors import Unavailable
 from meshchat_runtime.metrics import DatabaseMetrics
-from meshchat_runtime.settings import ConfigError, DatabaseUrl
+from meshchat_runtime.settings import DATABASE_URL, ConfigError, DatabaseUrl
 
 __all__ = [
     "Migration",
@@ -97,25 +97,30 @@ class SqliteDatabase:
         self._metrics = metrics
 
     async def open(self, migrations: list[Migration]) -> None:
-        """Create the file (mode 0600, folder 0700) if needed, then migrate."""
+        """Create the file (mode 0600, folder 0700) if needed, then migrate; the connection
+        is closed again when that fails."""
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
         except OSError as exc:
             raise ConfigError(
-                f"MESHCHAT_DATABASE_URL: cannot create {self.path}: {exc.strerror}"
+                f"{DATABASE_URL.env}: cannot create {self.path}: {exc.strerror}"
             ) from None
         self._conn = await aiosqlite.connect(self.path, isolation_level=None)
         self._conn.row_factory = aiosqlite.Row
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=5000",
-            "PRAGMA synchronous=NORMAL",
-        ):
-            await self._conn.execute(pragma)
-        await self._migrate(migrations)
+        try:
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA busy_timeout=5000",
+                "PRAGMA synchronous=NORMAL",
+            ):
+                await self._conn.execute(pragma)
+            await self._migrate(migrations)
+        except BaseException:
+            await self.close()
+            raise
 
     async def _migrate(self, migrations: list[Migration]) -> None:
         async with self.transaction() as conn:
@@ -208,14 +213,19 @@ class PostgresDatabase:
     async def open(
         self, migrations: list[Migration], lock_name: str, connect_timeout: float = 30.0
     ) -> None:
-        """Open the pool (waiting up to ``connect_timeout`` for the server) and migrate."""
+        """Open the pool (waiting up to ``connect_timeout`` for the server) and migrate under
+        the advisory lock ``lock_name``; the pool is closed again when either fails."""
         try:
-            await self.pool.open(wait=True, timeout=connect_timeout)
-        except Exception as exc:
-            raise ConfigError(
-                f"MESHCHAT_DATABASE_URL: cannot connect to {self.url.redacted}: {exc}"
-            ) from None
-        await self._migrate(migrations, lock_name)
+            try:
+                await self.pool.open(wait=True, timeout=connect_timeout)
+            except Exception as exc:
+                raise ConfigError(
+                    f"{DATABASE_URL.env}: cannot connect to {self.url.redacted}: {exc}"
+                ) from None
+            await self._migrate(migrations, lock_name)
+        except BaseException:
+            await self.close()
+            raise
 
     async def _migrate(self, migrations: list[Migration], lock_name: str) -> None:
         lock_key = int.from_bytes(

@@ -25,7 +25,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from meshchat_runtime.handlers import BehaviorInterceptor, Context, StreamBehavior, UnaryBehavior
+from meshchat_runtime.interceptors import (
+    BehaviorInterceptor,
+    Context,
+    StreamBehavior,
+    UnaryBehavior,
+)
 from meshchat_runtime.settings import HostPort
 
 __all__ = [

@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor as _otel_i
 from opentelemetry.sdk.trace import TracerProvider
 
 from meshchat_runtime.metrics import MetricsEndpoint, RpcMetrics, RpcMetricsInterceptor
-from meshchat_runtime.settings import ConfigError, HostPort, ServerSettings
+from meshchat_runtime.settings import LISTEN, METRICS_LISTEN, ConfigError, HostPort, ServerSettings
 
 __all__ = ["DependencyProbe", "GrpcServer", "ServiceRegistration"]
 
@@ -123,19 +123,19 @@ class GrpcServer:
         """Bind the ports and start serving; ConfigError when an address cannot be bound."""
         await self._set_all(NOT_SERVING)
         address = str(self.settings.listen)
-        _check_bindable(self.settings.listen, "MESHCHAT_LISTEN")
+        _check_bindable(self.settings.listen, LISTEN.env)
         try:
             self.port = self._server.add_insecure_port(address)
         except RuntimeError as exc:
-            raise ConfigError(f"MESHCHAT_LISTEN: cannot listen on {address}: {exc}") from None
+            raise ConfigError(f"{LISTEN.env}: cannot listen on {address}: {exc}") from None
         if self.port == 0:
-            raise ConfigError(f"MESHCHAT_LISTEN: cannot listen on {address}")
+            raise ConfigError(f"{LISTEN.env}: cannot listen on {address}")
         if self._metrics_endpoint is not None:
             try:
                 self._metrics_endpoint.start()
             except OSError as exc:
                 raise ConfigError(
-                    f"MESHCHAT_METRICS_LISTEN: cannot listen on {self.settings.metrics_listen}: "
+                    f"{METRICS_LISTEN.env}: cannot listen on {self.settings.metrics_listen}: "
                     f"{exc.strerror or exc}"
                 ) from None
         await self._server.start()

@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from meshchat.auth.v1 import auth_pb2, users_pb2
-from meshchat_auth.config import TokenPolicy
+from meshchat_auth.config import Argon2Parameters, TokenPolicy
 from meshchat_auth.domain import UserChanges
-from meshchat_auth.passwords import Argon2Parameters, PasswordHasher
+from meshchat_auth.passwords import PasswordHasher
 from tests.auth.conftest import Stubs
 from tests.auth.test_users import code_of
 from tests.support.stack import (

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from meshchat_auth.bootstrap import open_store
 from meshchat_auth.domain import NewUser, RefreshToken, UserChanges
-from meshchat_auth.store import AuthStore
+from meshchat_auth.store import AuthStore, open_store
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
 from meshchat_runtime.settings import parse_database_url

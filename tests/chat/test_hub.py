@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from meshchat_chat.domain import Chat, Member, Message, NewMessage, UserRef, utc_now
-from meshchat_chat.hub import Hub, Signal, Subscription
+from meshchat_chat.domain import Chat, Member, Message, NewMessage, UserRef
+from meshchat_chat.fanout.hub import Hub, Signal, Subscription
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.settings import parse_database_url
+from meshchat_runtime.timestamps import utc_now
 
 ALICE = UserRef(str(uuid.uuid4()), "alice")
 

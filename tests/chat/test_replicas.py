@@ -18,11 +18,11 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2
 
+from devtools.processes import free_port, health_status
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from meshchat_chat.listener import APPLICATION_NAME
+from meshchat_chat.fanout.listener import APPLICATION_NAME
 from tests.chat.conftest import DEADLINE, People, Person, Stream, eventually
 from tests.chat.proxy import TcpProxy
-from tests.support.processes import free_port, health_status
 from tests.support.stack import RunningAuth, RunningChat, start_auth, start_chat
 
 pytestmark = pytest.mark.postgres

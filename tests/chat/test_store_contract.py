@@ -9,10 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from meshchat_chat.domain import Chat, ChatCursor, Member, NewMessage, SendOutcome, UserRef, utc_now
+from meshchat_chat.domain import Chat, ChatCursor, Member, NewMessage, SendOutcome, UserRef
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.errors import NotFound
 from meshchat_runtime.settings import parse_database_url
+from meshchat_runtime.timestamps import utc_now
 
 ALICE = UserRef(str(uuid.uuid4()), "alice")
 BOB = UserRef(str(uuid.uuid4()), "bob")

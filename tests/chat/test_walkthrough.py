@@ -10,9 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
+from devtools.processes import ServiceProcess
 from tests.chat.conftest import DEADLINE
 from tests.support.docs import DOCS, section
-from tests.support.processes import ServiceProcess
 
 DOC = DOCS / "chat-service.md"
 

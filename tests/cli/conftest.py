@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.processes import ServiceProcess
 from tests.support.cli import Cli
-from tests.support.processes import ServiceProcess
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from devtools.processes import free_port
 from tests.support.cli import PASSWORD, Cli, unique_name
-from tests.support.processes import free_port
 
 
 def _one_line(stderr: str) -> str:

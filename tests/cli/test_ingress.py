@@ -13,10 +13,10 @@ from typing import Any
 import grpc
 import pytest
 
+from devtools.processes import free_port
 from tests.cli.conftest import Stack
 from tests.support.certs import ServerCertificate, make_server_certificate
 from tests.support.cli import ChatLine, Cli, chat_lines, unique_name
-from tests.support.processes import free_port
 
 SERVER_NAME = "meshchat.test"
 ENVOY = Path(sys.executable).parent / "envoy"

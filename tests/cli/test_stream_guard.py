@@ -14,9 +14,9 @@ from typing import Any
 import grpc
 import pytest
 
+from devtools.processes import free_port
 from meshchat.chat.v1 import chat_pb2
 from tests.support.cli import ChatLine, Cli
-from tests.support.processes import free_port
 
 CHAT_ID = "5d0c1f4e-94a2-4b8e-9f5e-6f3d1a2b3c4d"
 

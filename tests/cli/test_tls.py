@@ -9,12 +9,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from devtools.processes import free_port
 from meshchat.auth.v1 import users_pb2
 from meshchat_cli.endpoints import resolve_endpoints
 from meshchat_cli.errors import CliError
 from tests.support.certs import make_server_certificate
 from tests.support.cli import Cli
-from tests.support.processes import free_port
 
 SERVER_NAME = "meshchat.test"
 

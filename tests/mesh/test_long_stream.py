@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.mesh import Mesh, wait_until
+from devtools.mesh import Mesh, wait_until
 from tests.mesh.clients import access_log, edge_cli
 from tests.support.cli import unique_name
 

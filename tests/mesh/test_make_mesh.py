@@ -12,7 +12,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from scripts.mesh import REPO_ROOT, http_get
+from devtools.mesh import http_get
+from devtools.paths import REPO_ROOT
 
 pytestmark = pytest.mark.mesh
 

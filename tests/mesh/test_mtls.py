@@ -15,7 +15,8 @@ import grpc
 import pytest
 import yaml
 
-from scripts.mesh import COMPONENTS, Mesh, MeshCa
+from devtools.certs import CertificateAuthority
+from devtools.mesh import COMPONENTS, Mesh
 from tests.mesh.clients import inbound_port, sidecar_health
 
 pytestmark = pytest.mark.mesh
@@ -41,7 +42,7 @@ def test_plaintext_to_an_inbound_listener_fails(mesh: Mesh, component: str) -> N
 
 def test_a_client_certificate_from_another_ca_fails_the_handshake(mesh: Mesh) -> None:
     # The allowed caller's identity, but signed by a CA the mesh does not trust.
-    other = MeshCa("another CA").issue(mesh.identity("edge"), [mesh.identity("edge")])
+    other = CertificateAuthority("another CA").issue(mesh.identity("edge"), [mesh.identity("edge")])
     before = listener_stat(mesh, "auth", "fail_verify_error")
     assert sidecar_health(mesh, "auth", other) == grpc.StatusCode.UNAVAILABLE
     assert listener_stat(mesh, "auth", "fail_verify_error") > before

@@ -7,7 +7,7 @@ import functools
 
 import pytest
 
-from scripts.mesh import Mesh, wait_until
+from devtools.mesh import Mesh, wait_until
 from tests.mesh.clients import inbound_port, served_certificate
 
 pytestmark = pytest.mark.mesh

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scripts.mesh import Ports, shared_host_values
+from devtools.mesh import Ports, shared_host_values
 
 pytestmark = pytest.mark.mesh
 

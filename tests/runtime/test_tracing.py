@@ -11,8 +11,8 @@ import grpc
 import grpc.aio
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from devtools.processes import ServiceProcess
 from meshchat.auth.v1 import users_pb2, users_pb2_grpc
-from tests.support.processes import ServiceProcess
 
 
 class Collector(trace_service_pb2_grpc.TraceServiceServicer):

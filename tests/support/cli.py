@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+
+from devtools.paths import VENV_BIN
 
 __all__ = [
     "PASSWORD",
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 PASSWORD = "correct horse battery"
-MESHCHAT = str(Path(sys.executable).parent / "meshchat")
+MESHCHAT = str(VENV_BIN / "meshchat")
 # Environment variables of the developer's shell that would change what the CLI does.
 _CLI_VARIABLES = (
     "MESHCHAT_SERVER",

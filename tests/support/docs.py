@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.paths import REPO_ROOT
+
 __all__ = [
     "DOCS",
     "PAGES",
@@ -18,7 +20,7 @@ __all__ = [
     "slug",
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 DOCS = ROOT / "docs"
 PAGES = (ROOT / "README.md", *sorted(DOCS.glob("*.md")), ROOT / "helm" / "meshchat" / "README.md")
 

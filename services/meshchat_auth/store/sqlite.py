@@ -1,29 +1,27 @@
-"""AuthStore on SQLite, the embedded default."""
+"""AuthStore on SQLite, the embedded default. Timestamps are kept as microseconds (UTC)."""
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
-from meshchat_auth.store import LoginFailures
+from meshchat_auth.domain import LoginFailures, NewUser, RefreshToken, User, UserChanges
 from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
+from meshchat_runtime.metrics import DatabaseMetrics
+from meshchat_runtime.timestamps import from_micros, to_micros
 
 __all__ = ["SqliteAuthStore"]
 
 _USER_COLUMNS = "id, username, email, role, password_hash, created_at, updated_at"
 
 
-def _ts(value: datetime) -> str:
-    return value.isoformat()
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
+def _optional(micros: int | None) -> datetime | None:
+    return from_micros(micros) if micros is not None else None
 
 
 def _user(row: Any) -> User:
@@ -33,8 +31,8 @@ def _user(row: Any) -> User:
         email=row["email"],
         role=Role(row["role"]),
         password_hash=row["password_hash"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        updated_at=datetime.fromisoformat(row["updated_at"]),
+        created_at=from_micros(row["created_at"]),
+        updated_at=from_micros(row["updated_at"]),
     )
 
 
@@ -51,8 +49,9 @@ class SqliteAuthStore:
         self._db = db
 
     @classmethod
-    async def open(cls, db: SqliteDatabase) -> SqliteAuthStore:
-        """Open (and migrate) the database."""
+    async def open(cls, path: Path, metrics: DatabaseMetrics | None = None) -> SqliteAuthStore:
+        """Open (creating and migrating) the database file at ``path``."""
+        db = SqliteDatabase(path, metrics)
         await db.open(load_migrations("meshchat_auth", "sqlite"))
         return cls(db)
 
@@ -69,8 +68,8 @@ class SqliteAuthStore:
                         user.email,
                         int(user.role),
                         user.password_hash,
-                        _ts(now),
-                        _ts(now),
+                        to_micros(now),
+                        to_micros(now),
                     ),
                 )
         except sqlite3.IntegrityError as exc:
@@ -99,7 +98,7 @@ class SqliteAuthStore:
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
         """Apply ``changes``; None when the account does not exist."""
         sets = ["updated_at = ?"]
-        values: list[Any] = [_ts(now)]
+        values: list[Any] = [to_micros(now)]
         if changes.email is not None:
             sets.append("email = ?")
             values.append(changes.email)
@@ -155,8 +154,8 @@ class SqliteAuthStore:
                     token.token_hash,
                     token.family_id,
                     token.user_id,
-                    _ts(token.issued_at),
-                    _ts(token.expires_at),
+                    to_micros(token.issued_at),
+                    to_micros(token.expires_at),
                 ),
             )
 
@@ -177,10 +176,10 @@ class SqliteAuthStore:
             token_hash=row["token_hash"],
             family_id=row["family_id"],
             user_id=row["user_id"],
-            issued_at=datetime.fromisoformat(row["issued_at"]),
-            expires_at=datetime.fromisoformat(row["expires_at"]),
-            used_at=_dt(row["used_at"]),
-            revoked_at=_dt(row["revoked_at"]),
+            issued_at=from_micros(row["issued_at"]),
+            expires_at=from_micros(row["expires_at"]),
+            used_at=_optional(row["used_at"]),
+            revoked_at=_optional(row["revoked_at"]),
         )
 
     async def use_refresh_token(self, token_hash: str, now: datetime) -> bool:
@@ -189,7 +188,7 @@ class SqliteAuthStore:
             cur = await conn.execute(
                 "UPDATE refresh_tokens SET used_at = ? "
                 "WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL",
-                (_ts(now), token_hash),
+                (to_micros(now), token_hash),
             )
             return cur.rowcount == 1
 
@@ -198,7 +197,7 @@ class SqliteAuthStore:
         async with self._db.transaction() as conn:
             await conn.execute(
                 "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
-                (_ts(now), family_id),
+                (to_micros(now), family_id),
             )
 
     async def count_login_failure(
@@ -213,17 +212,16 @@ class SqliteAuthStore:
                 row = await cur.fetchone()
             if (
                 row is None
-                or datetime.fromisoformat(row["window_start"]) + timedelta(seconds=window_seconds)
-                <= now
+                or from_micros(row["window_start"]) + timedelta(seconds=window_seconds) <= now
             ):
                 start, failures = now, 1
             else:
-                start, failures = datetime.fromisoformat(row["window_start"]), row["failures"] + 1
+                start, failures = from_micros(row["window_start"]), row["failures"] + 1
             await conn.execute(
                 "INSERT INTO login_failures (username_key, window_start, failures) VALUES (?, ?, ?) "
                 "ON CONFLICT (username_key) DO UPDATE SET window_start = excluded.window_start, "
                 "failures = excluded.failures",
-                (username_key, _ts(start), failures),
+                (username_key, to_micros(start), failures),
             )
         return failures, start
 
@@ -237,7 +235,7 @@ class SqliteAuthStore:
             ) as cur,
         ):
             row = await cur.fetchone()
-        return (row["failures"], datetime.fromisoformat(row["window_start"])) if row else None
+        return (row["failures"], from_micros(row["window_start"])) if row else None
 
     async def clear_login_failures(self, username_key: str) -> None:
         """Forget the failures of an account."""

@@ -9,13 +9,17 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
-from meshchat_auth.store import LoginFailures
+from meshchat_auth.domain import LoginFailures, NewUser, RefreshToken, User, UserChanges
 from meshchat_runtime.database import PostgresDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
+from meshchat_runtime.metrics import DatabaseMetrics
+from meshchat_runtime.settings import DatabaseUrl
 
-__all__ = ["PostgresAuthStore"]
+__all__ = ["MIGRATION_LOCK", "PostgresAuthStore"]
+
+# The advisory lock under which replicas starting together apply the migrations one at a time.
+MIGRATION_LOCK = "meshchat_auth.migrations"
 
 _USERS = "SELECT id::text, username, email, role, password_hash, created_at, updated_at FROM users "
 
@@ -53,11 +57,12 @@ class PostgresAuthStore:
         self._db = db
 
     @classmethod
-    async def open(cls, db: PostgresDatabase) -> PostgresAuthStore:
-        """Open the pool and migrate under an advisory lock."""
-        await db.open(
-            load_migrations("meshchat_auth", "postgresql"), lock_name="meshchat_auth.migrations"
-        )
+    async def open(
+        cls, url: DatabaseUrl, metrics: DatabaseMetrics | None = None
+    ) -> PostgresAuthStore:
+        """Open a pool and migrate under the advisory lock."""
+        db = PostgresDatabase(url, metrics=metrics)
+        await db.open(load_migrations("meshchat_auth", "postgresql"), MIGRATION_LOCK)
         return cls(db)
 
     async def create_user(self, user: NewUser, now: datetime) -> User:

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for tests, benchmarks and ``make mesh``.
+"""A throwaway PostgreSQL server for the tests, the benchmarks and ``make mesh``.
 
 initdb and pg_ctl refuse to run as root, so as root they run as the ``postgres`` user.
 """
@@ -9,7 +9,6 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -19,6 +18,9 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import psycopg
+
+from devtools.processes import free_port
+from devtools.tools import ToolMissing
 
 __all__ = [
     "ExistingPostgres",
@@ -63,7 +65,7 @@ class ExistingPostgres:
         return create_database(self.admin_url, prefix)
 
 
-class PostgresNotAvailable(RuntimeError):
+class PostgresNotAvailable(ToolMissing):
     """PostgreSQL's server binaries are not installed."""
 
 
@@ -79,12 +81,6 @@ def find_pg_bin() -> Path:
             "package (apt-get install postgresql) or set MESHCHAT_TEST_DATABASE_URL"
         )
     return Path(candidates[0]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ThrowawayPostgres:
@@ -153,7 +149,7 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
     bin_dir = find_pg_bin()
     workdir = Path(tempfile.mkdtemp(prefix="meshchat-pg-"))
     os.chmod(workdir, 0o755)  # noqa: S103 (the postgres user must reach its data dir)
-    server = ThrowawayPostgres(bin_dir, workdir / "pg", _free_port())
+    server = ThrowawayPostgres(bin_dir, workdir / "pg", free_port())
     try:
         server.start()
         yield server

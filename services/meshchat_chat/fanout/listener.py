@@ -1,8 +1,9 @@
 """The replica's one dedicated PostgreSQL LISTEN connection, which feeds the hub.
 
-The stores announce ``<chat id>:<seq>`` for each committed message and
-``<chat id>:members`` for membership changes (see :data:`meshchat_chat.store.NOTIFY_CHANNEL`);
-the payload never carries the text, which the hub reads from the store. When the connection
+The PostgreSQL store announces ``<chat id>:<seq>`` for each committed message and
+``<chat id>:members`` for membership changes on
+:data:`meshchat_chat.store.postgres.NOTIFY_CHANNEL`; the payload never carries the text,
+which the hub reads from the store. When the connection
 is lost the listener reports unhealthy, reconnects with backoff, and then has the hub read
 whatever it may have missed.
 """
@@ -15,8 +16,8 @@ import logging
 
 import psycopg
 
-from meshchat_chat.hub import Hub
-from meshchat_chat.store import NOTIFY_CHANNEL
+from meshchat_chat.fanout.hub import Hub
+from meshchat_chat.store.postgres import NOTIFY_CHANNEL
 
 __all__ = ["PostgresListener"]
 

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,9 +16,20 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["ServiceProcess", "free_port", "health_status", "health_stub", "wait_for_health"]
+from devtools.paths import VENV_BIN
 
-VENV_BIN = Path(sys.executable).parent
+__all__ = [
+    "ServiceNotHealthy",
+    "ServiceProcess",
+    "free_port",
+    "health_status",
+    "health_stub",
+    "wait_for_health",
+]
+
+
+class ServiceNotHealthy(RuntimeError):
+    """A service did not report the awaited health status in time, or exited first."""
 
 
 def free_port() -> int:
@@ -57,13 +67,13 @@ def wait_for_health(
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if process is not None and process.poll() is not None:
-            raise AssertionError(
+            raise ServiceNotHealthy(
                 f"process exited with {process.returncode} before {address} was healthy"
             )
         if health_status(address, timeout=0.5) == status:
             return
         time.sleep(0.05)  # polling interval of a condition with a deadline, not a synchronisation
-    raise AssertionError(f"{address} did not report status {status} within {deadline} s")
+    raise ServiceNotHealthy(f"{address} did not report status {status} within {deadline} s")
 
 
 @dataclass

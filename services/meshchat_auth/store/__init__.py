@@ -1,17 +1,19 @@
-"""The auth service's storage contract; SQLite and PostgreSQL implement it."""
+"""The auth service's storage: the AuthStore protocol, and open_store, which opens the backend
+that a database URL names (``sqlite.py``, ``postgres.py`` beside this module; neither imports
+this one)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Protocol
 
-from meshchat_auth.domain import NewUser, RefreshToken, User, UserChanges
+from meshchat_auth.domain import LoginFailures, NewUser, RefreshToken, User, UserChanges
+from meshchat_auth.store.postgres import PostgresAuthStore
+from meshchat_auth.store.sqlite import SqliteAuthStore
+from meshchat_runtime.metrics import DatabaseMetrics
+from meshchat_runtime.settings import DatabaseUrl
 
-__all__ = ["AuthStore", "LoginFailures"]
-
-
-LoginFailures = tuple[int, datetime]
-"""How many logins failed for an account since when."""
+__all__ = ["AuthStore", "open_store"]
 
 
 class AuthStore(Protocol):
@@ -83,3 +85,12 @@ class AuthStore(Protocol):
     async def close(self) -> None:
         """Release the database."""
         ...
+
+
+async def open_store(url: DatabaseUrl, metrics: DatabaseMetrics | None = None) -> AuthStore:
+    """Connect to the database named by ``url``, apply the migrations, return its store
+    (timing its operations into ``metrics`` when given)."""
+    if url.dialect == "sqlite":
+        assert url.sqlite_path is not None
+        return await SqliteAuthStore.open(url.sqlite_path, metrics)
+    return await PostgresAuthStore.open(url, metrics)

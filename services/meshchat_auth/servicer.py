@@ -80,7 +80,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
 
     async def GetUser(self, request: users_pb2.GetUserRequest, context: Context) -> users_pb2.User:
         caller = current_principal()
-        user = await self._accounts.get(caller, user_id=request.id, username=request.username)
+        user = await self._accounts.get(user_id=request.id, username=request.username)
         return user_to_proto(user, private=self._accounts.may_see_private_fields(caller, user))
 
     async def UpdateUser(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from meshchat_chat.domain import (
@@ -21,11 +22,11 @@ from meshchat_chat.domain import (
     NewMessage,
     SendOutcome,
     SendResult,
-    from_micros,
-    to_micros,
 )
-from meshchat_runtime.database import SqliteDatabase
+from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import NotFound
+from meshchat_runtime.metrics import DatabaseMetrics
+from meshchat_runtime.timestamps import from_micros, to_micros
 
 __all__ = ["SqliteStore"]
 
@@ -80,6 +81,13 @@ class SqliteStore:
         self._reader.row_factory = sqlite3.Row
         self._reader.execute("PRAGMA query_only=ON")
         self._reader.execute("PRAGMA busy_timeout=1000")
+
+    @classmethod
+    async def open(cls, path: Path, metrics: DatabaseMetrics | None = None) -> SqliteStore:
+        """Open (creating and migrating) the database file at ``path``."""
+        db = SqliteDatabase(path, metrics)
+        await db.open(load_migrations("meshchat_chat", "sqlite"))
+        return cls(db)
 
     def _read(self, query: str, params: Sequence[object]) -> list[sqlite3.Row]:
         return self._reader.execute(query, params).fetchall()

@@ -1,19 +1,18 @@
-"""The chat service's storage: the Store protocol that both backends implement."""
+"""The chat service's storage: the Store protocol, and open_store, which opens the backend
+that a database URL names (``sqlite.py``, ``postgres.py`` beside this module; neither imports
+this one)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from meshchat_chat.domain import Chat, ChatCursor, Member, Message, NewMessage, SendResult
+from meshchat_chat.store.postgres import PostgresStore
+from meshchat_chat.store.sqlite import SqliteStore
 from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
-__all__ = ["NOTIFY_CHANNEL", "Store", "open_store"]
-
-# The PostgreSQL channel on which a store announces "<chat id>:<seq>" after a message is
-# committed and "<chat id>:members" after a chat's membership changed or it was deleted.
-NOTIFY_CHANNEL = "meshchat_chat"
-MIGRATION_LOCK = "meshchat_chat_migrations"
+__all__ = ["Store", "open_store"]
 
 
 class Store(Protocol):
@@ -76,24 +75,9 @@ class Store(Protocol):
 async def open_store(
     url: DatabaseUrl, *, pool_size: int = 10, metrics: DatabaseMetrics | None = None
 ) -> Store:
-    """Connect to the database named by ``url``, apply the migrations, return its store."""
-    from meshchat_runtime.database import PostgresDatabase, SqliteDatabase, load_migrations
-
+    """Connect to the database named by ``url``, apply the migrations, return its store
+    (timing its operations into ``metrics`` when given)."""
     if url.dialect == "sqlite":
-        from meshchat_chat.sqlite_store import SqliteStore
-
         assert url.sqlite_path is not None
-        sqlite = SqliteDatabase(url.sqlite_path, metrics)
-        await sqlite.open(load_migrations("meshchat_chat", "sqlite"))
-        return SqliteStore(sqlite)
-    from meshchat_chat.postgres_store import PostgresStore
-
-    postgres = PostgresDatabase(
-        url, min_size=min(2, pool_size), max_size=pool_size, metrics=metrics
-    )
-    try:
-        await postgres.open(load_migrations("meshchat_chat", "postgresql"), MIGRATION_LOCK)
-    except BaseException:
-        await postgres.close()
-        raise
-    return PostgresStore(postgres)
+        return await SqliteStore.open(url.sqlite_path, metrics)
+    return await PostgresStore.open(url, pool_size=pool_size, metrics=metrics)

@@ -23,11 +23,18 @@ from meshchat_chat.domain import (
     SendOutcome,
     SendResult,
 )
-from meshchat_chat.store import NOTIFY_CHANNEL
-from meshchat_runtime.database import PostgresDatabase
+from meshchat_runtime.database import PostgresDatabase, load_migrations
 from meshchat_runtime.errors import NotFound
+from meshchat_runtime.metrics import DatabaseMetrics
+from meshchat_runtime.settings import DatabaseUrl
 
-__all__ = ["PostgresStore"]
+__all__ = ["MIGRATION_LOCK", "NOTIFY_CHANNEL", "PostgresStore"]
+
+# The channel on which the store announces "<chat id>:<seq>" after a message is committed and
+# "<chat id>:members" after a chat's membership changed or it was deleted.
+NOTIFY_CHANNEL = "meshchat_chat"
+# The advisory lock under which replicas starting together apply the migrations one at a time.
+MIGRATION_LOCK = "meshchat_chat.migrations"
 
 _CHAT_COLUMNS = (
     "c.id::text AS id, c.name, c.owner_id, c.created_at, c.last_seq, "
@@ -103,7 +110,15 @@ class PostgresStore:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
-        self._pool = db.pool
+
+    @classmethod
+    async def open(
+        cls, url: DatabaseUrl, *, pool_size: int = 10, metrics: DatabaseMetrics | None = None
+    ) -> PostgresStore:
+        """Open a pool of up to ``pool_size`` connections and migrate under the advisory lock."""
+        db = PostgresDatabase(url, min_size=min(2, pool_size), max_size=pool_size, metrics=metrics)
+        await db.open(load_migrations("meshchat_chat", "postgresql"), MIGRATION_LOCK)
+        return cls(db)
 
     async def create_chat(self, chat: Chat) -> None:
         """Store a new chat with its members."""

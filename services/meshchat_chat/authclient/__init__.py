@@ -1,0 +1,1 @@
+"""The chat service's clients of the auth service: authenticating callers and looking up users."""
