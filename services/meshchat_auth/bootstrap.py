@@ -76,7 +76,8 @@ async def build_server(
 ) -> AuthApp:
     """Wire the auth service from its configuration. Opens the store; binds nothing yet."""
     keys = KeyRing.load(config.keys_dir, generate=config.generate_key)
-    database_metrics = DatabaseMetrics()
+    tracer = tracer_provider.get_tracer(__name__) if tracer_provider is not None else None
+    database_metrics = DatabaseMetrics(config.database.dialect, tracer)
     store = await open_store(config.database, database_metrics)
     policy = default_policy()
     hasher = PasswordHasher(config.argon2)

@@ -24,6 +24,7 @@ from meshchat_runtime.access import default_policy
 from meshchat_runtime.interceptors import Authenticator, AuthInterceptor, ErrorInterceptor
 from meshchat_runtime.metrics import DatabaseMetrics, DeliveryMetrics, JwksCollector
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.telemetry import StreamSpanEvents, client_interceptors
 from meshchat_runtime.tokens import TokenVerifier
 
 __all__ = ["ChatApp", "build_server"]
@@ -87,11 +88,16 @@ async def build_server(
     config: ChatConfig, tracer_provider: TracerProvider | None = None
 ) -> ChatApp:
     """Wire the chat service from its configuration. Opens the store; binds nothing yet."""
-    database_metrics = DatabaseMetrics()
+    tracer = tracer_provider.get_tracer(__name__) if tracer_provider is not None else None
+    database_metrics = DatabaseMetrics(config.database.dialect, tracer)
     store = await open_store(
         config.database, pool_size=config.database_pool_size, metrics=database_metrics
     )
-    auth_channel = grpc.aio.insecure_channel(str(config.auth_addr), options=AUTH_CHANNEL_OPTIONS)
+    auth_channel = grpc.aio.insecure_channel(
+        str(config.auth_addr),
+        options=AUTH_CHANNEL_OPTIONS,
+        interceptors=client_interceptors(tracer_provider),
+    )
     jwks: JwksCache | None = None
     authenticator: Authenticator
     if config.authz_mode is AuthzMode.LOCAL:
@@ -115,7 +121,7 @@ async def build_server(
             max_message_length=config.max_message_length,
             heartbeat_interval=config.heartbeat_interval,
         ),
-        deliveries,
+        StreamSpanEvents(deliveries) if tracer_provider is not None else deliveries,
     )
     servicer = ChatServicer(chats)
     server = GrpcServer(

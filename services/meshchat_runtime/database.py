@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 import re
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
@@ -68,15 +67,12 @@ def load_migrations(package: str, dialect: str) -> list[Migration]:
 
 @contextlib.asynccontextmanager
 async def _timed(metrics: DatabaseMetrics | None) -> AsyncIterator[None]:
-    """Observe how long the block takes, when there are metrics."""
+    """Observe the block as one store operation, when there are metrics."""
     if metrics is None:
         yield
         return
-    start = time.perf_counter()
-    try:
+    with metrics.operation():
         yield
-    finally:
-        metrics.observe(time.perf_counter() - start)
 
 
 def split_statements(sql: str) -> list[str]:

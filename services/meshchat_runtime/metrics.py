@@ -5,6 +5,7 @@ database). Every label takes values from a fixed set: never a user or chat id.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -13,6 +14,7 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 import grpc.aio
+from opentelemetry.trace import SpanKind, Tracer
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -176,9 +178,12 @@ PoolStats = Callable[[], Mapping[str, int]]
 
 class DatabaseMetrics:
     """Time store operations hold a database connection (pool waits included), and the
-    PostgreSQL pool's usage."""
+    PostgreSQL pool's usage; with a tracer (tracing on), each operation is also a client span
+    named after the database system."""
 
-    def __init__(self) -> None:
+    def __init__(self, system: str, tracer: Tracer | None = None) -> None:
+        self._system = system
+        self._tracer = tracer
         self._latency = Histogram(
             "meshchat_db_operation_seconds",
             "Time a store operation held a database connection, waiting for it included.",
@@ -187,9 +192,20 @@ class DatabaseMetrics:
         )
         self._pool: PoolStats | None = None
 
-    def observe(self, seconds: float) -> None:
-        """One store operation took ``seconds``."""
-        self._latency.observe(seconds)
+    @contextlib.contextmanager
+    def operation(self) -> Iterator[None]:
+        """Time the block (and trace it when tracing is on)."""
+        start = time.perf_counter()
+        try:
+            if self._tracer is None:
+                yield
+            else:
+                with self._tracer.start_as_current_span(
+                    self._system, kind=SpanKind.CLIENT, attributes={"db.system": self._system}
+                ):
+                    yield
+        finally:
+            self._latency.observe(time.perf_counter() - start)
 
     def track_pool(self, stats: PoolStats) -> None:
         """Report this pool's statistics (psycopg_pool's ``get_stats``)."""
