@@ -2,7 +2,7 @@
 
 Every call carries a deadline and, where the method needs one, an access token; a token
 that the server rejects is refreshed once and the call repeated. Failures leave as
-:class:`~meshchat_cli.errors.CliError`.
+:class:`~meshchat_cli.errors.CliError` (see :mod:`meshchat_cli.failures`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from meshchat.auth.v1 import (
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from meshchat_cli.credentials import Credentials, CredentialStore
 from meshchat_cli.endpoints import Endpoint, Endpoints, open_channel
-from meshchat_cli.errors import CliError, ExitCode, rpc_failure
+from meshchat_cli.errors import CliError, ExitCode
+from meshchat_cli.failures import rpc_failure
 from meshchat_cli.tokens import TokenSource
 
 __all__ = ["DEFAULT_TIMEOUT", "MEMBERS_ONLY", "STREAM_TIMEOUT", "Api", "ConnectCall"]
@@ -37,7 +38,7 @@ STREAM_TIMEOUT = 1800.0
 """The deadline of a Connect stream; the session reconnects seamlessly when it passes."""
 
 _PAGE_SIZE = 200
-# Advice that fits the call better than the general one of errors.rpc_failure.
+# Advice that fits the call better than the general one of failures.rpc_failure.
 MEMBERS_ONLY = {grpc.StatusCode.PERMISSION_DENIED: "ask the chat's owner to add you"}
 _USERNAMES = {grpc.StatusCode.NOT_FOUND: "check the usernames"}
 _CHAT_AND_USER = {

@@ -20,7 +20,7 @@ from typing import Any
 
 from meshchat.auth.v1 import auth_pb2
 from meshchat_cli.errors import CliError, ExitCode
-from meshchat_cli.render import role_name
+from meshchat_cli.roles import role_name
 
 __all__ = ["CredentialStore", "Credentials", "config_dir"]
 

@@ -19,7 +19,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from meshchat.auth.v1 import access_options_pb2
 from meshchat.chat.v1 import chat_pb2
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "message_line",
     "message_text",
     "print_rows",
-    "role_name",
     "terminal_console",
 ]
 
@@ -52,11 +50,6 @@ class OutputFormat(enum.Enum):
         if json_lines:
             return cls.JSON
         return cls.TERMINAL if stdout.isatty() else cls.PLAIN
-
-
-def role_name(role: access_options_pb2.Role.ValueType) -> str:
-    """``user`` or ``admin``."""
-    return access_options_pb2.Role.Name(role).removeprefix("ROLE_").lower()
 
 
 def _visible(char: str) -> str:

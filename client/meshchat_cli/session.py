@@ -24,7 +24,8 @@ import grpc
 
 from meshchat.chat.v1 import chat_pb2
 from meshchat_cli.api import MEMBERS_ONLY, Api, ConnectCall
-from meshchat_cli.errors import TRANSIENT, CliError, rpc_failure
+from meshchat_cli.errors import CliError
+from meshchat_cli.failures import TRANSIENT, rpc_failure
 from meshchat_cli.screen import ChatScreen
 
 __all__ = ["Backoff", "ConnectSession"]

@@ -10,7 +10,8 @@ import grpc
 from meshchat.auth.v1 import auth_pb2
 from meshchat_cli.credentials import Credentials, CredentialStore
 from meshchat_cli.endpoints import Endpoint
-from meshchat_cli.errors import CliError, ExitCode, rpc_failure
+from meshchat_cli.errors import CliError, ExitCode
+from meshchat_cli.failures import rpc_failure
 
 __all__ = ["REFRESH_MARGIN", "TokenSource"]
 

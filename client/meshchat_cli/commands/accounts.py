@@ -8,7 +8,7 @@ import typer
 
 from meshchat_cli.commands.prompts import read_password
 from meshchat_cli.options import open_api
-from meshchat_cli.render import role_name
+from meshchat_cli.roles import role_name
 
 __all__ = ["login", "logout", "register", "whoami"]
 

@@ -13,7 +13,8 @@ from meshchat.auth.v1 import access_options_pb2, users_pb2
 from meshchat_cli.commands.params import Yes
 from meshchat_cli.commands.prompts import confirm, read_password
 from meshchat_cli.options import open_api
-from meshchat_cli.render import print_rows, role_name
+from meshchat_cli.render import print_rows
+from meshchat_cli.roles import role_name
 
 __all__ = ["delete_user", "get_user", "list_users", "update_user"]
 

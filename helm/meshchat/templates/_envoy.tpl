@@ -7,8 +7,10 @@ same rendering runs in a pod, in a network namespace or, with changed ports, sid
 
 Listeners:
   inbound   mTLS; a client certificate from the mesh CA whose SAN is an allowed caller; routes to the app
-  outbound  (chat only) plaintext on loopback; chat reaches auth through it over mTLS, checking auth's SAN
-  health    plaintext; /healthz is 200 only while the app's gRPC health check is SERVING, /livez while Envoy runs
+  outbound  one per upstream of the component (chat: auth), plaintext on loopback; the app reaches the
+            upstream through it over mTLS, checking the upstream's SAN
+  health    plaintext; /healthz is 200 only while the app's gRPC health check is SERVING (readiness),
+            /livez/app while the app answers that check at all (the app's liveness), /livez while Envoy runs
   metrics   plaintext; /metrics is the app's Prometheus endpoint, /stats/prometheus is Envoy's
 Certificates come from SDS files whose secrets watch the certificate directory (a whole-directory
 Secret mount), so a rotated certificate is used by new connections without a restart.
@@ -54,8 +56,8 @@ combined_validation_context:
 {{/* HTTP/2 options shared by listeners and clusters. */}}
 {{- define "meshchat.envoy.http2Options" -}}
 max_concurrent_streams: {{ .Values.mesh.envoy.limits.maxConcurrentStreams }}
-initial_stream_window_size: {{ .Values.mesh.envoy.limits.initialStreamWindowSize }}
-initial_connection_window_size: {{ .Values.mesh.envoy.limits.initialConnectionWindowSize }}
+initial_stream_window_size: {{ int .Values.mesh.envoy.limits.initialStreamWindowSize }}
+initial_connection_window_size: {{ int .Values.mesh.envoy.limits.initialConnectionWindowSize }}
 connection_keepalive:
   interval: {{ .Values.mesh.envoy.timeouts.keepaliveInterval }}
   timeout: {{ .Values.mesh.envoy.timeouts.keepaliveTimeout }}
@@ -82,6 +84,24 @@ circuit_breakers:
       max_pending_requests: {{ .Values.mesh.envoy.limits.maxPendingRequests }}
       max_requests: {{ .Values.mesh.envoy.limits.maxRequests }}
       max_retries: 3
+{{- end -}}
+
+{{/*
+Outlier detection of a cluster of other pods: a pod whose connections fail (locally originated:
+connect failures, resets, timeouts) or that answers UNAVAILABLE (503: gateway failures) several
+times in a row is ejected for a while, so calls go to the others.
+*/}}
+{{- define "meshchat.envoy.outlierDetection" -}}
+{{- $o := .Values.mesh.envoy.outlierDetection -}}
+outlier_detection:
+  split_external_local_origin_errors: true
+  consecutive_local_origin_failure: {{ $o.consecutiveFailures }}
+  enforcing_consecutive_local_origin_failure: 100
+  consecutive_gateway_failure: {{ $o.consecutiveFailures }}
+  enforcing_consecutive_gateway_failure: 100
+  interval: {{ $o.interval }}
+  base_ejection_time: {{ $o.baseEjectionTime }}
+  max_ejection_percent: {{ $o.maxEjectionPercent }}
 {{- end -}}
 
 {{/* A stdout access log, when enabled. */}}
@@ -130,284 +150,400 @@ access_log:
                   port_value: {{ .port }}
 {{- end -}}
 
+{{/* The node, the admin interface (loopback) and the overload manager: (dict "ctx" $ "name" "..." "admin" {address, port}). */}}
+{{- define "meshchat.envoy.node" -}}
+node:
+  id: {{ .name }}
+  cluster: {{ .name }}
+admin:
+  address:
+    socket_address:
+      address: {{ .admin.address | quote }}
+      port_value: {{ .admin.port }}
+overload_manager:
+  resource_monitors:
+    - name: envoy.resource_monitors.global_downstream_max_connections
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+        max_active_downstream_connections: {{ .ctx.Values.mesh.envoy.limits.maxDownstreamConnections }}
+{{- end -}}
+
+{{/* A listener's name and socket address: (dict "name" "..." "listen" {address, port}). */}}
+{{- define "meshchat.envoy.listenerAddress" -}}
+- name: {{ .name }}
+  address:
+    socket_address:
+      address: {{ .listen.address | quote }}
+      port_value: {{ .listen.port }}
+{{- end -}}
+
 {{/*
-The bootstrap (envoy.yaml) of one component's sidecar: (dict "ctx" $ "component" "auth").
+An HTTP/2 connection manager for gRPC calls (the sidecars' inbound and outbound listeners, the
+edge): (dict "ctx" $ "name" "inbound" "options" (dict ...more top-level fields) "rejectUnderscores" true
+"virtualHosts" (YAML text of the route configuration's virtual hosts)).
+*/}}
+{{- define "meshchat.envoy.grpcConnectionManager" -}}
+{{- $envoy := .ctx.Values.mesh.envoy -}}
+- name: envoy.filters.network.http_connection_manager
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+    stat_prefix: {{ .name }}
+    codec_type: HTTP2
+    {{- with .options }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+    max_request_headers_kb: {{ $envoy.limits.maxRequestHeadersKb }}
+    stream_idle_timeout: {{ $envoy.timeouts.streamIdle }}
+    common_http_protocol_options:
+      idle_timeout: {{ $envoy.timeouts.connectionIdle }}
+      max_headers_count: {{ $envoy.limits.maxHeadersCount }}
+      {{- if .rejectUnderscores }}
+      headers_with_underscores_action: REJECT_REQUEST
+      {{- end }}
+    http2_protocol_options:
+      {{- include "meshchat.envoy.http2Options" .ctx | nindent 6 }}
+    {{- include "meshchat.envoy.accessLog" .ctx | nindent 4 }}
+    route_config:
+      name: {{ .name }}
+      virtual_hosts:
+        {{- .virtualHosts | nindent 8 }}
+    http_filters:
+      {{- include "meshchat.envoy.router" .ctx | nindent 6 }}
+{{- end -}}
+
+{{/* A plaintext connection manager for the kubelet and Prometheus: (dict "name" "health" "headersKb" 8 "idle" "10s" "routes" (YAML text) "filters" (YAML text before the router)). */}}
+{{- define "meshchat.envoy.plainConnectionManager" -}}
+- name: envoy.filters.network.http_connection_manager
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+    stat_prefix: {{ .name }}
+    codec_type: AUTO
+    max_request_headers_kb: {{ .headersKb }}
+    stream_idle_timeout: {{ .idle }}
+    route_config:
+      name: {{ .name }}
+      virtual_hosts:
+        - name: {{ .name }}
+          domains: ["*"]
+          routes:
+            {{- .routes | nindent 12 }}
+            - match:
+                prefix: /
+              direct_response:
+                status: 404
+    http_filters:
+      {{- with .filters }}
+      {{- . | nindent 6 }}
+      {{- end }}
+      {{- include "meshchat.envoy.router" . | nindent 6 }}
+{{- end -}}
+
+{{/*
+The health listener, for the kubelet's probes only: /livez while Envoy runs; each of .checks
+answers 200 only while every host of its cluster passes that cluster's health check (a sidecar:
+/healthz follows the app's gRPC health, /livez/app whether the app answers at all); without
+checks, /healthz answers while Envoy runs (the edge): (dict "listen" {address, port} "checks" (list (dict "path" "/healthz" "cluster" "local_app"))).
+*/}}
+{{- define "meshchat.envoy.healthListener" -}}
+{{- $routes := list (dict "match" (dict "path" "/livez") "direct_response" (dict "status" 200 "body" (dict "inline_string" "live\n"))) -}}
+{{- $filters := list -}}
+{{- range .checks -}}
+{{- $filters = append $filters (include "meshchat.envoy.healthCheckFilter" . | fromYamlArray | first) -}}
+{{- end -}}
+{{- if not .checks -}}
+{{- $routes = append $routes (dict "match" (dict "path" "/healthz") "direct_response" (dict "status" 200 "body" (dict "inline_string" "ok\n"))) -}}
+{{- end -}}
+{{- include "meshchat.envoy.listenerAddress" (dict "name" "health" "listen" .listen) }}
+  per_connection_buffer_limit_bytes: 8192
+  filter_chains:
+    - filters:
+        {{- $manager := dict "name" "health" "headersKb" 8 "idle" "10s" "routes" (toYaml $routes) }}
+        {{- if $filters }}
+        {{- $_ := set $manager "filters" (toYaml $filters) }}
+        {{- end }}
+        {{- include "meshchat.envoy.plainConnectionManager" $manager | nindent 8 }}
+{{- end -}}
+
+{{/* A health_check filter: .path answers 200 only while every host of .cluster passes its health check, else 503. */}}
+{{- define "meshchat.envoy.healthCheckFilter" -}}
+- name: envoy.filters.http.health_check
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
+    pass_through_mode: false
+    headers:
+      - name: ":path"
+        string_match:
+          exact: {{ .path }}
+    cluster_min_healthy_percentages:
+      {{ .cluster }}:
+        value: 100
+{{- end -}}
+
+{{/* A GET-only route to a cluster of the metrics listener: (dict "path" "/metrics" "cluster" "local_metrics"). */}}
+{{- define "meshchat.envoy.metricsRoute" -}}
+- match:
+    path: {{ .path }}
+    headers:
+      - name: ":method"
+        string_match:
+          exact: GET
+  route:
+    cluster: {{ .cluster }}
+    timeout: 10s
+{{- end -}}
+
+{{/*
+The metrics listener (plaintext): Envoy's /stats/prometheus, and the app's /metrics when .appMetrics;
+nothing else of the admin interface: (dict "ctx" $ "listen" {address, port} "appMetrics" true).
+*/}}
+{{- define "meshchat.envoy.metricsListener" -}}
+{{- $routes := "" -}}
+{{- if .appMetrics -}}
+{{- $routes = include "meshchat.envoy.metricsRoute" (dict "path" "/metrics" "cluster" "local_metrics") -}}
+{{- end -}}
+{{- $routes = printf "%s\n%s" $routes (include "meshchat.envoy.metricsRoute" (dict "path" "/stats/prometheus" "cluster" "envoy_admin")) | trim -}}
+{{- include "meshchat.envoy.listenerAddress" (dict "name" "metrics" "listen" .listen) }}
+  per_connection_buffer_limit_bytes: {{ .ctx.Values.mesh.envoy.limits.perConnectionBufferLimitBytes }}
+  filter_chains:
+    - filters:
+        {{- include "meshchat.envoy.plainConnectionManager" (dict "name" "metrics" "headersKb" 16 "idle" "30s" "routes" $routes) | nindent 8 }}
+{{- end -}}
+
+{{/*
+The routes of a gRPC service's calls: (dict "ctx" $ "cluster" "chat" "api" (an entry of meshchat.grpcApi)
+"prefixes" (list "/") "retries" true). A long-lived stream has no route timeout, only an idle
+timeout that its heartbeats reset. With .retries (routes towards other pods), every call is retried
+on another pod when it never reached one (connect failure, refused stream), and the idempotent
+calls also when the connection was reset or the pod answered UNAVAILABLE (it was stopping).
+*/}}
+{{- define "meshchat.envoy.grpcRoutes" -}}
+{{- $envoy := .ctx.Values.mesh.envoy -}}
+{{- range .api.streaming }}
+- match:
+    path: {{ . }}
+  route:
+    cluster: {{ $.cluster }}
+    timeout: 0s
+    idle_timeout: {{ $envoy.timeouts.streamingIdle }}
+{{- end }}
+{{- if .retries }}
+{{- range .api.idempotent }}
+- match:
+    path: {{ . }}
+  route:
+    cluster: {{ $.cluster }}
+    timeout: {{ $envoy.timeouts.request }}
+    {{- include "meshchat.envoy.retryPolicy" (dict "ctx" $.ctx "on" "connect-failure,refused-stream,reset,unavailable") | nindent 4 }}
+{{- end }}
+{{- end }}
+{{- range .prefixes }}
+- match:
+    prefix: {{ . | quote }}
+  route:
+    cluster: {{ $.cluster }}
+    timeout: {{ $envoy.timeouts.request }}
+    {{- if $.retries }}
+    {{- include "meshchat.envoy.retryPolicy" (dict "ctx" $.ctx "on" "connect-failure,refused-stream") | nindent 4 }}
+    {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* A route's retry policy: retry .on these conditions, each time on a pod not tried yet. */}}
+{{- define "meshchat.envoy.retryPolicy" -}}
+{{- $retries := .ctx.Values.mesh.envoy.retries -}}
+retry_policy:
+  retry_on: {{ .on }}
+  num_retries: {{ $retries.attempts }}
+  retry_back_off:
+    base_interval: {{ $retries.backOffBase }}
+    max_interval: {{ $retries.backOffMax }}
+  retry_host_predicate:
+    - name: envoy.retry_host_predicates.previous_hosts
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+  host_selection_retry_max_attempts: 3
+{{- end -}}
+
+{{/* The inbound listener (mTLS): only the allowed callers' certificates pass; every call goes to the app. */}}
+{{- define "meshchat.envoy.inboundListener" -}}
+{{- $ctx := .ctx -}}
+{{- $v := index $ctx.Values .component -}}
+{{- $callers := list (include "meshchat.identity" (dict "ctx" $ctx "component" "ingress")) -}}
+{{- range .workload.callers -}}
+{{- $callers = append $callers (include "meshchat.identity" (dict "ctx" $ctx "component" .)) -}}
+{{- end -}}
+{{- $callers = concat $callers $v.sidecar.extraAllowedCallers -}}
+{{- $api := index (include "meshchat.grpcApi" . | fromYaml) .component -}}
+{{- $routes := dict "ctx" $ctx "cluster" "local_app" "api" $api "prefixes" (list "/") -}}
+{{- $hosts := list (dict "name" .component "domains" (list "*") "routes" (include "meshchat.envoy.grpcRoutes" $routes | fromYamlArray)) -}}
+{{- $options := dict "server_header_transformation" "PASS_THROUGH" "forward_client_cert_details" "SANITIZE_SET" "set_current_client_cert_details" (dict "dns" true "uri" true) -}}
+{{- include "meshchat.envoy.listenerAddress" (dict "name" "inbound" "listen" $v.sidecar.inbound) }}
+  per_connection_buffer_limit_bytes: {{ $ctx.Values.mesh.envoy.limits.perConnectionBufferLimitBytes }}
+  filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            {{- include "meshchat.envoy.commonTlsContext" (dict "ctx" $ctx "sans" $callers) | nindent 12 }}
+      filters:
+        {{- include "meshchat.envoy.grpcConnectionManager" (dict "ctx" $ctx "name" "inbound" "options" $options "rejectUnderscores" true "virtualHosts" (toYaml $hosts)) | nindent 8 }}
+{{- end -}}
+
+{{/* An outbound listener (plaintext on loopback): the app's way to another service, over mTLS from here on: (dict "ctx" $ "upstream" (an entry of .workload.upstreams)). */}}
+{{- define "meshchat.envoy.outboundListener" -}}
+{{- $name := printf "outbound_%s" .upstream.name -}}
+{{- $api := index (include "meshchat.grpcApi" .ctx | fromYaml) .upstream.name -}}
+{{- $routes := dict "ctx" .ctx "cluster" .upstream.name "api" $api "prefixes" (list "/") "retries" true -}}
+{{- $hosts := list (dict "name" .upstream.name "domains" (list "*") "routes" (include "meshchat.envoy.grpcRoutes" $routes | fromYamlArray)) -}}
+{{- include "meshchat.envoy.listenerAddress" (dict "name" $name "listen" .upstream.listener) }}
+  per_connection_buffer_limit_bytes: {{ .ctx.Values.mesh.envoy.limits.perConnectionBufferLimitBytes }}
+  filter_chains:
+    - filters:
+        {{- include "meshchat.envoy.grpcConnectionManager" (dict "ctx" .ctx "name" $name "virtualHosts" (toYaml $hosts)) | nindent 8 }}
+{{- end -}}
+
+{{/* The app's gRPC server on loopback, health-checked with grpc.health.v1.Health. */}}
+{{- define "meshchat.envoy.localAppCluster" -}}
+{{- $envoy := .ctx.Values.mesh.envoy -}}
+{{- $v := index .ctx.Values .component -}}
+- name: local_app
+  type: STATIC
+  connect_timeout: {{ $envoy.timeouts.connect }}
+  per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
+  {{- include "meshchat.envoy.upstreamHttp2" .ctx | nindent 2 }}
+  {{- include "meshchat.envoy.circuitBreakers" .ctx | nindent 2 }}
+  health_checks:
+    - timeout: {{ $envoy.healthCheck.timeout }}
+      interval: {{ $envoy.healthCheck.interval }}
+      # The health listener (the kubelet's probe) follows this check whether or not traffic
+      # has flowed: without these, Envoy checks a cluster that has had no traffic only every
+      # 60 s, so /healthz would lag the app by up to a minute after start and on the first change.
+      no_traffic_interval: {{ $envoy.healthCheck.interval }}
+      no_traffic_healthy_interval: {{ $envoy.healthCheck.interval }}
+      unhealthy_threshold: {{ $envoy.healthCheck.unhealthyThreshold }}
+      healthy_threshold: {{ $envoy.healthCheck.healthyThreshold }}
+      grpc_health_check:
+        service_name: ""
+  load_assignment:
+    cluster_name: local_app
+    endpoints:
+      - lb_endpoints:
+          - endpoint:
+              address:
+                socket_address:
+                  address: {{ $v.listen.address | quote }}
+                  port_value: {{ $v.listen.port }}
+{{- end -}}
+
+{{/*
+The same app server, for liveness: healthy while it answers grpc.health.v1.Health/Check at all,
+SERVING or NOT_SERVING (an HTTP/2 POST of an empty HealthCheckRequest; gRPC answers HTTP 200
+whatever the status). Unlike local_app, it does not follow the app's dependencies.
+*/}}
+{{- define "meshchat.envoy.localAppLivenessCluster" -}}
+{{- $envoy := .ctx.Values.mesh.envoy -}}
+{{- $v := index .ctx.Values .component -}}
+- name: local_app_liveness
+  type: STATIC
+  connect_timeout: {{ $envoy.timeouts.connect }}
+  per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
+  {{- include "meshchat.envoy.upstreamHttp2" .ctx | nindent 2 }}
+  {{- include "meshchat.envoy.circuitBreakers" .ctx | nindent 2 }}
+  health_checks:
+    - timeout: {{ $envoy.healthCheck.timeout }}
+      interval: {{ $envoy.healthCheck.interval }}
+      no_traffic_interval: {{ $envoy.healthCheck.interval }}
+      no_traffic_healthy_interval: {{ $envoy.healthCheck.interval }}
+      unhealthy_threshold: {{ $envoy.healthCheck.unhealthyThreshold }}
+      healthy_threshold: {{ $envoy.healthCheck.healthyThreshold }}
+      http_health_check:
+        path: /grpc.health.v1.Health/Check
+        method: POST
+        codec_client_type: HTTP2
+        # A gRPC frame: not compressed, length 0 (an empty HealthCheckRequest, service "").
+        send:
+          text: "0000000000"
+        request_headers_to_add:
+          - header:
+              key: content-type
+              value: application/grpc
+          - header:
+              key: te
+              value: trailers
+  load_assignment:
+    cluster_name: local_app_liveness
+    endpoints:
+      - lb_endpoints:
+          - endpoint:
+              address:
+                socket_address:
+                  address: {{ $v.listen.address | quote }}
+                  port_value: {{ $v.listen.port }}
+{{- end -}}
+
+{{/*
+Another service's sidecars over mTLS, every pod behind a DNS name; only a certificate with that
+service's identity is accepted: (dict "ctx" $ "name" "auth" "address" "..." "port" "8443" "sni" "..." "identity" "...").
+*/}}
+{{- define "meshchat.envoy.meshCluster" -}}
+{{- $envoy := .ctx.Values.mesh.envoy -}}
+- name: {{ .name }}
+  type: STRICT_DNS
+  dns_lookup_family: V4_PREFERRED
+  dns_refresh_rate: 5s
+  lb_policy: LEAST_REQUEST
+  connect_timeout: {{ $envoy.timeouts.connect }}
+  per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
+  {{- include "meshchat.envoy.upstreamHttp2" .ctx | nindent 2 }}
+  {{- include "meshchat.envoy.circuitBreakers" .ctx | nindent 2 }}
+  {{- include "meshchat.envoy.outlierDetection" .ctx | nindent 2 }}
+  transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+      sni: {{ .sni | quote }}
+      common_tls_context:
+        {{- include "meshchat.envoy.commonTlsContext" (dict "ctx" .ctx "sans" (list .identity)) | nindent 8 }}
+  load_assignment:
+    cluster_name: {{ .name }}
+    endpoints:
+      - lb_endpoints:
+          - endpoint:
+              address:
+                socket_address:
+                  address: {{ .address | quote }}
+                  port_value: {{ .port }}
+{{- end -}}
+
+{{/*
+The bootstrap (envoy.yaml) of one component's sidecar: (dict "ctx" $ "component" "auth" "workload" ...);
+the component's specifics (callers, upstreams) come from .workload.
 */}}
 {{- define "meshchat.envoy.bootstrap" -}}
 {{- $ctx := .ctx -}}
 {{- $v := index $ctx.Values .component -}}
 {{- $envoy := $ctx.Values.mesh.envoy -}}
 {{- $name := include "meshchat.componentName" . -}}
-{{- $ingressId := include "meshchat.identity" (dict "ctx" $ctx "component" "ingress") -}}
-{{- $callers := list $ingressId -}}
-{{- if eq .component "auth" -}}
-{{- $callers = append $callers (include "meshchat.identity" (dict "ctx" $ctx "component" "chat")) -}}
-{{- end -}}
-{{- $callers = concat $callers $v.sidecar.extraAllowedCallers -}}
 # Envoy sidecar of {{ $name }}, rendered by the meshchat chart. Do not edit: change the values.
-node:
-  id: {{ $name }}
-  cluster: {{ $name }}
-admin:
-  address:
-    socket_address:
-      address: {{ $v.sidecar.admin.address | quote }}
-      port_value: {{ $v.sidecar.admin.port }}
-overload_manager:
-  resource_monitors:
-    - name: envoy.resource_monitors.global_downstream_max_connections
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
-        max_active_downstream_connections: {{ $envoy.limits.maxDownstreamConnections }}
+{{ include "meshchat.envoy.node" (dict "ctx" $ctx "name" $name "admin" $v.sidecar.admin) }}
 static_resources:
   listeners:
-    # mTLS from the ingress{{ if eq .component "auth" }} and the chat service{{ end }}: only the allowed callers' certificates pass.
-    - name: inbound
-      address:
-        socket_address:
-          address: {{ $v.sidecar.inbound.address | quote }}
-          port_value: {{ $v.sidecar.inbound.port }}
-      per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
-      filter_chains:
-        - transport_socket:
-            name: envoy.transport_sockets.tls
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-              require_client_certificate: true
-              common_tls_context:
-                {{- include "meshchat.envoy.commonTlsContext" (dict "ctx" $ctx "sans" $callers) | nindent 16 }}
-          filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: inbound
-                codec_type: HTTP2
-                server_header_transformation: PASS_THROUGH
-                forward_client_cert_details: SANITIZE_SET
-                set_current_client_cert_details:
-                  dns: true
-                  uri: true
-                max_request_headers_kb: {{ $envoy.limits.maxRequestHeadersKb }}
-                stream_idle_timeout: {{ $envoy.timeouts.streamIdle }}
-                common_http_protocol_options:
-                  idle_timeout: {{ $envoy.timeouts.connectionIdle }}
-                  max_headers_count: {{ $envoy.limits.maxHeadersCount }}
-                  headers_with_underscores_action: REJECT_REQUEST
-                http2_protocol_options:
-                  {{- include "meshchat.envoy.http2Options" $ctx | nindent 18 }}
-                {{- include "meshchat.envoy.accessLog" $ctx | nindent 16 }}
-                route_config:
-                  name: inbound
-                  virtual_hosts:
-                    - name: {{ .component }}
-                      domains: ["*"]
-                      routes:
-                        {{- if eq .component "chat" }}
-                        # The long-lived Connect stream: no route timeout, only an idle timeout that heartbeats reset.
-                        - match:
-                            path: /meshchat.chat.v1.ChatService/Connect
-                          route:
-                            cluster: local_app
-                            timeout: 0s
-                            idle_timeout: {{ $envoy.timeouts.streamingIdle }}
-                        {{- end }}
-                        - match:
-                            prefix: /
-                          route:
-                            cluster: local_app
-                            timeout: {{ $envoy.timeouts.request }}
-                http_filters:
-                  {{- include "meshchat.envoy.router" $ctx | nindent 18 }}
-    {{- if eq .component "chat" }}
-    # Plaintext on loopback: the chat service's way to auth (MESHCHAT_AUTH_ADDR), over mTLS from here on.
-    - name: outbound_auth
-      address:
-        socket_address:
-          address: {{ $v.sidecar.outbound.address | quote }}
-          port_value: {{ $v.sidecar.outbound.port }}
-      per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: outbound_auth
-                codec_type: HTTP2
-                max_request_headers_kb: {{ $envoy.limits.maxRequestHeadersKb }}
-                stream_idle_timeout: {{ $envoy.timeouts.streamIdle }}
-                common_http_protocol_options:
-                  idle_timeout: {{ $envoy.timeouts.connectionIdle }}
-                  max_headers_count: {{ $envoy.limits.maxHeadersCount }}
-                http2_protocol_options:
-                  {{- include "meshchat.envoy.http2Options" $ctx | nindent 18 }}
-                {{- include "meshchat.envoy.accessLog" $ctx | nindent 16 }}
-                route_config:
-                  name: outbound_auth
-                  virtual_hosts:
-                    - name: auth
-                      domains: ["*"]
-                      routes:
-                        - match:
-                            prefix: /
-                          route:
-                            cluster: auth
-                            timeout: {{ $envoy.timeouts.request }}
-                http_filters:
-                  {{- include "meshchat.envoy.router" $ctx | nindent 18 }}
+    {{- include "meshchat.envoy.inboundListener" . | nindent 4 }}
+    {{- range .workload.upstreams }}
+    {{- include "meshchat.envoy.outboundListener" (dict "ctx" $ctx "upstream" .) | nindent 4 }}
     {{- end }}
-    # Plaintext, for the kubelet's probes only.
-    - name: health
-      address:
-        socket_address:
-          address: {{ $v.sidecar.health.address | quote }}
-          port_value: {{ $v.sidecar.health.port }}
-      per_connection_buffer_limit_bytes: 8192
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: health
-                codec_type: AUTO
-                max_request_headers_kb: 8
-                stream_idle_timeout: 10s
-                route_config:
-                  name: health
-                  virtual_hosts:
-                    - name: health
-                      domains: ["*"]
-                      routes:
-                        - match:
-                            path: /livez
-                          direct_response:
-                            status: 200
-                            body:
-                              inline_string: "live\n"
-                        - match:
-                            prefix: /
-                          direct_response:
-                            status: 404
-                http_filters:
-                  # /healthz: 200 only while the app's gRPC health check (service "") says SERVING.
-                  - name: envoy.filters.http.health_check
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
-                      pass_through_mode: false
-                      headers:
-                        - name: ":path"
-                          string_match:
-                            exact: /healthz
-                      cluster_min_healthy_percentages:
-                        local_app:
-                          value: 100
-                  {{- include "meshchat.envoy.router" $ctx | nindent 18 }}
-    # Plaintext Prometheus metrics: the app's /metrics and Envoy's /stats/prometheus; nothing else of the admin.
-    - name: metrics
-      address:
-        socket_address:
-          address: {{ $v.sidecar.metrics.address | quote }}
-          port_value: {{ $v.sidecar.metrics.port }}
-      per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: metrics
-                codec_type: AUTO
-                max_request_headers_kb: 16
-                stream_idle_timeout: 30s
-                route_config:
-                  name: metrics
-                  virtual_hosts:
-                    - name: metrics
-                      domains: ["*"]
-                      routes:
-                        - match:
-                            path: /metrics
-                            headers:
-                              - name: ":method"
-                                string_match:
-                                  exact: GET
-                          route:
-                            cluster: local_metrics
-                            timeout: 10s
-                        - match:
-                            path: /stats/prometheus
-                            headers:
-                              - name: ":method"
-                                string_match:
-                                  exact: GET
-                          route:
-                            cluster: envoy_admin
-                            timeout: 10s
-                        - match:
-                            prefix: /
-                          direct_response:
-                            status: 404
-                http_filters:
-                  {{- include "meshchat.envoy.router" $ctx | nindent 18 }}
+    {{- $checks := list (dict "path" "/healthz" "cluster" "local_app") (dict "path" "/livez/app" "cluster" "local_app_liveness") }}
+    {{- include "meshchat.envoy.healthListener" (dict "listen" $v.sidecar.health "checks" $checks) | nindent 4 }}
+    {{- include "meshchat.envoy.metricsListener" (dict "ctx" $ctx "listen" $v.sidecar.metrics "appMetrics" true) | nindent 4 }}
   clusters:
-    # The app's gRPC server on loopback, health-checked with grpc.health.v1.Health.
-    - name: local_app
-      type: STATIC
-      connect_timeout: {{ $envoy.timeouts.connect }}
-      per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
-      {{- include "meshchat.envoy.upstreamHttp2" $ctx | nindent 6 }}
-      {{- include "meshchat.envoy.circuitBreakers" $ctx | nindent 6 }}
-      health_checks:
-        - timeout: {{ $envoy.healthCheck.timeout }}
-          interval: {{ $envoy.healthCheck.interval }}
-          # The health listener (the kubelet's probe) follows this check whether or not traffic
-          # has flowed: without these, Envoy checks a cluster that has had no traffic only every
-          # 60 s, so /healthz would lag the app by up to a minute after start and on the first change.
-          no_traffic_interval: {{ $envoy.healthCheck.interval }}
-          no_traffic_healthy_interval: {{ $envoy.healthCheck.interval }}
-          unhealthy_threshold: {{ $envoy.healthCheck.unhealthyThreshold }}
-          healthy_threshold: {{ $envoy.healthCheck.healthyThreshold }}
-          grpc_health_check:
-            service_name: ""
-      load_assignment:
-        cluster_name: local_app
-        endpoints:
-          - lb_endpoints:
-              - endpoint:
-                  address:
-                    socket_address:
-                      address: {{ $v.listen.address | quote }}
-                      port_value: {{ $v.listen.port }}
+    {{- include "meshchat.envoy.localAppCluster" . | nindent 4 }}
+    {{- include "meshchat.envoy.localAppLivenessCluster" . | nindent 4 }}
     {{- include "meshchat.envoy.staticCluster" (dict "name" "local_metrics" "address" $v.metricsListen.address "port" $v.metricsListen.port "connectTimeout" $envoy.timeouts.connect) | nindent 4 }}
     {{- include "meshchat.envoy.staticCluster" (dict "name" "envoy_admin" "address" $v.sidecar.admin.address "port" $v.sidecar.admin.port "connectTimeout" $envoy.timeouts.connect) | nindent 4 }}
-    {{- if eq .component "chat" }}
-    {{- $authCtx := dict "ctx" $ctx "component" "auth" }}
-    {{- $authHost := default (include "meshchat.headlessHost" $authCtx) $v.sidecar.authUpstream.address }}
-    {{- $authPort := $v.sidecar.authUpstream.port | default $ctx.Values.auth.service.port }}
-    # The auth service's sidecars over mTLS; only a certificate with auth's identity is accepted.
-    - name: auth
-      type: STRICT_DNS
-      dns_lookup_family: V4_PREFERRED
-      dns_refresh_rate: 5s
-      lb_policy: LEAST_REQUEST
-      connect_timeout: {{ $envoy.timeouts.connect }}
-      per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
-      {{- include "meshchat.envoy.upstreamHttp2" $ctx | nindent 6 }}
-      {{- include "meshchat.envoy.circuitBreakers" $ctx | nindent 6 }}
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-          sni: {{ include "meshchat.serviceHost" $authCtx | quote }}
-          common_tls_context:
-            {{- include "meshchat.envoy.commonTlsContext" (dict "ctx" $ctx "sans" (list (include "meshchat.identity" $authCtx))) | nindent 12 }}
-      load_assignment:
-        cluster_name: auth
-        endpoints:
-          - lb_endpoints:
-              - endpoint:
-                  address:
-                    socket_address:
-                      address: {{ $authHost | quote }}
-                      port_value: {{ $authPort }}
+    {{- range .workload.upstreams }}
+    {{- include "meshchat.envoy.meshCluster" (merge (dict "ctx" $ctx) .) | nindent 4 }}
     {{- end }}
 {{- end -}}
 

@@ -26,223 +26,88 @@ resources:
         path: {{ .Values.edge.tlsDir }}
 {{- end -}}
 
-{{/* Routes of one service: (dict "ctx" $ "component" "chat" "prefixes" (list ...)). */}}
-{{- define "meshchat.envoy.edgeRoutes" -}}
-{{- $envoy := .ctx.Values.mesh.envoy -}}
-{{- if eq .component "chat" }}
-- match:
-    path: /meshchat.chat.v1.ChatService/Connect
-  route:
-    cluster: chat
-    timeout: 0s
-    idle_timeout: {{ $envoy.timeouts.streamingIdle }}
-{{- end }}
-{{- range .prefixes }}
-- match:
-    prefix: {{ . | quote }}
-  route:
-    cluster: {{ $.component }}
-    timeout: {{ $envoy.timeouts.request }}
-{{- end }}
-{{- end -}}
-
-{{/* An upstream cluster of the edge: (dict "ctx" $ "component" "auth"). */}}
+{{/* An upstream cluster of the edge: one service's sidecars, with the ingress's mesh certificate: (dict "ctx" $ "component" "auth"). */}}
 {{- define "meshchat.envoy.edgeCluster" -}}
-{{- $ctx := .ctx -}}
-{{- $envoy := $ctx.Values.mesh.envoy -}}
-{{- $up := index $ctx.Values.edge.upstreams .component -}}
-{{- $svc := index $ctx.Values .component -}}
-{{- $base := dict "ctx" $ctx "component" .component -}}
-- name: {{ .component }}
-  type: STRICT_DNS
-  dns_lookup_family: V4_PREFERRED
-  dns_refresh_rate: 5s
-  lb_policy: LEAST_REQUEST
-  connect_timeout: {{ $envoy.timeouts.connect }}
-  per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
-  {{- include "meshchat.envoy.upstreamHttp2" $ctx | nindent 2 }}
-  {{- include "meshchat.envoy.circuitBreakers" $ctx | nindent 2 }}
-  transport_socket:
-    name: envoy.transport_sockets.tls
-    typed_config:
-      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-      sni: {{ include "meshchat.serviceHost" $base | quote }}
-      common_tls_context:
-        {{- include "meshchat.envoy.commonTlsContext" (dict "ctx" $ctx "sans" (list (include "meshchat.identity" $base))) | nindent 8 }}
-  load_assignment:
-    cluster_name: {{ .component }}
-    endpoints:
-      - lb_endpoints:
-          - endpoint:
-              address:
-                socket_address:
-                  address: {{ default (include "meshchat.headlessHost" $base) $up.address | quote }}
-                  port_value: {{ $up.port | default $svc.service.port }}
+{{- $up := index .ctx.Values.edge.upstreams .component -}}
+{{- $svc := index .ctx.Values .component -}}
+{{- include "meshchat.envoy.meshCluster" (dict
+  "ctx" .ctx
+  "name" .component
+  "address" (default (include "meshchat.headlessFqdn" .) $up.address)
+  "port" ($up.port | default $svc.service.port)
+  "sni" (include "meshchat.serviceHost" .)
+  "identity" (include "meshchat.identity" .)) -}}
 {{- end -}}
 
-{{- define "meshchat.envoy.edgeBootstrap" -}}
+{{/* The edge's TLS listener for clients (the CLI, grpcurl): ingress.authHost and ingress.chatHost reach one service each; ingress.host, and any other name, routes by gRPC service name. */}}
+{{- define "meshchat.envoy.edgeListener" -}}
 {{- $ctx := . -}}
+{{- $api := include "meshchat.grpcApi" . | fromYaml -}}
+{{- $hosts := list -}}
+{{- $byService := list -}}
+{{- range $component := list "auth" "chat" -}}
+{{- $own := index $ctx.Values.ingress (printf "%sHost" $component) -}}
+{{- $grpc := index $api $component -}}
+{{- $routes := include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" $component "api" $grpc "prefixes" (list "/") "retries" true) | fromYamlArray -}}
+{{- $hosts = append $hosts (dict "name" $component "domains" (list $own (printf "%s:*" $own)) "routes" $routes) -}}
+{{- $prefixes := list -}}
+{{- range $grpc.services -}}
+{{- $prefixes = append $prefixes (printf "/%s/" .) -}}
+{{- end -}}
+{{- $byService = concat $byService (include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" $component "api" $grpc "prefixes" $prefixes "retries" true) | fromYamlArray) -}}
+{{- end -}}
+{{- $hosts = append $hosts (dict "name" "main" "domains" (list "*") "routes" $byService) -}}
+{{- $options := dict "use_remote_address" true "forward_client_cert_details" "SANITIZE" -}}
+{{- include "meshchat.envoy.listenerAddress" (dict "name" "edge" "listen" .Values.edge.listener) }}
+  per_connection_buffer_limit_bytes: {{ .Values.mesh.envoy.limits.perConnectionBufferLimitBytes }}
+  filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            alpn_protocols:
+              - h2
+            tls_params:
+              tls_minimum_protocol_version: TLSv1_2
+            tls_certificate_sds_secret_configs:
+              - name: edge_certificate
+                sds_config:
+                  {{- include "meshchat.envoy.sdsSource" (dict "ctx" $ctx "file" "sds-server-certificate.yaml") | nindent 18 }}
+      filters:
+        {{- include "meshchat.envoy.grpcConnectionManager" (dict "ctx" $ctx "name" "edge" "options" $options "rejectUnderscores" true "virtualHosts" (toYaml $hosts)) | nindent 8 }}
+{{- end -}}
+
+{{/* The edge's bootstrap (envoy.yaml). */}}
+{{- define "meshchat.envoy.edgeBootstrap" -}}
 {{- $edge := .Values.edge -}}
-{{- $envoy := .Values.mesh.envoy -}}
-{{- $name := include "meshchat.componentName" (dict "ctx" $ctx "component" "edge") -}}
-{{- $authPrefixes := list "/meshchat.auth.v1.UserService/" "/meshchat.auth.v1.AuthService/" "/meshchat.auth.v1.AccessService/" -}}
+{{- $name := include "meshchat.componentName" (dict "ctx" . "component" "edge") -}}
 # Edge Envoy of {{ $name }}, rendered by the meshchat chart. Do not edit: change the values.
-node:
-  id: {{ $name }}
-  cluster: {{ $name }}
-admin:
-  address:
-    socket_address:
-      address: {{ $edge.admin.address | quote }}
-      port_value: {{ $edge.admin.port }}
-overload_manager:
-  resource_monitors:
-    - name: envoy.resource_monitors.global_downstream_max_connections
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
-        max_active_downstream_connections: {{ $envoy.limits.maxDownstreamConnections }}
+{{ include "meshchat.envoy.node" (dict "ctx" . "name" $name "admin" $edge.admin) }}
 static_resources:
   listeners:
-    # TLS for clients (the CLI, grpcurl); routing by gRPC service name.
-    - name: edge
-      address:
-        socket_address:
-          address: {{ $edge.listener.address | quote }}
-          port_value: {{ $edge.listener.port }}
-      per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
-      filter_chains:
-        - transport_socket:
-            name: envoy.transport_sockets.tls
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-              common_tls_context:
-                alpn_protocols:
-                  - h2
-                tls_params:
-                  tls_minimum_protocol_version: TLSv1_2
-                tls_certificate_sds_secret_configs:
-                  - name: edge_certificate
-                    sds_config:
-                      {{- include "meshchat.envoy.sdsSource" (dict "ctx" $ctx "file" "sds-server-certificate.yaml") | nindent 22 }}
-          filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: edge
-                codec_type: HTTP2
-                use_remote_address: true
-                forward_client_cert_details: SANITIZE
-                max_request_headers_kb: {{ $envoy.limits.maxRequestHeadersKb }}
-                stream_idle_timeout: {{ $envoy.timeouts.streamIdle }}
-                common_http_protocol_options:
-                  idle_timeout: {{ $envoy.timeouts.connectionIdle }}
-                  max_headers_count: {{ $envoy.limits.maxHeadersCount }}
-                  headers_with_underscores_action: REJECT_REQUEST
-                http2_protocol_options:
-                  {{- include "meshchat.envoy.http2Options" $ctx | nindent 18 }}
-                {{- include "meshchat.envoy.accessLog" $ctx | nindent 16 }}
-                route_config:
-                  name: edge
-                  virtual_hosts:
-                    - name: auth
-                      domains:
-                        - {{ .Values.ingress.authHost | quote }}
-                        - {{ printf "%s:*" .Values.ingress.authHost | quote }}
-                      routes:
-                        {{- include "meshchat.envoy.edgeRoutes" (dict "ctx" $ctx "component" "auth" "prefixes" (list "/")) | nindent 24 }}
-                    - name: chat
-                      domains:
-                        - {{ .Values.ingress.chatHost | quote }}
-                        - {{ printf "%s:*" .Values.ingress.chatHost | quote }}
-                      routes:
-                        {{- include "meshchat.envoy.edgeRoutes" (dict "ctx" $ctx "component" "chat" "prefixes" (list "/")) | nindent 24 }}
-                    # ingress.host, and any other name: by gRPC service.
-                    - name: main
-                      domains: ["*"]
-                      routes:
-                        {{- include "meshchat.envoy.edgeRoutes" (dict "ctx" $ctx "component" "auth" "prefixes" $authPrefixes) | nindent 24 }}
-                        {{- include "meshchat.envoy.edgeRoutes" (dict "ctx" $ctx "component" "chat" "prefixes" (list "/meshchat.chat.v1.ChatService/")) | nindent 24 }}
-                http_filters:
-                  {{- include "meshchat.envoy.router" $ctx | nindent 18 }}
-    # Plaintext, for the kubelet's probes only.
-    - name: health
-      address:
-        socket_address:
-          address: {{ $edge.health.address | quote }}
-          port_value: {{ $edge.health.port }}
-      per_connection_buffer_limit_bytes: 8192
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: health
-                codec_type: AUTO
-                max_request_headers_kb: 8
-                stream_idle_timeout: 10s
-                route_config:
-                  name: health
-                  virtual_hosts:
-                    - name: health
-                      domains: ["*"]
-                      routes:
-                        - match:
-                            path: /livez
-                          direct_response:
-                            status: 200
-                            body:
-                              inline_string: "live\n"
-                        - match:
-                            path: /healthz
-                          direct_response:
-                            status: 200
-                            body:
-                              inline_string: "ok\n"
-                        - match:
-                            prefix: /
-                          direct_response:
-                            status: 404
-                http_filters:
-                  {{- include "meshchat.envoy.router" $ctx | nindent 18 }}
-    # Plaintext Prometheus metrics: Envoy's /stats/prometheus; nothing else of the admin.
-    - name: metrics
-      address:
-        socket_address:
-          address: {{ $edge.metrics.address | quote }}
-          port_value: {{ $edge.metrics.port }}
-      per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: metrics
-                codec_type: AUTO
-                max_request_headers_kb: 16
-                stream_idle_timeout: 30s
-                route_config:
-                  name: metrics
-                  virtual_hosts:
-                    - name: metrics
-                      domains: ["*"]
-                      routes:
-                        - match:
-                            path: /stats/prometheus
-                            headers:
-                              - name: ":method"
-                                string_match:
-                                  exact: GET
-                          route:
-                            cluster: envoy_admin
-                            timeout: 10s
-                        - match:
-                            prefix: /
-                          direct_response:
-                            status: 404
-                http_filters:
-                  {{- include "meshchat.envoy.router" $ctx | nindent 18 }}
+    {{- include "meshchat.envoy.edgeListener" . | nindent 4 }}
+    {{- include "meshchat.envoy.healthListener" (dict "listen" $edge.health) | nindent 4 }}
+    {{- include "meshchat.envoy.metricsListener" (dict "ctx" . "listen" $edge.metrics) | nindent 4 }}
   clusters:
-    {{- include "meshchat.envoy.edgeCluster" (dict "ctx" $ctx "component" "auth") | nindent 4 }}
-    {{- include "meshchat.envoy.edgeCluster" (dict "ctx" $ctx "component" "chat") | nindent 4 }}
-    {{- include "meshchat.envoy.staticCluster" (dict "name" "envoy_admin" "address" $edge.admin.address "port" $edge.admin.port "connectTimeout" $envoy.timeouts.connect) | nindent 4 }}
+    {{- include "meshchat.envoy.edgeCluster" (dict "ctx" . "component" "auth") | nindent 4 }}
+    {{- include "meshchat.envoy.edgeCluster" (dict "ctx" . "component" "chat") | nindent 4 }}
+    {{- include "meshchat.envoy.staticCluster" (dict "name" "envoy_admin" "address" $edge.admin.address "port" $edge.admin.port "connectTimeout" .Values.mesh.envoy.timeouts.connect) | nindent 4 }}
+{{- end -}}
+
+{{/* The edge's ConfigMap: the bootstrap and the SDS files. */}}
+{{- define "meshchat.envoy.edgeConfigMap" -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  {{- include "meshchat.metadata" (dict "ctx" . "component" "edge" "name" (printf "%s-envoy" (include "meshchat.componentName" (dict "ctx" . "component" "edge")))) | nindent 2 }}
+data:
+  envoy.yaml: |
+    {{- include "meshchat.envoy.edgeBootstrap" . | nindent 4 }}
+  sds-certificate.yaml: |
+    {{- include "meshchat.envoy.sdsCertificate" . | nindent 4 }}
+  sds-ca.yaml: |
+    {{- include "meshchat.envoy.sdsCa" . | nindent 4 }}
+  sds-server-certificate.yaml: |
+    {{- include "meshchat.envoy.sdsServerCertificate" . | nindent 4 }}
 {{- end -}}

@@ -1,6 +1,6 @@
 {{/* vim: set filetype=mustache: */}}
 {{/*
-Names, labels, images, identities and the checks of impossible values.
+Names, labels, images and identities.
 */}}
 
 {{/* The chart's name, truncated to 63 characters (DNS label). */}}
@@ -89,13 +89,14 @@ annotations:
 {{- end -}}
 {{- end -}}
 
-{{/* The pod-level security context ("restricted" Pod Security Standard). */}}
+{{/* The pod-level security context ("restricted" Pod Security Standard): (dict "ctx" $ "fsGroupChangePolicy" "...optional, replaces the value"). */}}
 {{- define "meshchat.podSecurityContext" -}}
+{{- $sc := .ctx.Values.podSecurityContext -}}
 runAsNonRoot: true
-runAsUser: {{ .Values.podSecurityContext.runAsUser }}
-runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
-fsGroup: {{ .Values.podSecurityContext.fsGroup }}
-fsGroupChangePolicy: {{ .Values.podSecurityContext.fsGroupChangePolicy }}
+runAsUser: {{ $sc.runAsUser }}
+runAsGroup: {{ $sc.runAsGroup }}
+fsGroup: {{ $sc.fsGroup }}
+fsGroupChangePolicy: {{ default $sc.fsGroupChangePolicy .fsGroupChangePolicy }}
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
@@ -128,6 +129,15 @@ seccompProfile:
 {{/* The DNS name of a component's headless Service, which resolves to every ready pod. */}}
 {{- define "meshchat.headlessHost" -}}
 {{- printf "%s-headless.%s.svc.%s" (include "meshchat.componentName" .) (include "meshchat.namespace" .ctx) .ctx.Values.clusterDomain -}}
+{{- end -}}
+
+{{/*
+The same name fully qualified (a trailing dot), as Envoy's STRICT_DNS clusters resolve it: with
+the pods' ndots:5 a name without the dot would first be tried with every search domain on each
+refresh.
+*/}}
+{{- define "meshchat.headlessFqdn" -}}
+{{- printf "%s." (include "meshchat.headlessHost" .) -}}
 {{- end -}}
 
 {{/* The DNS SANs of a component's mesh certificate, as a YAML list: identity first, then the Service names for servers. */}}
@@ -173,9 +183,14 @@ seccompProfile:
 {{- end -}}
 {{- end -}}
 
-{{/* The Secret with the bundled PostgreSQL's passwords. */}}
+{{/* The Secret with the bundled PostgreSQL's passwords: postgresql.existingSecret, else the chart's. */}}
 {{- define "meshchat.postgresql.secretName" -}}
-{{- printf "%s-postgresql" (include "meshchat.fullname" .) -}}
+{{- default (printf "%s-postgresql" (include "meshchat.fullname" .)) .Values.postgresql.existingSecret -}}
+{{- end -}}
+
+{{/* The host name of the bundled PostgreSQL's Service. */}}
+{{- define "meshchat.postgresql.host" -}}
+{{- printf "%s-postgresql.%s.svc.%s" (include "meshchat.fullname" .) (include "meshchat.namespace" .) .Values.clusterDomain -}}
 {{- end -}}
 
 {{/* The Secret with the JWT signing keys. */}}
@@ -192,105 +207,60 @@ seccompProfile:
 {{- end -}}
 {{- end -}}
 
+{{/* The names of a component's sidecar listeners, as a YAML list: the outbound one only where the component calls another (chat). */}}
+{{- define "meshchat.sidecarListeners" -}}
+{{- $names := list "inbound" "health" "metrics" "admin" -}}
+{{- if hasKey .sidecar "outbound" -}}
+{{- $names = append $names "outbound" -}}
+{{- end -}}
+{{- toYaml $names -}}
+{{- end -}}
+
 {{/*
-Checks of values that the schema cannot express. Each failure names the values to change.
+The gRPC API of each service, as a YAML mapping: the services that the ways in route by name;
+the long-lived streaming methods, which get no route timeout, only an idle timeout; and the
+idempotent methods (reads without side effects), which Envoy may retry on another pod after a
+reset or UNAVAILABLE.
 */}}
-{{- define "meshchat.validateValues" -}}
-{{- $errors := list -}}
-{{- range $component := list "auth" "chat" -}}
-{{- $v := index $.Values $component -}}
-{{- range $what := list "listen" "metricsListen" -}}
-{{- $addr := toString (index $v $what).address -}}
-{{- if not (or (hasPrefix "127." $addr) (eq $addr "::1") (eq $addr "localhost")) -}}
-{{- $errors = append $errors (printf "%s.%s.address is %q: the app must listen on a loopback address only (127.0.0.1); its sidecar is the pod's way in" $component $what $addr) -}}
+{{- define "meshchat.grpcApi" -}}
+auth:
+  services:
+    - meshchat.auth.v1.UserService
+    - meshchat.auth.v1.AuthService
+    - meshchat.auth.v1.AccessService
+  streaming: []
+  idempotent:
+    - /meshchat.auth.v1.UserService/GetUser
+    - /meshchat.auth.v1.UserService/ListUsers
+    - /meshchat.auth.v1.AccessService/Check
+    - /meshchat.auth.v1.AuthService/GetJwks
+chat:
+  services:
+    - meshchat.chat.v1.ChatService
+  streaming:
+    - /meshchat.chat.v1.ChatService/Connect
+  idempotent:
+    - /meshchat.chat.v1.ChatService/GetChat
+    - /meshchat.chat.v1.ChatService/ListChats
+    - /meshchat.chat.v1.ChatService/ListMessages
 {{- end -}}
+
+
+{{/*
+The NetworkPolicy peers of the ways in that are on, as a YAML list: who may reach the sidecars'
+mTLS listeners from outside the release (ingress-nginx's controller, the Gateway's proxies, the
+chart's edge Envoy).
+*/}}
+{{- define "meshchat.wayInPeers" -}}
+{{- $peers := list -}}
+{{- if .Values.ingress.enabled -}}
+{{- $peers = concat $peers .Values.networkPolicy.ingressControllerPeers -}}
 {{- end -}}
-{{- $adminAddr := toString $v.sidecar.admin.address -}}
-{{- if not (or (hasPrefix "127." $adminAddr) (eq $adminAddr "::1")) -}}
-{{- $errors = append $errors (printf "%s.sidecar.admin.address is %q: the Envoy admin interface must stay on a loopback address" $component $adminAddr) -}}
-{{- end -}}
-{{- $ports := dict -}}
-{{- $named := list (list "listen.port" $v.listen.port) (list "metricsListen.port" $v.metricsListen.port) (list "sidecar.inbound.port" $v.sidecar.inbound.port) (list "sidecar.health.port" $v.sidecar.health.port) (list "sidecar.metrics.port" $v.sidecar.metrics.port) (list "sidecar.admin.port" $v.sidecar.admin.port) -}}
-{{- if eq $component "chat" -}}
-{{- $named = append $named (list "sidecar.outbound.port" $v.sidecar.outbound.port) -}}
-{{- end -}}
-{{- range $named -}}
-{{- $key := toString (index . 1) -}}
-{{- if hasKey $ports $key -}}
-{{- $errors = append $errors (printf "%s.%s and %s.%s are both %s: the containers of one pod share its ports" $component (get $ports $key) $component (index . 0) $key) -}}
-{{- else -}}
-{{- $_ := set $ports $key (index . 0) -}}
-{{- end -}}
-{{- end -}}
-{{- if and $v.pdb.create $v.pdb.minAvailable (not (kindIs "invalid" $v.pdb.maxUnavailable)) (ne (toString $v.pdb.maxUnavailable) "") -}}
-{{- $errors = append $errors (printf "%s.pdb: set minAvailable or maxUnavailable, not both" $component) -}}
-{{- end -}}
-{{- if le (int $v.terminationGracePeriodSeconds) (int $v.gracePeriodSeconds) -}}
-{{- $errors = append $errors (printf "%s.terminationGracePeriodSeconds (%v) must exceed %s.gracePeriodSeconds (%v), or Kubernetes kills the service before it has stopped" $component $v.terminationGracePeriodSeconds $component $v.gracePeriodSeconds) -}}
-{{- end -}}
-{{- end -}}
-{{- $dirs := list (list "mesh.envoy.configDir" .Values.mesh.envoy.configDir) (list "mesh.envoy.certDir" .Values.mesh.envoy.certDir) (list "edge.tlsDir" .Values.edge.tlsDir) -}}
-{{- range $a := $dirs -}}
-{{- range $b := $dirs -}}
-{{- if and (ne (index $a 0) (index $b 0)) (or (eq (index $a 1) (index $b 1)) (hasPrefix (printf "%s/" (trimSuffix "/" (index $a 1))) (index $b 1))) -}}
-{{- $errors = append $errors (printf "%s (%s) and %s (%s) overlap: each is a volume of its own, mount them side by side" (index $a 0) (index $a 1) (index $b 0) (index $b 1)) -}}
-{{- end -}}
-{{- end -}}
+{{- if .Values.gateway.enabled -}}
+{{- $peers = concat $peers .Values.networkPolicy.gatewayPeers -}}
 {{- end -}}
 {{- if .Values.edge.enabled -}}
-{{- $e := .Values.edge -}}
-{{- if not (or (hasPrefix "127." (toString $e.admin.address)) (eq (toString $e.admin.address) "::1")) -}}
-{{- $errors = append $errors (printf "edge.admin.address is %q: the Envoy admin interface must stay on a loopback address" $e.admin.address) -}}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" (include "meshchat.selectorLabels" (dict "ctx" . "component" "edge") | fromYaml))) -}}
 {{- end -}}
-{{- $edgePorts := dict -}}
-{{- range (list (list "listener.port" $e.listener.port) (list "health.port" $e.health.port) (list "metrics.port" $e.metrics.port) (list "admin.port" $e.admin.port)) -}}
-{{- $key := toString (index . 1) -}}
-{{- if hasKey $edgePorts $key -}}
-{{- $errors = append $errors (printf "edge.%s and edge.%s are both %s: one Envoy cannot listen twice on a port" (get $edgePorts $key) (index . 0) $key) -}}
-{{- else -}}
-{{- $_ := set $edgePorts $key (index . 0) -}}
-{{- end -}}
-{{- end -}}
-{{- if and $e.pdb.create $e.pdb.minAvailable (not (kindIs "invalid" $e.pdb.maxUnavailable)) (ne (toString $e.pdb.maxUnavailable) "") -}}
-{{- $errors = append $errors "edge.pdb: set minAvailable or maxUnavailable, not both" -}}
-{{- end -}}
-{{- end -}}
-{{- if lt (int .Values.chat.autoscaling.maxReplicas) (int .Values.chat.autoscaling.minReplicas) -}}
-{{- $errors = append $errors (printf "chat.autoscaling.maxReplicas (%v) is below chat.autoscaling.minReplicas (%v)" .Values.chat.autoscaling.maxReplicas .Values.chat.autoscaling.minReplicas) -}}
-{{- end -}}
-{{- if .Values.postgresql.enabled -}}
-{{- if .Values.externalDatabase.host -}}
-{{- $errors = append $errors "postgresql.enabled is true and externalDatabase.host is set: choose one (set postgresql.enabled=false to use the external database)" -}}
-{{- end -}}
-{{- if eq .Values.postgresql.auth.database .Values.postgresql.chat.database -}}
-{{- $errors = append $errors "postgresql.auth.database and postgresql.chat.database must differ: each service has its own database" -}}
-{{- end -}}
-{{- if eq .Values.postgresql.auth.username .Values.postgresql.chat.username -}}
-{{- $errors = append $errors "postgresql.auth.username and postgresql.chat.username must differ: each service has its own credentials" -}}
-{{- end -}}
-{{- else -}}
-{{- range $component := list "auth" "chat" -}}
-{{- $ext := index $.Values.externalDatabase $component -}}
-{{- if and (not $ext.existingSecret) (not $.Values.externalDatabase.host) -}}
-{{- $errors = append $errors (printf "postgresql.enabled is false: set externalDatabase.host (with externalDatabase.%s.password) or externalDatabase.%s.existingSecret" $component $component) -}}
-{{- else if and (not $ext.existingSecret) (not $ext.password) -}}
-{{- $errors = append $errors (printf "externalDatabase.%s: set password or existingSecret (a Secret holding the whole database URL)" $component) -}}
-{{- end -}}
-{{- end -}}
-{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.externalDatabasePeers) -}}
-{{- $errors = append $errors "networkPolicy.externalDatabasePeers is empty: with an external database and NetworkPolicies on, say where PostgreSQL is (e.g. [{ipBlock: {cidr: 10.0.0.5/32}}])" -}}
-{{- end -}}
-{{- end -}}
-{{- if and .Values.gateway.enabled (not .Values.gateway.create) (not .Values.gateway.parentRefs) -}}
-{{- $errors = append $errors "gateway.create is false and gateway.parentRefs is empty: the GRPCRoutes need a Gateway to attach to" -}}
-{{- end -}}
-{{- if and .Values.gateway.enabled .Values.gateway.create (not .Values.gateway.gatewayClassName) -}}
-{{- $errors = append $errors "gateway.create is true: set gateway.gatewayClassName (e.g. envoy-gateway, istio, cilium)" -}}
-{{- end -}}
-{{- if and .Values.gateway.enabled .Values.certManager.enabled (not .Values.gateway.caCertificateRefs) -}}
-{{- $errors = append $errors "gateway.enabled with certManager.enabled: set gateway.caCertificateRefs to a ConfigMap holding the mesh CA as ca.crt (e.g. one that trust-manager writes); cert-manager cannot write ConfigMaps" -}}
-{{- end -}}
-{{- if $errors -}}
-{{- fail (printf "\n\nVALUES VALIDATION:\n- %s\n" (join "\n- " $errors)) -}}
-{{- end -}}
+{{- toYaml $peers -}}
 {{- end -}}

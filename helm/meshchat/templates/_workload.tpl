@@ -2,37 +2,60 @@
 {{/*
 What the auth and the chat workloads share: the Deployment (the app container and its Envoy
 sidecar), the Service, the ServiceAccount, the Envoy ConfigMap and the PodDisruptionBudget.
-Each takes (dict "ctx" $ "component" "auth"|"chat").
+Each takes (dict "ctx" $ "component" "auth"|"chat"); the Deployment and the ConfigMap also take
+"workload", what sets the component apart, as data (auth/_auth.tpl, chat/_chat.tpl): nothing
+here branches on the component's name.
 */}}
 
-{{/* The environment both services read. */}}
+{{/* The environment both services read, as a YAML list: (dict "ctx" $ "component" "auth"). */}}
 {{- define "meshchat.commonEnv" -}}
 {{- $v := index .ctx.Values .component -}}
-{{- $db := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
-- name: MESHCHAT_LISTEN
-  value: {{ include "meshchat.hostPort" $v.listen | quote }}
-- name: MESHCHAT_METRICS_LISTEN
-  value: {{ include "meshchat.hostPort" $v.metricsListen | quote }}
-- name: MESHCHAT_LOG_LEVEL
-  value: {{ $v.logLevel | quote }}
-- name: MESHCHAT_GRACE_PERIOD
-  value: {{ $v.gracePeriodSeconds | quote }}
-- name: MESHCHAT_ISSUER
-  value: {{ .ctx.Values.auth.issuer | quote }}
-- name: MESHCHAT_AUDIENCE
-  value: {{ .ctx.Values.auth.audience | quote }}
-- name: MESHCHAT_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ index $db 0 }}
-      key: {{ index $db 1 }}
-- name: OTEL_SERVICE_NAME
-  value: {{ printf "meshchat-%s" .component | quote }}
-- name: HOME
-  value: /tmp
+{{- $env := list
+  (dict "name" "MESHCHAT_LISTEN" "value" (include "meshchat.hostPort" $v.listen))
+  (dict "name" "MESHCHAT_METRICS_LISTEN" "value" (include "meshchat.hostPort" $v.metricsListen))
+  (dict "name" "MESHCHAT_LOG_LEVEL" "value" $v.logLevel)
+  (dict "name" "MESHCHAT_GRACE_PERIOD" "value" (toString $v.gracePeriodSeconds))
+  (dict "name" "MESHCHAT_ISSUER" "value" .ctx.Values.auth.issuer)
+  (dict "name" "MESHCHAT_AUDIENCE" "value" .ctx.Values.auth.audience)
+-}}
+{{- $env = concat $env (include "meshchat.databaseEnv" . | fromYamlArray) -}}
+{{- $env = append $env (dict "name" "OTEL_SERVICE_NAME" "value" (printf "meshchat-%s" .component)) -}}
+{{- $env = append $env (dict "name" "HOME" "value" "/tmp") -}}
+{{- toYaml $env -}}
 {{- end -}}
 
-{{/* The Envoy sidecar, a native sidecar (an init container that keeps running): it starts before the app and stops after it. */}}
+{{/*
+Where a service finds its database, as a YAML list of variables: MESHCHAT_DATABASE_URL from a
+Secret holding the whole URL; or, with postgresql.existingSecret, the bundled PostgreSQL's URL
+without a password and the password as PGPASSWORD (which libpq reads), both from that Secret, so
+that the chart renders no password.
+*/}}
+{{- define "meshchat.databaseEnv" -}}
+{{- $pg := .ctx.Values.postgresql -}}
+{{- if and $pg.enabled $pg.existingSecret -}}
+{{- $db := index $pg .component -}}
+{{- $url := printf "postgresql://%s@%s:%v/%s" $db.username (include "meshchat.postgresql.host" .ctx) $pg.port $db.database -}}
+{{- toYaml (list
+  (dict "name" "MESHCHAT_DATABASE_URL" "value" $url)
+  (dict "name" "PGPASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" $pg.existingSecret "key" (printf "%s-password" .component))))) -}}
+{{- else -}}
+{{- $secret := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
+{{- toYaml (list (dict "name" "MESHCHAT_DATABASE_URL" "valueFrom" (dict "secretKeyRef" (dict "name" (index $secret 0) "key" (index $secret 1))))) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The app container's environment: the common one, the component's own (.workload.env), then extraEnv. */}}
+{{- define "meshchat.appEnv" -}}
+{{- $common := include "meshchat.commonEnv" . | fromYamlArray -}}
+{{- toYaml (concat $common .workload.env (index .ctx.Values .component).extraEnv) -}}
+{{- end -}}
+
+{{/*
+The Envoy sidecar, a native sidecar (an init container that keeps running): it starts before the
+app and stops after it. Envoy closes its listeners at once on SIGTERM (hot restart is off, and
+--drain-time-s would drain only on a hot restart or an admin-triggered drain); that is fine here,
+since the kubelet stops the sidecar only once its app has exited.
+*/}}
 {{- define "meshchat.sidecarContainer" -}}
 {{- $v := index .ctx.Values .component -}}
 {{- $envoy := .ctx.Values.mesh.envoy -}}
@@ -45,8 +68,6 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
     - {{ printf "%s/envoy.yaml" $envoy.configDir }}
     - --log-level
     - {{ $envoy.logLevel }}
-    - --drain-time-s
-    - {{ $envoy.drainTimeSeconds | quote }}
     - --disable-hot-restart
   ports:
     - name: mesh
@@ -91,13 +112,18 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
       readOnly: true
 {{- end -}}
 
-{{/* The probes of an app container: its sidecar's /healthz, which follows the app's gRPC health check.
-The port is a number: a named port resolves only among the probed container's own ports. */}}
+{{/*
+The probes of an app container, all through its sidecar's health listener (the app listens on
+loopback only). Startup and liveness ask /livez/app: is the app's gRPC server answering at all
+(SERVING or not), so that a database outage never gets the app killed. Readiness asks /healthz:
+is it SERVING, dependencies included, so that only such pods get calls. The port is a number: a
+named port resolves only among the probed container's own ports.
+*/}}
 {{- define "meshchat.appProbes" -}}
 {{- $port := (index .ctx.Values .component).sidecar.health.port -}}
 startupProbe:
   httpGet:
-    path: /healthz
+    path: /livez/app
     port: {{ $port }}
   periodSeconds: 2
   failureThreshold: 90
@@ -110,25 +136,38 @@ readinessProbe:
   failureThreshold: 2
 livenessProbe:
   httpGet:
-    path: /healthz
+    path: /livez/app
     port: {{ $port }}
   periodSeconds: 10
   timeoutSeconds: 2
   failureThreshold: 6
 {{- end -}}
 
-{{/* The Deployment of a component; .env is the component's own environment (YAML list). */}}
+{{/*
+A preStop pause of the given seconds (the kubelet's sleep action: no shell needed): at the start of a
+pod's termination the container keeps serving while Services and the sidecars' DNS (refreshed
+every 5 s) stop sending it new calls; SIGTERM follows.
+*/}}
+{{- define "meshchat.preStopSleep" -}}
+lifecycle:
+  preStop:
+    sleep:
+      seconds: {{ . }}
+{{- end -}}
+
+{{/* The Deployment of a component: (dict "ctx" $ "component" "auth" "workload" (the component's data, see auth/_auth.tpl)). */}}
 {{- define "meshchat.deployment" -}}
 {{- $ctx := .ctx -}}
 {{- $v := index $ctx.Values .component -}}
 {{- $base := dict "ctx" $ctx "component" .component -}}
+{{- $env := include "meshchat.appEnv" . -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
   {{- include "meshchat.metadata" $base | nindent 2 }}
 spec:
-  {{- if not (and (eq .component "chat") $ctx.Values.chat.autoscaling.enabled) }}
-  replicas: {{ $v.replicaCount }}
+  {{- if hasKey .workload "replicas" }}
+  replicas: {{ int .workload.replicas }}
   {{- end }}
   revisionHistoryLimit: 5
   strategy:
@@ -147,8 +186,8 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       annotations:
-        checksum/config: {{ include "meshchat.envoyConfigMap" $base | sha256sum }}
-        checksum/env: {{ printf "%s%s" (include "meshchat.commonEnv" $base) .env | sha256sum }}
+        checksum/config: {{ include "meshchat.envoyConfigMap" . | sha256sum }}
+        checksum/env: {{ $env | sha256sum }}
         {{- with $v.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -165,7 +204,7 @@ spec:
       {{- end }}
       terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
       securityContext:
-        {{- include "meshchat.podSecurityContext" $ctx | nindent 8 }}
+        {{- include "meshchat.podSecurityContext" (dict "ctx" $ctx) | nindent 8 }}
       {{- with $v.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
@@ -191,12 +230,9 @@ spec:
           args:
             - serve
           env:
-            {{- include "meshchat.commonEnv" $base | nindent 12 }}
-            {{- .env | nindent 12 }}
-            {{- with $v.extraEnv }}
-            {{- toYaml . | nindent 12 }}
-            {{- end }}
+            {{- $env | nindent 12 }}
           {{- include "meshchat.appProbes" $base | nindent 10 }}
+          {{- include "meshchat.preStopSleep" $v.preStopSleepSeconds | nindent 10 }}
           resources:
             {{- toYaml $v.resources | nindent 12 }}
           securityContext:
@@ -204,9 +240,9 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
-            {{- if eq .component "auth" }}
-            - name: jwt-keys
-              mountPath: {{ $ctx.Values.auth.jwt.keysDir }}
+            {{- range .workload.secretMounts }}
+            - name: {{ .name }}
+              mountPath: {{ .mountPath }}
               readOnly: true
             {{- end }}
       volumes:
@@ -222,15 +258,15 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
-        {{- if eq .component "auth" }}
-        - name: jwt-keys
+        {{- range .workload.secretMounts }}
+        - name: {{ .name }}
           secret:
-            secretName: {{ include "meshchat.jwtSecretName" $ctx }}
+            secretName: {{ .secretName }}
             defaultMode: 0440
         {{- end }}
 {{- end -}}
 
-{{/* The ConfigMap with the sidecar's bootstrap and SDS files. */}}
+{{/* The ConfigMap with the sidecar's bootstrap and SDS files: (dict "ctx" $ "component" "auth" "workload" ...). */}}
 {{- define "meshchat.envoyConfigMap" -}}
 apiVersion: v1
 kind: ConfigMap
