@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from devtools.paths import CHART, REPO_ROOT
+from devtools.paths import CHART
 from devtools.tools import Doc, find_helm, helm_template, load_docs
 from tests.deploy.deploy_support import missing_tool
 
@@ -19,7 +18,6 @@ __all__ = [
     "RULES",
     "alert_names",
     "find_prometheus_tool",
-    "operator_crds",
     "render_monitoring",
 ]
 
@@ -48,25 +46,6 @@ def find_prometheus_tool(name: str) -> Path:
         missing_tool(f"{name} not found: apt-get install prometheus (.ci/run does)")
         raise AssertionError("unreachable")
     return Path(found)
-
-
-def operator_crds() -> Path:
-    """prometheus-operator's CRDs in ``../shared/crds/`` beside the repository (beside the main
-    worktree when this is another git worktree); skip, or in CI fail, when absent."""
-    common = subprocess.run(
-        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    roots = [REPO_ROOT.parent] + ([Path(common).parent.parent] if common else [])
-    for root in roots:
-        crds = root / "shared" / "crds" / "prometheus-operator-v0.93.0"
-        if crds.is_dir():
-            return crds
-    missing_tool("prometheus-operator's CRDs are not in ../shared/crds/")
-    raise AssertionError("unreachable")
 
 
 def render_monitoring(*extra: str) -> list[Doc]:

@@ -1,117 +1,85 @@
-"""The chart's monitoring objects: the PodMonitor, ServiceMonitor and PrometheusRule validate
-against prometheus-operator's own CRDs (unknown fields refused), the dashboard ships as the
-ConfigMap Grafana's sidecar loads, and all of them are opt-in."""
+"""The chart's monitoring objects: what the PodMonitor and ServiceMonitor scrape, the dashboard's
+ConfigMap for Grafana's sidecar, the plain Prometheus's pod annotations, the monitoring
+namespace let in, and all of it opt-in. (Every rendered PodMonitor, ServiceMonitor and
+PrometheusRule is validated against prometheus-operator's CRDs by tests/deploy/test_crds.py, in
+the "observability" combination.)"""
 
 from __future__ import annotations
 
-import copy
 import json
-from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]
 import pytest
-import yaml
 
 from devtools.tools import Doc, find_helm, helm_template, load_docs
-from tests.observe.support import DASHBOARD, operator_crds, render_monitoring
+from tests.observe.support import DASHBOARD, render_monitoring
 
-KINDS = {
-    "PodMonitor": "podmonitors",
-    "ServiceMonitor": "servicemonitors",
-    "PrometheusRule": "prometheusrules",
-}
-
-
-def strict(schema: Any) -> Any:
-    """An openAPIV3Schema as a JSON schema that refuses fields it does not declare (as the API
-    server prunes them, and `kubectl apply` with field validation refuses them)."""
-    if isinstance(schema, dict):
-        out = {k: strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes-")}
-        if schema.get("x-kubernetes-int-or-string"):
-            out.pop("type", None)
-        declared = "properties" in schema and "additionalProperties" not in schema
-        if declared and not schema.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
-    return schema
-
-
-def validator(kind: str) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load((operator_crds() / f"{KINDS[kind]}.yaml").read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-    schema = strict(version["schema"]["openAPIV3Schema"])
-    return jsonschema.Draft7Validator(schema)
-
-
-def errors(doc: Doc) -> list[str]:
-    return [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-        for e in validator(doc["kind"]).iter_errors(doc)
-    ]
+MONITORS = {"PodMonitor": "podMetricsEndpoints", "ServiceMonitor": "endpoints"}
 
 
 @pytest.fixture(scope="module")
-def monitoring() -> dict[str, Doc]:
-    docs = render_monitoring()
-    found = {d["kind"]: d for d in docs if d["kind"] in KINDS}
-    (found["ConfigMap"],) = [
-        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")
-    ]
+def rendering() -> list[Doc]:
+    return render_monitoring("--set", "metrics.monitoringNamespace=monitoring")
+
+
+def one(docs: list[Doc], kind: str, suffix: str = "") -> Doc:
+    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
     return found
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
-def test_the_rendered_object_validates_against_the_operators_crd(
-    monitoring: dict[str, Doc], kind: str
+@pytest.mark.parametrize("kind", sorted(MONITORS))
+def test_the_monitors_scrape_the_app_and_envoy_of_every_pod(
+    rendering: list[Doc], kind: str
 ) -> None:
-    assert errors(monitoring[kind]) == []
+    spec = one(rendering, kind)["spec"]
+    endpoints = spec[MONITORS[kind]]
+    assert [e["path"] for e in endpoints] == ["/metrics", "/stats/prometheus"]
+    # The app's /metrics only where there is an app: the edge is an Envoy alone.
+    assert endpoints[0]["relabelings"][0]["regex"] == "auth|chat"
+    assert "relabelings" not in endpoints[1]
+    assert spec["selector"]["matchExpressions"][0]["values"] == ["auth", "chat", "edge"]
+    # The labels the alerts and the dashboard tell meshchat's Envoys by.
+    assert spec["podTargetLabels"] == ["app.kubernetes.io/part-of", "app.kubernetes.io/component"]
 
 
-@pytest.mark.parametrize(
-    ("kind", "path", "value"),
-    [
-        ("PodMonitor", ["spec", "podMetricsEndpoints", 0, "scheme"], "gopher"),
-        ("PodMonitor", ["spec", "podMetricsEndpoints", 0, "pathx"], "/metrics"),
-        ("ServiceMonitor", ["spec", "endpoints", 1, "interval"], "30 seconds"),
-        ("PrometheusRule", ["spec", "groups", 0, "rules", 0, "recrod"], "x"),
-    ],
-)
-def test_one_broken_value_fails(
-    monitoring: dict[str, Doc], kind: str, path: list[Any], value: str
+def test_the_dashboard_ships_as_the_configmap_grafanas_sidecar_loads(
+    rendering: list[Doc],
 ) -> None:
-    doc = copy.deepcopy(monitoring[kind])
-    target = doc
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-    assert errors(doc) != []
-
-
-def test_the_monitors_scrape_both_endpoints_of_every_pod(monitoring: dict[str, Doc]) -> None:
-    for kind, key in (("PodMonitor", "podMetricsEndpoints"), ("ServiceMonitor", "endpoints")):
-        spec = monitoring[kind]["spec"]
-        assert [e["path"] for e in spec[key]] == ["/metrics", "/stats/prometheus"]
-        selector = spec["selector"]["matchExpressions"][0]
-        assert selector["values"] == ["auth", "chat", "edge"]
-        # The labels the alerts and the dashboard select meshchat's Envoys by.
-        assert spec["podTargetLabels"] == [
-            "app.kubernetes.io/part-of",
-            "app.kubernetes.io/component",
-        ]
-
-
-def test_the_dashboard_ships_as_a_configmap_grafana_loads(monitoring: dict[str, Doc]) -> None:
-    configmap = monitoring["ConfigMap"]
+    configmap = one(rendering, "ConfigMap", "-dashboard")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(configmap["data"]["meshchat.json"]) == json.loads(DASHBOARD.read_text())
+
+
+def test_a_plain_prometheus_finds_every_pods_metrics(rendering: list[Doc]) -> None:
+    for doc in (d for d in rendering if d["kind"] == "Deployment"):
+        component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component == "postgresql":
+            continue
+        template = doc["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        ports = {
+            p["name"]: p["containerPort"]
+            for c in template["spec"].get("initContainers", []) + template["spec"]["containers"]
+            for p in c.get("ports", [])
+        }
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(ports["metrics"])
+        path = "/stats/prometheus" if component == "edge" else "/metrics"
+        assert annotations["prometheus.io/path"] == path
+
+
+def test_the_monitoring_namespace_may_reach_every_metrics_port(rendering: list[Doc]) -> None:
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    policies = {d["metadata"]["name"]: d for d in rendering if d["kind"] == "NetworkPolicy"}
+    for name in ("meshchat-auth", "meshchat-chat", "meshchat-edge"):
+        rules = policies[name]["spec"]["ingress"]
+        assert any(monitoring in rule.get("from", []) for rule in rules), name
 
 
 def test_monitoring_is_opt_in() -> None:
     result = helm_template(find_helm(), None)
     assert result.returncode == 0, result.stderr
-    kinds = {d["kind"] for d in load_docs(result.stdout)}
-    assert not kinds & set(KINDS)
-    names = {d["metadata"]["name"] for d in load_docs(result.stdout) if d["kind"] == "ConfigMap"}
-    assert not any(n.endswith("-dashboard") for n in names)
+    docs = load_docs(result.stdout)
+    assert not {d["kind"] for d in docs} & {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+    assert not [d for d in docs if d["metadata"]["name"].endswith("-dashboard")]

@@ -7,6 +7,24 @@ by which the alerts (files/prometheus/rules.yaml) and the dashboard tell meshcha
 other Envoys.
 */}}
 
+{{/* Who may scrape the metrics ports, as a YAML list of NetworkPolicy peers: networkPolicy.metricsPeers and every pod of metrics.monitoringNamespace. */}}
+{{- define "meshchat.monitoring.peers" -}}
+{{- $peers := .Values.networkPolicy.metricsPeers -}}
+{{- with .Values.metrics.monitoringNamespace -}}
+{{- $peers = append $peers (dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .))) -}}
+{{- end -}}
+{{- toYaml $peers -}}
+{{- end -}}
+
+{{/* A plain Prometheus's scrape annotations of a pod, with metrics.podAnnotations: (dict "ctx" $ "port" N "path" "/metrics"). */}}
+{{- define "meshchat.monitoring.podAnnotations" -}}
+{{- if .ctx.Values.metrics.podAnnotations -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: {{ .path }}
+{{- end -}}
+{{- end -}}
+
 {{/* The workloads that have a metrics port. */}}
 {{- define "meshchat.monitoring.selector" -}}
 matchLabels:
