@@ -1,4 +1,5 @@
-"""The mesh of `make mesh` for tests/observe, started once (tests/mesh's fixture code)."""
+"""The mesh of `make mesh` for tests/observe, started once (tests/mesh's fixture code), with
+tracing to a test OTLP receiver: every request sampled."""
 
 from __future__ import annotations
 
@@ -8,9 +9,19 @@ import pytest
 
 from devtools.mesh import Mesh
 from tests.mesh.conftest import start_mesh
+from tests.observe.otlp import OtlpReceiver
 
 
 @pytest.fixture(scope="package")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """The mesh, with traffic to observe made by each test."""
-    yield from start_mesh(tmp_path_factory.mktemp("mesh"))
+def otlp() -> Iterator[OtlpReceiver]:
+    """The receiver the mesh's Envoys and apps export their spans to."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="package")
+def mesh(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterator[Mesh]:
+    """The mesh, tracing every request to ``otlp``; each test makes the traffic it observes."""
+    tracing = {"collector": {"address": "127.0.0.1", "port": otlp.port}, "samplingRatio": 1.0}
+    yield from start_mesh(tmp_path_factory.mktemp("mesh"), {"tracing": tracing})
