@@ -14,9 +14,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from meshchat_auth.config import TokenPolicy
-from tests.support.stack import bearer, register, register_and_login, start_auth, start_chat
+from meshchat_runtime.settings import HostPort
+from tests.support.stack import (
+    bearer,
+    loopback_settings,
+    register,
+    register_and_login,
+    start_auth,
+    start_chat,
+)
 
 DEADLINE = 15.0
+WITH_METRICS = {"metrics_listen": HostPort("127.0.0.1", 0)}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -38,7 +47,10 @@ def names(samples: Samples) -> set[str]:
 
 async def test_a_throttled_login_is_counted_by_limit(tmp_path: Path, database_url: str) -> None:
     auth = await start_auth(
-        tmp_path, database_url, tokens=TokenPolicy(max_failed_logins=2, failed_login_window=60)
+        tmp_path,
+        database_url,
+        tokens=TokenPolicy(max_failed_logins=2, failed_login_window=60),
+        server=loopback_settings(**WITH_METRICS),
     )
     try:
         async with auth.channel() as channel:
@@ -66,7 +78,9 @@ async def test_a_live_delivery_is_timed_and_catch_ups_are_counted(
     tmp_path: Path, database_url: str
 ) -> None:
     auth = await start_auth(tmp_path / "auth")
-    chat = await start_chat(tmp_path / "chat", auth, database_url)
+    chat = await start_chat(
+        tmp_path / "chat", auth, database_url, server=loopback_settings(**WITH_METRICS)
+    )
     try:
         async with auth.channel() as auth_channel, chat.channel() as chat_channel:
             alice = bearer((await register_and_login(auth_channel, "alice")).access_token)

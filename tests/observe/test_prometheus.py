@@ -27,9 +27,9 @@ from devtools.tools import Doc
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from tests.observe.support import DASHBOARD, find_prometheus_tool, render_monitoring
+from tests.support.passwords import PASSWORD
 
 DEADLINE = 60.0
-PASSWORD = "correct horse battery"
 # The dashboard's variables, as Grafana would substitute them.
 VARIABLES = {"$namespace": "meshchat", "$__rate_interval": "1m", "${datasource}": ""}
 NOT_METRICS = {
