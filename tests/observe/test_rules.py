@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from tests.observe.support import RULES, alert_names, find_prometheus_tool, render_monitoring
+from tests.support.docs import DOCS, headings, slug
 
 HERE = Path(__file__).parent
 
@@ -77,3 +78,10 @@ def test_every_alert_has_a_summary_a_severity_and_a_runbook() -> None:
             assert rule["annotations"]["summary"], rule["alert"]
             anchor = rule["alert"].lower()
             assert rule["annotations"]["runbook"] == f"docs/observability.md#{anchor}"
+
+
+def test_every_alert_has_a_runbook_section_and_no_section_is_left_over() -> None:
+    page = headings((DOCS / "observability.md").read_text())
+    runbooks = [h for h in page if h.startswith("Meshchat")]
+    assert runbooks == alert_names()
+    assert all(slug(h) == h.lower() for h in runbooks)
