@@ -86,7 +86,7 @@ async def build_server(
     checker = AccessChecker(verifier, store, policy)
     accounts = AccountService(store, hasher)
     refusals = LimitRefusals()
-    sessions = SessionService(store, hasher, issuer, config.tokens, refusals.refused)
+    sessions = SessionService(store, hasher, issuer, config.tokens, on_refusal=refusals.refused)
     user_servicer = UserServicer(accounts)
     auth_servicer = AuthServicer(sessions)
     access_servicer = AccessServicer(checker)

@@ -178,8 +178,9 @@ class SessionService:
         hasher: PasswordHasher,
         issuer: TokenIssuer,
         policy: TokenPolicy,
-        on_refusal: Callable[[str], None] = lambda limit: None,
         clock: Clock = utc_now,
+        *,
+        on_refusal: Callable[[str], None] = lambda limit: None,
     ) -> None:
         self._store = store
         self._hasher = hasher

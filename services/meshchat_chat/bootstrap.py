@@ -121,7 +121,7 @@ async def build_server(
             max_message_length=config.max_message_length,
             heartbeat_interval=config.heartbeat_interval,
         ),
-        StreamSpanEvents(deliveries) if tracer_provider is not None else deliveries,
+        deliveries=StreamSpanEvents(deliveries) if tracer_provider is not None else deliveries,
     )
     servicer = ChatServicer(chats)
     server = GrpcServer(

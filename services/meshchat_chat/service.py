@@ -65,6 +65,16 @@ class DeliveryObserver(Protocol):
         ...
 
 
+class _Unobserved:
+    """The observer of a service built without metrics."""
+
+    def delivered(self, seconds: float) -> None:
+        """Nothing to do."""
+
+    def caught_up(self, reason: str) -> None:
+        """Nothing to do."""
+
+
 class UserDirectory(Protocol):
     """Resolves usernames to users, on behalf of a caller (the auth service's User API)."""
 
@@ -97,14 +107,15 @@ class ChatService:
         users: UserDirectory,
         hub: Hub,
         limits: ChatLimits,
-        deliveries: DeliveryObserver,
         clock: Callable[[], float] = time.time,
+        *,
+        deliveries: DeliveryObserver | None = None,
     ) -> None:
         self._store = store
         self._users = users
         self._hub = hub
         self._limits = limits
-        self._deliveries = deliveries
+        self._deliveries = deliveries or _Unobserved()
         self._clock = clock
 
     # -- chats ---------------------------------------------------------------------------
