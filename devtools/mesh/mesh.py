@@ -48,7 +48,6 @@ class Mesh:
 
     workdir: Path
     edge_port: int = 0
-    # Values laid over the shared host's (tracing.collector, for instance).
     values: Doc = field(default_factory=dict)
     ca: CertificateAuthority = field(default_factory=mesh_ca)
     ports: Ports = field(init=False)
@@ -254,8 +253,8 @@ class Mesh:
 def run_mesh(
     workdir: Path | None = None, edge_port: int = 0, values: Doc | None = None
 ) -> Iterator[Mesh]:
-    """A started :class:`Mesh` (with ``values`` laid over the shared host's); stopped (and a
-    temporary ``workdir`` removed) on exit."""
+    """A started :class:`Mesh` (the chart rendered with ``values`` laid over the host's own);
+    stopped (and a temporary ``workdir`` removed) on exit."""
     temporary = workdir is None
     root = Path(tempfile.mkdtemp(prefix="meshchat-mesh-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)

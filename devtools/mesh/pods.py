@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from devtools.certs import CertificateAuthority
 from devtools.mesh.errors import MeshError
 from devtools.mesh.ports import Ports
-from devtools.mesh.values import merged_values, shared_host_values
+from devtools.mesh.values import merged, shared_host_values
 from devtools.mesh.volumes import publish_volume
 from devtools.tools import RELEASE, Doc, helm_template, load_docs
 
@@ -71,9 +71,9 @@ def render_pod(
     ports: Ports,
     base: Path,
     ca: CertificateAuthority,
-    extra_values: Doc | None = None,
+    overrides: Doc | None = None,
 ) -> Pod:
-    """Render the chart for this host (with ``extra_values`` laid over its values), take
+    """Render the chart for this host (``overrides`` laid over the host's values), take
     ``component``'s Deployment and materialise its volumes under ``base`` (certificates signed
     by ``ca``)."""
     base.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def render_pod(
         "edgeTls": base / "client-tls",
         "jwtKeys": base / "jwt-keys",
     }
-    docs = render(helm, merged_values(shared_host_values(ports, dirs), extra_values or {}), base)
+    docs = render(helm, merged(shared_host_values(ports, dirs), overrides or {}), base)
     deployment = _document(docs, "Deployment", f"{RELEASE}-{component}")
     spec = deployment["spec"]["template"]["spec"]
     containers = {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}

@@ -12,7 +12,7 @@ from devtools.mesh.ports import Ports
 from devtools.paths import CHART
 from devtools.tools import Doc
 
-__all__ = ["chart_values", "merged_values", "shared_host_values"]
+__all__ = ["chart_values", "shared_host_values"]
 
 
 def _at(port: int) -> dict[str, Any]:
@@ -63,15 +63,16 @@ def shared_host_values(ports: Ports, dirs: Mapping[str, Path]) -> Doc:
     }
 
 
-def merged_values(base: Doc, extra: Doc) -> Doc:
-    """``base`` with ``extra`` laid over it, maps merged key by key (``extra`` wins)."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged_values(out[key], value)
+def merged(base: Doc, overrides: Doc) -> Doc:
+    """``base`` with ``overrides`` laid over it, mappings merged key by key (as helm does)."""
+    result = dict(base)
+    for key, value in overrides.items():
+        below = result.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            result[key] = merged(below, value)
         else:
-            out[key] = value
-    return out
+            result[key] = value
+    return result
 
 
 def chart_values() -> Doc:

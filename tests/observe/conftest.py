@@ -1,4 +1,4 @@
-"""The mesh of `make mesh` for tests/observe, started once (tests/mesh's fixture code), with
+"""The mesh of `make mesh` for tests/observe, started once (tests.support.meshes), with
 tracing to a test OTLP receiver: every request sampled."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.mesh import Mesh
-from tests.mesh.conftest import start_mesh
+from tests.support.meshes import start_mesh
 from tests.observe.otlp import OtlpReceiver
 
 
