@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.mesh import Mesh
-from tests.support.meshes import start_mesh
 from tests.observe.otlp import OtlpReceiver
+from tests.support.meshes import start_mesh
 
 
 @pytest.fixture(scope="package")
