@@ -57,7 +57,7 @@ class DeliveryObserver(Protocol):
     """Told how Connect streams deliver (the service's metrics)."""
 
     def delivered(self, seconds: float) -> None:
-        """A live message reached a stream ``seconds`` after it was sent."""
+        """A message reached a caught-up stream ``seconds`` after it was sent."""
         ...
 
     def caught_up(self, reason: str) -> None:
