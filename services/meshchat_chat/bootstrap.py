@@ -24,7 +24,9 @@ from meshchat_chat.servicer import ChatServicer
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.access import default_policy
 from meshchat_runtime.interceptors import Authenticator, AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.metrics import DatabaseMetrics, DeliveryMetrics, JwksCollector
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.telemetry import StreamSpanEvents, client_interceptors
 from meshchat_runtime.tokens import TokenVerifier
 
 __all__ = ["ChatApp", "build_server"]
@@ -92,8 +94,16 @@ async def build_server(
     config: ChatConfig, tracer_provider: TracerProvider | None = None
 ) -> ChatApp:
     """Wire the chat service from its configuration. Opens the store; binds nothing yet."""
-    store = await open_store(config.database, pool_size=config.database_pool_size)
-    auth_channel = grpc.aio.insecure_channel(str(config.auth_addr), options=AUTH_CHANNEL_OPTIONS)
+    tracer = tracer_provider.get_tracer(__name__) if tracer_provider is not None else None
+    database_metrics = DatabaseMetrics(config.database.dialect, tracer)
+    store = await open_store(
+        config.database, pool_size=config.database_pool_size, metrics=database_metrics
+    )
+    auth_channel = grpc.aio.insecure_channel(
+        str(config.auth_addr),
+        options=AUTH_CHANNEL_OPTIONS,
+        interceptors=client_interceptors(tracer_provider),
+    )
     jwks: JwksCache | None = None
     authenticator: Authenticator
     if config.authz_mode is AuthzMode.LOCAL:
@@ -110,6 +120,7 @@ async def build_server(
         authenticator = RemoteAuthenticator(auth_channel, ttl=config.authz_cache_ttl)
     revocations = RevocationList()
     hub = Hub(store, queue_size=config.stream_queue_size)
+    deliveries = DeliveryMetrics()
     chats = ChatService(
         store,
         GrpcUserDirectory(auth_channel),
@@ -124,6 +135,7 @@ async def build_server(
             max_members_per_chat=config.max_members_per_chat,
         ),
         revocations,
+        deliveries=StreamSpanEvents(deliveries) if tracer_provider is not None else deliveries,
     )
     follower = AccountEventFollower(auth_channel, chats)
     servicer = ChatServicer(chats)
@@ -140,8 +152,11 @@ async def build_server(
         ],
         tracer_provider=tracer_provider,
     )
-    server.registry.register(HubCollector(hub))
-    server.registry.register(FollowerCollector(follower))
+    collectors = (HubCollector(hub), FollowerCollector(follower), deliveries, database_metrics)
+    for collector in collectors:
+        server.registry.register(collector)
+    if jwks is not None:
+        server.registry.register(JwksCollector(jwks.age, jwks.max_age))
     server.on_stop(hub.close_streams)
     listener: PostgresListener | None = None
     if config.database.dialect == "postgresql":

@@ -53,13 +53,35 @@ from meshchat_runtime.identity import Principal
 from meshchat_runtime.timestamps import utc_now
 from meshchat_runtime.usernames import LOOKUP_MAX, validate_username
 
-__all__ = ["ChatLimits", "ChatService", "TokenRevocations", "UserDirectory"]
+__all__ = ["ChatLimits", "ChatService", "DeliveryObserver", "TokenRevocations", "UserDirectory"]
 
 REPLAY_PAGE = 500
 MAX_MEMBERS_PER_REQUEST = LOOKUP_MAX
 # A quota of chats or members frees up only when someone deletes or removes: retrying soon
 # is pointless, so clients are told to wait a minute.
 QUOTA_RETRY_AFTER = 60.0
+
+
+class DeliveryObserver(Protocol):
+    """Told how Connect streams deliver (the service's metrics)."""
+
+    def delivered(self, seconds: float) -> None:
+        """A message reached a caught-up stream ``seconds`` after it was sent."""
+        ...
+
+    def caught_up(self, reason: str) -> None:
+        """A stream read missed messages from the store: "connect", "overflow" or "gap"."""
+        ...
+
+
+class _Unobserved:
+    """The observer of a service built without metrics."""
+
+    def delivered(self, seconds: float) -> None:
+        """Nothing to do."""
+
+    def caught_up(self, reason: str) -> None:
+        """Nothing to do."""
 
 
 class UserDirectory(Protocol):
@@ -114,12 +136,15 @@ class ChatService:
         limits: ChatLimits,
         revocations: TokenRevocations,
         clock: Callable[[], float] = time.time,
+        *,
+        deliveries: DeliveryObserver | None = None,
     ) -> None:
         self._store = store
         self._users = users
         self._hub = hub
         self._limits = limits
         self._revocations = revocations
+        self._deliveries = deliveries or _Unobserved()
         self._clock = clock
         self._streams_of: dict[str, set[Subscription]] = {}
         self._streams = StreamSlots(limits.max_streams_per_user)
@@ -319,6 +344,7 @@ class ChatService:
             self._tracked(caller.principal.user_id, subscription),
         ):
             delivered = _Delivered(after_seq)
+            self._deliveries.caught_up("connect")
             async for message in self._catch_up(chat_id, delivered):
                 yield message
             yield CaughtUp(delivered.seq)
@@ -328,7 +354,9 @@ class ChatService:
                     raise Unauthenticated(
                         "access token expired: refresh it and reconnect with after_seq"
                     )
-                match await subscription.next(min(self._limits.heartbeat_interval, remaining)):
+                match item := await subscription.next(
+                    min(self._limits.heartbeat_interval, remaining)
+                ):
                     case None:
                         if self._clock() < expires_at:
                             yield Heartbeat()
@@ -339,11 +367,14 @@ class ChatService:
                         await self._readable_chat(caller, chat_id)
                     case Message(seq=seq) as message if seq == delivered.seq + 1:
                         delivered.seq = seq
+                        self._delivered(message)
                         yield message
                     case Message(seq=seq) if seq <= delivered.seq:
                         continue  # a catch-up delivered it already
                     case _:  # the queue overflowed, or messages are missing before this one
+                        self._deliveries.caught_up("overflow" if item is Signal.LAGGING else "gap")
                         async for message in self._catch_up(chat_id, delivered):
+                            self._delivered(message)
                             yield message
 
     @contextlib.asynccontextmanager
@@ -380,6 +411,9 @@ class ChatService:
         for revocation in await self._store.revocations():
             self._revocations.add(revocation)
         return position
+
+    def _delivered(self, message: Message) -> None:
+        self._deliveries.delivered(self._clock() - message.created_at.timestamp())
 
     async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[Message]:
         """The stored messages after ``delivered.seq``, in pages, up to the newest one (which

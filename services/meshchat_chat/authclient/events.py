@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from meshchat.auth.v1 import events_pb2, events_pb2_grpc
 from meshchat_chat.domain import AccountChange, AppliedChange, Revocation
+from meshchat_runtime.settings import env_var
 
 __all__ = ["AccountChanges", "AccountEventFollower", "FollowerCollector", "change_from_proto"]
 
@@ -131,7 +132,7 @@ class AccountEventFollower:
                 log.error(
                     "the auth service does not let this service watch the account events: "
                     "revoked tokens are accepted until they expire; list the chat service's "
-                    "mesh identity among the auth service's service callers",
+                    f"mesh identity in the auth service's {env_var('service-callers')}",
                     extra={"details": exc.details()},
                 )
                 return True
