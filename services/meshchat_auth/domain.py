@@ -13,6 +13,7 @@ import zxcvbn
 
 from meshchat_runtime.errors import InvalidArgument
 from meshchat_runtime.identity import Role
+from meshchat_runtime.usernames import validate_username, well_formed_username
 
 __all__ = [
     "MIN_PASSWORD_SCORE",
@@ -35,9 +36,8 @@ __all__ = [
     "well_formed_username",
 ]
 
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")
-# Deliberately simple: one @, no spaces, a dot in the domain. Delivery proves the rest.
-EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# Deliberately simple: one @, no spaces or NULs, a dot in the domain. Delivery proves the rest.
+EMAIL_PATTERN = re.compile(r"[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+")
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 EMAIL_MAX = 254
@@ -47,22 +47,6 @@ MIN_PASSWORD_SCORE = 3
 # zxcvbn refuses longer input (its matching is superlinear); a longer password is judged by
 # its first 72 characters, which a strong password passes on its own.
 STRENGTH_CHECKED_CHARACTERS = 72
-
-
-def validate_username(username: str, field: str = "username") -> str:
-    """3 to 32 characters: letters, digits, '.', '_', '-', starting with a letter or digit."""
-    if not USERNAME_PATTERN.fullmatch(username):
-        raise InvalidArgument(
-            field,
-            "must be 3 to 32 characters of letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
-        )
-    return username
-
-
-def well_formed_username(username: str) -> bool:
-    """Whether an account could have this username (the pattern is public)."""
-    return USERNAME_PATTERN.fullmatch(username) is not None
 
 
 def validate_email(email: str, field: str = "email") -> str:

@@ -6,7 +6,7 @@ import base64
 import binascii
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +46,7 @@ from meshchat_runtime.errors import (
 from meshchat_runtime.identity import Principal, Role
 from meshchat_runtime.timestamps import utc_now
 from meshchat_runtime.tokens import TokenVerifier
+from meshchat_runtime.usernames import LOOKUP_MAX
 
 __all__ = ["AccessChecker", "AccountService", "Page", "PasswordCheck", "SessionService"]
 
@@ -186,6 +187,17 @@ class AccountService:
         if user is None:
             raise NotFound(f"no user {user_id or username!r}")
         return user
+
+    async def lookup(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames (ignoring case; unknown ones left out), after
+        checking every name, in one query."""
+        if not usernames:
+            raise InvalidArgument("usernames", "give at least one username")
+        if len(usernames) > LOOKUP_MAX:
+            raise InvalidArgument("usernames", f"give at most {LOOKUP_MAX} usernames")
+        for username in usernames:
+            validate_username(username, "usernames")
+        return await self._store.get_users_by_usernames(usernames)
 
     @staticmethod
     def may_see_private_fields(caller: Principal, user: User) -> bool:

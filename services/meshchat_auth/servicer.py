@@ -85,6 +85,12 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         user = await self._accounts.get(user_id=request.id, username=request.username)
         return user_to_proto(user, private=self._accounts.may_see_private_fields(caller, user))
 
+    async def LookupUsers(
+        self, request: users_pb2.LookupUsersRequest, context: Context
+    ) -> users_pb2.LookupUsersResponse:
+        users = await self._accounts.lookup(list(request.usernames))
+        return users_pb2.LookupUsersResponse(users=[user_to_proto(u, private=False) for u in users])
+
     async def UpdateUser(
         self, request: users_pb2.UpdateUserRequest, context: Context
     ) -> users_pb2.User:

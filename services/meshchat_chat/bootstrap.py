@@ -95,6 +95,7 @@ async def build_server(
     if config.authz_mode is AuthzMode.LOCAL:
         jwks = JwksCache(
             auth_channel,
+            archive=store,
             refresh_interval=config.jwks_refresh_interval,
             min_refetch_interval=config.jwks_min_refetch_interval,
             max_age=config.jwks_max_age,
@@ -118,6 +119,11 @@ async def build_server(
         ChatLimits(
             max_message_length=config.max_message_length,
             heartbeat_interval=config.heartbeat_interval,
+            max_streams_per_user=config.max_streams_per_user,
+            send_burst=config.send_burst,
+            send_interval=config.send_interval,
+            max_chats_per_user=config.max_chats_per_user,
+            max_members_per_chat=config.max_members_per_chat,
         ),
         cache=cache,
         settle=listener.barrier if listener is not None else None,
@@ -135,4 +141,7 @@ async def build_server(
         # First: it answers at once, while a ping of a lost database waits for its timeout.
         server.add_dependency(listener.probe)
     server.add_dependency(store.ping)
+    if jwks is not None:
+        # Without usable keys every call would fail: such a replica is not ready.
+        server.add_dependency(jwks.probe)
     return ChatApp(config, server, store, hub, cache, auth_channel, jwks, listener)

@@ -17,12 +17,14 @@ __all__ = [
     "NAME_MAX",
     "PAGE_SIZE_DEFAULT",
     "PAGE_SIZE_MAX",
+    "AddOutcome",
     "Caller",
     "CaughtUp",
     "Chat",
     "ChatCursor",
     "ChatPage",
     "Heartbeat",
+    "KeySet",
     "Member",
     "Message",
     "MessageBatch",
@@ -39,12 +41,10 @@ __all__ = [
     "validate_name",
     "validate_page_size",
     "validate_text",
-    "validate_username",
 ]
 
 NAME_MAX = 100
 CLIENT_MESSAGE_ID_MAX = 128
-USERNAME_MAX = 64
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500
 
@@ -92,8 +92,9 @@ class Chat:
         return next((m for m in self.members if m.user_id == user_id), None)
 
     def member_named(self, username: str) -> Member | None:
-        """The member with this username, or None."""
-        return next((m for m in self.members if m.username == username), None)
+        """The member with this username (in any case, as usernames are unique), or None."""
+        key = username.lower()
+        return next((m for m in self.members if m.username.lower() == key), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +130,29 @@ class SendOutcome(enum.Enum):
     NO_CHAT = "no_chat"
 
 
+class AddOutcome(enum.Enum):
+    """What became of adding a member."""
+
+    ADDED = "added"
+    ALREADY_MEMBER = "already_member"
+    CHAT_FULL = "chat_full"
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """The outcome of a send and the message, for CREATED and DUPLICATE (the first one)."""
 
     outcome: SendOutcome
     message: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """The auth service's public keys as fetched at ``fetched_at``: ``keys`` is the JWKS,
+    as JSON."""
+
+    keys: str
+    fetched_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,16 +246,6 @@ def validate_client_message_id(value: str, field: str = "client_message_id") -> 
         raise InvalidArgument(field, f"must be at most {CLIENT_MESSAGE_ID_MAX} characters")
     _check_characters(value, field)
     return value
-
-
-def validate_username(username: str, field: str) -> str:
-    """A username to look up: 1 to 64 characters (the auth service decides the rest)."""
-    if not username:
-        raise InvalidArgument(field, "must not contain an empty username")
-    if len(username) > USERNAME_MAX:
-        raise InvalidArgument(field, f"usernames are at most {USERNAME_MAX} characters")
-    _check_characters(username, field)
-    return username
 
 
 def validate_page_size(value: int, field: str) -> int:

@@ -54,6 +54,15 @@ async def test_users_round_trip(store: AuthStore) -> None:
     assert await store.get_user_by_username("bob") is None
 
 
+async def test_users_are_looked_up_by_many_usernames_at_once(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("Alice"), NOW)
+    bob = await store.create_user(new_user("bob"), NOW)
+    await store.create_user(new_user("carol"), NOW)
+    found = await store.get_users_by_usernames(["alice", "BOB", "Bob", "nobody", "%", "_ob"])
+    assert sorted(found, key=lambda u: u.username) == [alice, bob]
+    assert await store.get_users_by_usernames(["nobody"]) == []
+
+
 async def test_uniqueness_ignores_case_and_empty_emails(store: AuthStore) -> None:
     await store.create_user(new_user("alice", "A@example.org"), NOW)
     await store.create_user(new_user("bob"), NOW)

@@ -7,16 +7,26 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
-from meshchat_chat.domain import Chat, ChatCursor, Member, NewMessage, SendOutcome, UserRef
+from meshchat_chat.domain import (
+    AddOutcome,
+    Chat,
+    ChatCursor,
+    KeySet,
+    Member,
+    NewMessage,
+    SendOutcome,
+    UserRef,
+)
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.errors import NotFound
 from meshchat_runtime.settings import parse_database_url
 from meshchat_runtime.timestamps import utc_now
 from tests.support.backends import STORES, database_url_of
-from tests.support.chats import message, new_chat
+from tests.support.chats import UNLIMITED, message, new_chat
 from tests.support.fakes import MemoryChatStore
 from tests.support.schema import snapshot
 
@@ -165,8 +175,8 @@ async def test_history_pages_in_both_directions(store: Store) -> None:
 async def test_members_come_and_go(store: Store) -> None:
     chat = await new_chat(store, ALICE)
     joined = Member(BOB.user_id, BOB.username, utc_now())
-    assert await store.add_member(chat.id, joined)
-    assert not await store.add_member(chat.id, joined)
+    assert await store.add_member(chat.id, joined, UNLIMITED) is AddOutcome.ADDED
+    assert await store.add_member(chat.id, joined, UNLIMITED) is AddOutcome.ALREADY_MEMBER
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert loaded.member(BOB.user_id) == joined
@@ -176,7 +186,7 @@ async def test_members_come_and_go(store: Store) -> None:
     assert loaded is not None
     assert [m.username for m in loaded.members] == ["alice"]
     with pytest.raises(NotFound):
-        await store.add_member(str(uuid.uuid4()), joined)
+        await store.add_member(str(uuid.uuid4()), joined, UNLIMITED)
 
 
 async def test_delete_chat_removes_members_and_messages(store: Store) -> None:
@@ -213,7 +223,51 @@ async def test_members_joined_together_come_in_code_point_order(store: Store) ->
         last_seq=0,
         members=tuple(Member(str(uuid.uuid4()), n, now) for n in names),
     )
-    await store.create_chat(chat)
+    assert await store.create_chat(chat, max_owned=UNLIMITED)
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert [m.username for m in loaded.members] == sorted(names)
+
+
+def chat_of(owner: UserRef, name: str) -> Chat:
+    now = utc_now()
+    return Chat(
+        str(uuid.uuid4()),
+        name,
+        owner.user_id,
+        now,
+        0,
+        (Member(owner.user_id, owner.username, now),),
+    )
+
+
+async def test_concurrent_creations_never_pass_the_owners_quota(store: Store) -> None:
+    await new_chat(store, BOB)
+    created = await asyncio.gather(
+        *(store.create_chat(chat_of(ALICE, f"c{i}"), max_owned=3) for i in range(12))
+    )
+    assert sorted(created) == [False] * 9 + [True] * 3
+    assert len(await store.list_chats(ALICE.user_id, 100, None)) == 3
+    assert await store.create_chat(chat_of(BOB, "bob's second"), max_owned=3)
+
+
+async def test_concurrent_additions_never_pass_the_member_limit(store: Store) -> None:
+    chat = await new_chat(store, ALICE)
+    now = utc_now()
+    joining = [Member(str(uuid.uuid4()), f"user{i}", now) for i in range(12)]
+    outcomes = await asyncio.gather(*(store.add_member(chat.id, m, 4) for m in joining))
+    assert sorted(o.value for o in outcomes) == ["added"] * 3 + ["chat_full"] * 9
+    loaded = await store.get_chat(chat.id)
+    assert loaded is not None
+    assert len(loaded.members) == 4
+    assert await store.add_member(chat.id, loaded.members[1], 4) is AddOutcome.ALREADY_MEMBER
+
+
+async def test_the_key_set_kept_is_the_one_fetched_last(store: Store) -> None:
+    assert await store.load_key_set() is None
+    now = utc_now()
+    older = KeySet('{"keys": [{"kid": "a"}]}', now - timedelta(minutes=5))
+    newer = KeySet('{"keys": [{"kid": "b"}]}', now)
+    await store.save_key_set(newer)
+    await store.save_key_set(older)  # a slower replica's fetch, which came in late
+    assert await store.load_key_set() == newer

@@ -43,6 +43,10 @@ class AuthStore(Protocol):
         """The account with this username, ignoring case."""
         ...
 
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case, each once, in no order."""
+        ...
+
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
         """Apply ``changes`` (revoking families when they say so) in one step; None when
         the account does not exist."""

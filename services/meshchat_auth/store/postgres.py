@@ -115,6 +115,14 @@ class PostgresAuthStore:
             row = await cur.fetchone()
         return _user(row) if row else None
 
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case."""
+        keys = sorted({u.lower() for u in usernames})
+        async with self._db.connection() as conn:
+            cur = await conn.execute(_USERS + "WHERE lower(username) = ANY(%s)", (keys,))
+            rows = await cur.fetchall()
+        return [_user(row) for row in rows]
+
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
         """Apply ``changes``; None when the account does not exist."""
         if not _is_uuid(user_id):

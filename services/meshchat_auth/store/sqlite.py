@@ -110,6 +110,20 @@ class SqliteAuthStore:
         """The account with this username, ignoring case."""
         return await self._one_user("lower(username) = lower(?)", username)
 
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case."""
+        keys = sorted({u.lower() for u in usernames})
+        marks = ", ".join("?" * len(keys))
+        async with (
+            self._db.reading() as conn,
+            conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(username) IN ({marks})",  # noqa: S608 (placeholders only)
+                keys,
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [_user(row) for row in rows]
+
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
         """Apply ``changes``; None when the account does not exist."""
         sets = ["updated_at = ?"]

@@ -17,8 +17,10 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from meshchat_chat.domain import (
+    AddOutcome,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
@@ -37,6 +39,9 @@ __all__ = ["MIGRATION_LOCK", "NOTIFY_CHANNEL", "PostgresStore"]
 NOTIFY_CHANNEL = "meshchat_chat"
 # The advisory lock under which replicas starting together apply the migrations one at a time.
 MIGRATION_LOCK = "meshchat_chat.migrations"
+# The advisory lock, with the owner's id appended, under which one owner's chats are counted
+# and created.
+OWNER_LOCK = "meshchat_chat.owner"
 
 _CHAT_COLUMNS = (
     "c.id::text AS id, c.name, c.owner_id, c.created_at, c.last_seq, "
@@ -139,9 +144,20 @@ class PostgresStore:
         await db.open(load_migrations("meshchat_chat", "postgresql"), MIGRATION_LOCK)
         return cls(db)
 
-    async def create_chat(self, chat: Chat) -> None:
-        """Store a new chat with its members."""
+    async def create_chat(self, chat: Chat, max_owned: int) -> bool:
+        """Store a new chat with its members unless the owner has too many: an advisory lock
+        on the owner orders their concurrent creations, so the count holds until the insert."""
         async with self._db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"{OWNER_LOCK}:{chat.owner_id}",),
+            )
+            cur = await conn.execute(
+                "SELECT count(*) AS owned FROM chats WHERE owner_id = %s", (chat.owner_id,)
+            )
+            row = await cur.fetchone()
+            if row is not None and row["owned"] >= max_owned:
+                return False
             await conn.execute(
                 "INSERT INTO chats (id, name, owner_id, created_at, last_seq) "
                 "VALUES (%s::uuid, %s, %s, %s, %s)",
@@ -153,6 +169,7 @@ class PostgresStore:
                     "VALUES (%s::uuid, %s, %s, %s)",
                     [(chat.id, m.user_id, m.username, m.joined_at) for m in chat.members],
                 )
+            return True
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
@@ -190,22 +207,36 @@ class PostgresStore:
                 await self._announce_members(conn, chat_id)
             return deleted
 
-    async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member unless already one, and announce it (replicas cache members)."""
-        async with self._db.connection() as conn:
-            try:
-                async with conn.transaction():
-                    cur = await conn.execute(
-                        "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
-                        "VALUES (%s::uuid, %s, %s, %s) ON CONFLICT (chat_id, user_id) DO NOTHING",
-                        (chat_id, member.user_id, member.username, member.joined_at),
-                    )
-                    added = cur.rowcount > 0
-                    if added:
-                        await self._announce_members(conn, chat_id)
-            except pg_errors.ForeignKeyViolation:
-                raise NotFound(f"chat {chat_id} not found") from None
-            return added
+    async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
+        """Add a member unless already one or the chat is full, and announce it (replicas
+        cache members). The chat's row is locked, so concurrent additions to it are counted
+        one after the other. The count is a statement of its own, after the lock: its
+        snapshot then includes what the previous holder of the lock committed (one
+        statement would count with the snapshot of its start)."""
+        async with self._db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT 1 FROM chats WHERE id = %s::uuid FOR UPDATE", (chat_id,)
+            )
+            if await cur.fetchone() is None:
+                raise NotFound(f"chat {chat_id} not found")
+            cur = await conn.execute(
+                "SELECT count(*) AS members, coalesce(bool_or(user_id = %s), false) AS present "
+                "FROM chat_members WHERE chat_id = %s::uuid",
+                (member.user_id, chat_id),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            if row["present"]:
+                return AddOutcome.ALREADY_MEMBER
+            if row["members"] >= max_members:
+                return AddOutcome.CHAT_FULL
+            await conn.execute(
+                "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
+                "VALUES (%s::uuid, %s, %s, %s)",
+                (chat_id, member.user_id, member.username, member.joined_at),
+            )
+            await self._announce_members(conn, chat_id)
+            return AddOutcome.ADDED
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         """Remove a member and announce it, so that their open streams end."""
@@ -349,6 +380,23 @@ class PostgresStore:
             cur = await conn.execute("SELECT last_seq FROM chats WHERE id = %s::uuid", (chat_id,))
             row = await cur.fetchone()
         return int(row["last_seq"]) if row is not None else None
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        async with self._db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO jwks (id, keys, fetched_at) VALUES (1, %s, %s) ON CONFLICT (id) DO "
+                "UPDATE SET keys = excluded.keys, fetched_at = excluded.fetched_at "
+                "WHERE excluded.fetched_at >= jwks.fetched_at",
+                (key_set.keys, key_set.fetched_at),
+            )
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute("SELECT keys, fetched_at FROM jwks WHERE id = 1")
+            row = await cur.fetchone()
+        return KeySet(row["keys"], row["fetched_at"]) if row is not None else None
 
     async def ping(self) -> bool:
         """Whether a pooled connection answers."""

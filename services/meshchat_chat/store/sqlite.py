@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from meshchat_chat.domain import (
+    AddOutcome,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
@@ -91,9 +93,15 @@ class SqliteStore:
     def _read(self, query: str, params: Sequence[object]) -> list[sqlite3.Row]:
         return self._reader.execute(query, params).fetchall()
 
-    async def create_chat(self, chat: Chat) -> None:
-        """Store a new chat with its members."""
+    async def create_chat(self, chat: Chat, max_owned: int) -> bool:
+        """Store a new chat with its members unless the owner has too many (writes are
+        serialized, so the count holds until the insert)."""
         async with self._db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT count(*) FROM chats WHERE owner_id = ?", (chat.owner_id,)
+            )
+            if next(iter(rows))[0] >= max_owned:
+                return False
             await conn.execute(
                 "INSERT INTO chats (id, name, owner_id, created_at, last_seq) VALUES (?, ?, ?, ?, ?)",
                 (chat.id, chat.name, chat.owner_id, to_micros(chat.created_at), chat.last_seq),
@@ -103,6 +111,7 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?)",
                 [(chat.id, m.user_id, m.username, to_micros(m.joined_at)) for m in chat.members],
             )
+            return True
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
@@ -129,9 +138,19 @@ class SqliteStore:
             cursor = await conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
             return cursor.rowcount > 0
 
-    async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member unless already one."""
+    async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
+        """Add a member unless already one or the chat is full."""
         async with self._db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT count(*), coalesce(max(user_id = ?), 0) FROM chat_members "
+                "WHERE chat_id = ?",
+                (member.user_id, chat_id),
+            )
+            count, present = next(iter(rows))
+            if present:
+                return AddOutcome.ALREADY_MEMBER
+            if count >= max_members:
+                return AddOutcome.CHAT_FULL
             try:
                 cursor = await conn.execute(
                     "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
@@ -140,7 +159,7 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 raise NotFound(f"chat {chat_id} not found") from None
-            return cursor.rowcount > 0
+            return AddOutcome.ADDED if cursor.rowcount > 0 else AddOutcome.ALREADY_MEMBER
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         """Remove a member."""
@@ -221,6 +240,21 @@ class SqliteStore:
         """The chat's counter, or None."""
         rows = self._read("SELECT last_seq FROM chats WHERE id = ?", (chat_id,))
         return next((int(row[0]) for row in rows), None)
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO jwks (id, keys, fetched_at) VALUES (1, ?, ?) ON CONFLICT (id) DO "
+                "UPDATE SET keys = excluded.keys, fetched_at = excluded.fetched_at "
+                "WHERE excluded.fetched_at >= jwks.fetched_at",
+                (key_set.keys, to_micros(key_set.fetched_at)),
+            )
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        rows = self._read("SELECT keys, fetched_at FROM jwks WHERE id = 1", ())
+        return next((KeySet(row[0], from_micros(row[1])) for row in rows), None)
 
     async def ping(self) -> bool:
         """Whether the database answers."""

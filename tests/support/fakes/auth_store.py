@@ -88,6 +88,11 @@ class MemoryAuthStore:
         key = username.lower()
         return next((u for u in self._users.values() if u.username.lower() == key), None)
 
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case."""
+        keys = {u.lower() for u in usernames}
+        return [u for u in self._users.values() if u.username.lower() in keys]
+
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
         """Apply ``changes``; None when the account does not exist."""
         async with self._lock:

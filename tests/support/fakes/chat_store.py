@@ -7,8 +7,10 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from meshchat_chat.domain import (
+    AddOutcome,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
@@ -44,11 +46,16 @@ class MemoryChatStore:
         self._lock = asyncio.Lock()
         self._rooms: dict[str, _Room] = {}
         self._open = True
+        self._key_set: KeySet | None = None
 
-    async def create_chat(self, chat: Chat) -> None:
-        """Store a new chat with its members."""
+    async def create_chat(self, chat: Chat, max_owned: int) -> bool:
+        """Store a new chat with its members unless the owner owns ``max_owned`` already."""
         async with self._lock:
+            owned = sum(r.chat.owner_id == chat.owner_id for r in self._rooms.values())
+            if owned >= max_owned:
+                return False
             self._rooms[chat.id] = _Room(chat, {m.user_id: m for m in chat.members})
+            return True
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
@@ -69,16 +76,18 @@ class MemoryChatStore:
         async with self._lock:
             return self._rooms.pop(chat_id, None) is not None
 
-    async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member unless already one; NotFound when the chat is gone."""
+    async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
+        """Add a member unless already one or the chat is full; NotFound when it is gone."""
         async with self._lock:
             room = self._rooms.get(chat_id)
             if room is None:
                 raise NotFound(f"chat {chat_id} not found")
             if member.user_id in room.members:
-                return False
+                return AddOutcome.ALREADY_MEMBER
+            if len(room.members) >= max_members:
+                return AddOutcome.CHAT_FULL
             room.members[member.user_id] = member
-            return True
+            return AddOutcome.ADDED
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         """Remove a member; False when not one."""
@@ -132,6 +141,15 @@ class MemoryChatStore:
         messages = room.messages if room is not None else []
         older = [m for m in messages if before_seq is None or m.seq < before_seq]
         return older[-limit:] if limit > 0 else []
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        if self._key_set is None or key_set.fetched_at >= self._key_set.fetched_at:
+            self._key_set = key_set
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        return self._key_set
 
     async def last_seq(self, chat_id: str) -> int | None:
         """The seq of the chat's newest message (0: none), or None when there is no chat."""
