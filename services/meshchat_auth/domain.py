@@ -17,6 +17,8 @@ from meshchat_runtime.usernames import validate_username, well_formed_username
 
 __all__ = [
     "MIN_PASSWORD_SCORE",
+    "AccountEvent",
+    "AccountEventKind",
     "AttemptLimit",
     "IssuedTokens",
     "NewUser",
@@ -28,6 +30,7 @@ __all__ = [
     "User",
     "UserChanges",
     "attempt_limits",
+    "change_events",
     "check_password_strength",
     "decide_rotation",
     "validate_email",
@@ -245,3 +248,35 @@ def attempt_limits(
         AttemptLimit(f"address {source}", per_address),
         AttemptLimit(f"account {account}", per_account),
     )
+
+
+class AccountEventKind(enum.IntEnum):
+    """What happened to an account; the values equal ``meshchat.auth.v1.AccountEventKind``."""
+
+    DELETED = 1
+    ROLE_CHANGED = 2
+    PASSWORD_CHANGED = 3
+    LOGGED_OUT_EVERYWHERE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """One recorded account event, numbered in the order the events happened."""
+
+    seq: int
+    user_id: str
+    kind: AccountEventKind
+    occurred_at: datetime
+    kept_session_id: str = ""
+    """The login whose tokens stay valid (the one that changed its own password)."""
+
+
+def change_events(changes: UserChanges, old_role: Role) -> list[tuple[AccountEventKind, str]]:
+    """The events (kind, kept session) that applying ``changes`` to an account of
+    ``old_role`` records, in the same transaction: a new role, a new password."""
+    events: list[tuple[AccountEventKind, str]] = []
+    if changes.role is not None and changes.role is not old_role:
+        events.append((AccountEventKind.ROLE_CHANGED, ""))
+    if changes.password_hash is not None:
+        events.append((AccountEventKind.PASSWORD_CHANGED, changes.keep_family or ""))
+    return events

@@ -100,12 +100,19 @@ class PasswordCheck:
     """
 
     def __init__(
-        self, store: AuthStore, hasher: PasswordHasher, policy: TokenPolicy, clock: Clock
+        self,
+        store: AuthStore,
+        hasher: PasswordHasher,
+        policy: TokenPolicy,
+        clock: Clock,
+        *,
+        on_refusal: Callable[[str], None] = lambda limit: None,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._policy = policy
         self._clock = clock
+        self._on_refusal = on_refusal  # told the limit's name (metrics.LIMITS) on a refusal
 
     async def verify(self, username: str, address: str, user: User | None, password: str) -> bool:
         """Whether ``password`` is ``user``'s (an unknown user costs the same time);
@@ -123,6 +130,7 @@ class PasswordCheck:
             limits, self._clock(), policy.failed_login_window
         )
         if wait is not None:
+            self._on_refusal("failed_logins")
             raise ResourceExhausted(f"too many failed logins; try again in {int(wait) + 1} s", wait)
         try:
             if user is None:
@@ -278,7 +286,7 @@ class AccountService:
             raise PermissionDenied("you may only delete your own account")
         user = await self.get(user_id=user_id)
         await self._confirm_self(caller, user, current_password, address, "delete your account")
-        if not await self._store.delete_user(user_id):
+        if not await self._store.delete_user(user_id, self._clock()):
             raise NotFound(f"no user {user_id!r}")
         log.info("user deleted", extra={"user_id": user_id, "by": caller.user_id})
 

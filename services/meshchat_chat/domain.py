@@ -17,7 +17,9 @@ __all__ = [
     "NAME_MAX",
     "PAGE_SIZE_DEFAULT",
     "PAGE_SIZE_MAX",
+    "AccountChange",
     "AddOutcome",
+    "AppliedChange",
     "Caller",
     "CaughtUp",
     "Chat",
@@ -30,6 +32,7 @@ __all__ = [
     "MessageBatch",
     "MessagePage",
     "NewMessage",
+    "Revocation",
     "SendOutcome",
     "SendResult",
     "StreamEvent",
@@ -277,3 +280,56 @@ def decode_chat_cursor(token: str, field: str = "page_token") -> ChatCursor | No
     except (ValueError, binascii.Error, OverflowError, OSError, InvalidArgument):
         raise InvalidArgument(field, "is not a page token returned by ListChats") from None
     return ChatCursor(created_at=created_at, chat_id=chat_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Which access tokens of a user the chat service refuses: every one of a deleted user;
+    otherwise those issued before ``not_before``, except the ``kept_session_id`` login's."""
+
+    user_id: str
+    not_before: datetime
+    kept_session_id: str = ""
+    deleted: bool = False
+
+    def refuses(self, principal: Principal) -> bool:
+        """Whether ``principal``'s token is revoked."""
+        if self.deleted:
+            return True
+        if self.kept_session_id and principal.session_id == self.kept_session_id:
+            return False
+        return principal.issued_at < self.not_before.timestamp()
+
+    def merged(self, later: Revocation) -> Revocation:
+        """This revocation followed by ``later`` of the same user: a deletion stays; the later
+        time, with its kept login, wins."""
+        newest = later if later.not_before >= self.not_before else self
+        return Revocation(
+            self.user_id,
+            newest.not_before,
+            newest.kept_session_id,
+            self.deleted or later.deleted,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChange:
+    """An account event of the auth service, number ``seq``, as the chat service applies it:
+    the revocation it causes and, for a deleted account, the removal from every chat."""
+
+    seq: int
+    revocation: Revocation
+
+    @property
+    def user_id(self) -> str:
+        """The account's id."""
+        return self.revocation.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChange:
+    """What applying an account change did to the chats: the ones whose members or owner
+    changed, and the ones deleted because no member remained."""
+
+    changed_chats: tuple[str, ...] = ()
+    deleted_chats: tuple[str, ...] = ()

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from meshchat_chat.domain import (
+    AccountChange,
     AddOutcome,
+    AppliedChange,
     Caller,
     CaughtUp,
     Chat,
@@ -23,6 +25,7 @@ from meshchat_chat.domain import (
     MessageBatch,
     MessagePage,
     NewMessage,
+    Revocation,
     SendOutcome,
     StreamEvent,
     UserRef,
@@ -35,7 +38,7 @@ from meshchat_chat.domain import (
     validate_text,
 )
 from meshchat_chat.fanout.cache import ChatCache
-from meshchat_chat.fanout.hub import BATCH_MAX, Hub, Signal
+from meshchat_chat.fanout.hub import BATCH_MAX, Hub, Signal, Subscription
 from meshchat_chat.quotas import SendRate, StreamSlots
 from meshchat_chat.store import Store
 from meshchat_runtime.errors import (
@@ -48,10 +51,11 @@ from meshchat_runtime.errors import (
     Unauthenticated,
     Unavailable,
 )
+from meshchat_runtime.identity import Principal
 from meshchat_runtime.timestamps import utc_now
 from meshchat_runtime.usernames import LOOKUP_MAX, validate_username
 
-__all__ = ["ChatLimits", "ChatService", "UserDirectory"]
+__all__ = ["ChatLimits", "ChatService", "DeliveryObserver", "TokenRevocations", "UserDirectory"]
 
 REPLAY_PAGE = 500
 MAX_MEMBERS_PER_REQUEST = LOOKUP_MAX
@@ -60,12 +64,46 @@ MAX_MEMBERS_PER_REQUEST = LOOKUP_MAX
 QUOTA_RETRY_AFTER = 60.0
 
 
+class DeliveryObserver(Protocol):
+    """Told how Connect streams deliver (the service's metrics)."""
+
+    def delivered(self, seconds: float) -> None:
+        """A message reached a caught-up stream ``seconds`` after it was sent."""
+        ...
+
+    def caught_up(self, reason: str) -> None:
+        """A stream read missed messages from the store: "connect", "overflow" or "gap"."""
+        ...
+
+
+class _Unobserved:
+    """The observer of a service built without metrics."""
+
+    def delivered(self, seconds: float) -> None:
+        """Nothing to do."""
+
+    def caught_up(self, reason: str) -> None:
+        """Nothing to do."""
+
+
 class UserDirectory(Protocol):
     """Resolves usernames to users, on behalf of a caller (the auth service's User API)."""
 
     async def resolve(self, usernames: Sequence[str], caller: Caller) -> list[UserRef]:
         """The users named, in the order given, all in one request to the auth service;
         NotFound naming those that do not exist."""
+        ...
+
+
+class TokenRevocations(Protocol):
+    """The access tokens refused although they verify (account events of the auth service)."""
+
+    def add(self, revocation: Revocation) -> None:
+        """Refuse the tokens that ``revocation`` names, from now on."""
+        ...
+
+    def check(self, principal: Principal) -> None:
+        """Raise Unauthenticated when ``principal``'s token is revoked."""
         ...
 
 
@@ -98,7 +136,10 @@ class ChatService:
         users: UserDirectory,
         hub: Hub,
         limits: ChatLimits,
+        revocations: TokenRevocations,
         clock: Callable[[], float] = time.time,
+        *,
+        deliveries: DeliveryObserver | None = None,
         cache: ChatCache | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -106,12 +147,15 @@ class ChatService:
         self._users = users
         self._hub = hub
         self._limits = limits
+        self._revocations = revocations
+        self._deliveries = deliveries or _Unobserved()
         self._clock = clock
         # Without a cache, an inactive one: every read goes to the store.
         self._cache = cache if cache is not None else ChatCache(active=False)
         # Where replicas cache chats: waits until every replica has taken in the changes
         # announced so far.
         self._settle = settle
+        self._streams_of: dict[str, set[Subscription]] = {}
         self._streams = StreamSlots(limits.max_streams_per_user)
         self._send_rate = SendRate(limits.send_interval, limits.send_burst, clock)
 
@@ -313,8 +357,12 @@ class ChatService:
         if after_seq > newest:
             raise InvalidArgument("after_seq", f"is beyond the chat's newest message ({newest})")
         expires_at = caller.principal.expires_at
-        async with self._hub.subscribe(chat_id) as subscription:
+        async with (
+            self._hub.subscribe(chat_id) as subscription,
+            self._tracked(caller.principal.user_id, subscription),
+        ):
             delivered = _Delivered(after_seq)
+            self._deliveries.caught_up("connect")
             async for batch in self._catch_up(chat_id, delivered):
                 yield batch
             yield CaughtUp(delivered.seq)
@@ -332,13 +380,58 @@ class ChatService:
                     case Signal.CLOSING:
                         raise Unavailable("the server is stopping: reconnect with after_seq")
                     case Signal.RECHECK:
+                        self._revocations.check(caller.principal)
                         await self._readable_chat(caller, chat_id)
                     case Signal.LAGGING:
+                        self._deliveries.caught_up("overflow")
                         async for batch in self._catch_up(chat_id, delivered):
+                            self._delivered(batch)
                             yield batch
                     case tuple() as messages:
                         delivered.seq = messages[-1].seq
-                        yield MessageBatch(messages)
+                        batch = MessageBatch(messages)
+                        self._delivered(batch)
+                        yield batch
+
+    @contextlib.asynccontextmanager
+    async def _tracked(self, user_id: str, subscription: Subscription) -> AsyncIterator[None]:
+        """Know the user's open streams, to end them when the user's tokens are revoked."""
+        streams = self._streams_of.setdefault(user_id, set())
+        streams.add(subscription)
+        try:
+            yield
+        finally:
+            streams.discard(subscription)
+            if not streams and self._streams_of.get(user_id) is streams:
+                del self._streams_of[user_id]
+
+    # -- account events ------------------------------------------------------------------
+
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Apply an account event of the auth service: its tokens are refused at once (also
+        while the database is away), the user's open streams check their token again and
+        end, and the store applies the change (a deleted user leaves every chat)."""
+        self._revocations.add(change.revocation)
+        for subscription in self._streams_of.get(change.user_id, ()):
+            subscription.flag_recheck()
+        applied = await self._store.apply_account_change(change)
+        for chat_id in (*applied.changed_chats, *applied.deleted_chats):
+            self._hub.membership_changed(chat_id)
+        return applied
+
+    async def restore_account_events(self) -> int:
+        """Refuse the tokens that the stored revocations name; the number of the last
+        account event applied (0: none yet). The number is read first, so every event up to
+        it is among the revocations read after it."""
+        position = await self._store.account_event_position()
+        for revocation in await self._store.revocations():
+            self._revocations.add(revocation)
+        return position
+
+    def _delivered(self, batch: MessageBatch) -> None:
+        now = self._clock()
+        for message in batch.messages:
+            self._deliveries.delivered(now - message.created_at.timestamp())
 
     async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[MessageBatch]:
         """The stored messages after ``delivered.seq``, in batches, up to the newest one

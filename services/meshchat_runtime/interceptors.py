@@ -34,6 +34,7 @@ from meshchat_runtime.errors import (
     Unavailable,
 )
 from meshchat_runtime.identity import Principal
+from meshchat_runtime.peers import ServiceCallers
 
 __all__ = [
     "INFRASTRUCTURE_SERVICES",
@@ -344,7 +345,8 @@ class AuthInterceptor(BehaviorInterceptor):
 
     Streams are checked once, when they open. Infrastructure services (health, reflection)
     pass without a token. Public methods accept a missing token; a token that is present
-    must be valid even there, so that a broken client learns about it.
+    must be valid even there, so that a broken client learns about it. Service-only methods
+    admit the ``service_callers`` alone, by their mesh identity, whatever token is sent.
     """
 
     def __init__(
@@ -352,13 +354,18 @@ class AuthInterceptor(BehaviorInterceptor):
         authenticator: Authenticator,
         policy: AccessPolicy,
         exempt_services: Collection[str] = INFRASTRUCTURE_SERVICES,
+        service_callers: ServiceCallers | None = None,
     ) -> None:
         super().__init__()
         self._authenticator = authenticator
         self._policy = policy
         self._exempt = frozenset(exempt_services)
+        self._service_callers = service_callers or ServiceCallers()
 
     async def _admit(self, method: str, context: Context) -> Principal | None:
+        if self._policy.is_service_only(method):
+            self._service_callers.admit(method, context)
+            return None
         token = bearer_token(context)
         principal: Principal | None = None
         if token == "":

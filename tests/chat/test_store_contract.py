@@ -12,12 +12,15 @@ from datetime import timedelta
 import pytest
 
 from meshchat_chat.domain import (
+    AccountChange,
     AddOutcome,
+    AppliedChange,
     Chat,
     ChatCursor,
     KeySet,
     Member,
     NewMessage,
+    Revocation,
     SendOutcome,
     UserRef,
 )
@@ -229,6 +232,64 @@ async def test_members_joined_together_come_in_code_point_order(store: Store) ->
     assert [m.username for m in loaded.members] == sorted(names)
 
 
+def deletion(seq: int, user: UserRef) -> AccountChange:
+    return AccountChange(seq, Revocation(user.user_id, utc_now(), deleted=True))
+
+
+async def test_a_deleted_user_leaves_every_chat_and_hands_over_ownership(store: Store) -> None:
+    dave = UserRef(str(uuid.uuid4()), "dave")
+    # Members join in the order given: the earliest remaining one inherits.
+    shared = await new_chat(store, ALICE, BOB, CAROL)
+    tie = await new_chat(store, ALICE, CAROL, BOB)
+    alone = await new_chat(store, ALICE)
+    member = await new_chat(store, dave, ALICE)
+    untouched = await new_chat(store, BOB, CAROL)
+    await store.send_message(message(shared, ALICE, "kept"))
+    applied = await store.apply_account_change(deletion(7, ALICE))
+    assert applied == AppliedChange(tuple(sorted([shared.id, tie.id, member.id])), (alone.id,))
+    handed = await store.get_chat(shared.id)
+    assert handed is not None
+    assert (handed.owner_id, [m.username for m in handed.members]) == (
+        BOB.user_id,
+        ["bob", "carol"],
+    )
+    tied = await store.get_chat(tie.id)
+    assert tied is not None
+    assert tied.owner_id == CAROL.user_id
+    assert await store.get_chat(alone.id) is None
+    kept = await store.get_chat(member.id)
+    assert kept is not None
+    assert (kept.owner_id, len(kept.members)) == (dave.user_id, 1)
+    assert await store.get_chat(untouched.id) == untouched
+    assert await store.list_chats(ALICE.user_id, 10, None) == []
+    assert [m.sender_username for m in await store.messages_after(shared.id, 0, 10)] == ["alice"]
+    # Applying it again (another replica, a resumed stream) changes nothing.
+    assert await store.apply_account_change(deletion(7, ALICE)) == AppliedChange()
+    assert await store.account_event_position() == 7
+
+
+async def test_revocations_merge_per_user_and_the_position_never_goes_back(
+    store: Store,
+) -> None:
+    assert (await store.revocations(), await store.account_event_position()) == ([], 0)
+    early = utc_now()
+    late = early + timedelta(seconds=1)
+    first = Revocation(ALICE.user_id, early, kept_session_id="s1")
+    await store.apply_account_change(AccountChange(3, first))
+    assert await store.apply_account_change(AccountChange(2, Revocation(BOB.user_id, early))) == (
+        AppliedChange()
+    )
+    assert await store.account_event_position() == 3
+    later = Revocation(ALICE.user_id, late)
+    await store.apply_account_change(AccountChange(4, later))
+    by_user = {r.user_id: r for r in await store.revocations()}
+    assert by_user == {
+        ALICE.user_id: first.merged(later),
+        BOB.user_id: Revocation(BOB.user_id, early),
+    }
+    assert await store.account_event_position() == 4
+
+
 def chat_of(owner: UserRef, name: str) -> Chat:
     now = utc_now()
     return Chat(
@@ -261,6 +322,31 @@ async def test_concurrent_additions_never_pass_the_member_limit(store: Store) ->
     assert loaded is not None
     assert len(loaded.members) == 4
     assert await store.add_member(chat.id, loaded.members[1], 4) is AddOutcome.ALREADY_MEMBER
+
+
+async def test_replicas_applying_the_same_event_at_once_agree(store: Store) -> None:
+    # Every replica applies every event, and they share the database.
+    room = await new_chat(store, ALICE, BOB, CAROL)
+    barrier = asyncio.Barrier(4)
+
+    async def apply() -> AppliedChange:
+        await barrier.wait()
+        return await store.apply_account_change(deletion(5, ALICE))
+
+    outcomes = await asyncio.gather(*(apply() for _ in range(4)))
+    # One of them made the change; the others found it made.
+    assert sorted(outcomes, key=lambda applied: applied.changed_chats) == [
+        *([AppliedChange()] * 3),
+        AppliedChange((room.id,)),
+    ]
+    handed = await store.get_chat(room.id)
+    assert handed is not None
+    assert (handed.owner_id, [m.username for m in handed.members]) == (
+        BOB.user_id,
+        ["bob", "carol"],
+    )
+    assert [r.user_id for r in await store.revocations()] == [ALICE.user_id]
+    assert await store.account_event_position() == 5
 
 
 async def test_the_key_set_kept_is_the_one_fetched_last(store: Store) -> None:

@@ -9,6 +9,7 @@ from meshchat_auth.config import TokenPolicy
 from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.service import AccessChecker, AccountService, PasswordCheck, SessionService
+from meshchat_chat.authclient.revocations import RevocationList
 from meshchat_chat.fanout.hub import Hub
 from meshchat_chat.service import ChatLimits, ChatService
 from meshchat_runtime.access import default_policy
@@ -130,4 +131,4 @@ def chats(
     chat_limits: ChatLimits,
 ) -> ChatService:
     """Chat use cases."""
-    return ChatService(chat_store, directory, hub, chat_limits)
+    return ChatService(chat_store, directory, hub, chat_limits, RevocationList())

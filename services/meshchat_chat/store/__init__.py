@@ -7,17 +7,21 @@ from __future__ import annotations
 from typing import Protocol
 
 from meshchat_chat.domain import (
+    AccountChange,
     AddOutcome,
+    AppliedChange,
     Chat,
     ChatCursor,
     KeySet,
     Member,
     Message,
     NewMessage,
+    Revocation,
     SendResult,
 )
 from meshchat_chat.store.postgres import PostgresStore
 from meshchat_chat.store.sqlite import SqliteStore
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["Store", "open_store"]
@@ -73,6 +77,21 @@ class Store(Protocol):
         """The seq of the chat's newest message (0: none), or None when there is no chat."""
         ...
 
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Apply an account event in one transaction: merge its revocation into the user's
+        (:meth:`~meshchat_chat.domain.Revocation.merged`); for a deleted user, remove their
+        memberships and hand each chat they owned to its earliest remaining member (by
+        joined time, then username), deleting the chat when none remains; and move the
+        position to ``change.seq`` (never back). Applying it again changes nothing."""
+        ...
+
+    async def revocations(self) -> list[Revocation]:
+        """Every user's revocation."""
+        ...
+
+    async def account_event_position(self) -> int:
+        """The number of the last account event applied; 0 before the first."""
+
     async def save_key_set(self, key_set: KeySet) -> None:
         """Keep the auth service's key set, unless the one kept was fetched later."""
         ...
@@ -90,9 +109,12 @@ class Store(Protocol):
         ...
 
 
-async def open_store(url: DatabaseUrl, *, pool_size: int = 10) -> Store:
-    """Connect to the database named by ``url``, apply the migrations, return its store."""
+async def open_store(
+    url: DatabaseUrl, *, pool_size: int = 10, metrics: DatabaseMetrics | None = None
+) -> Store:
+    """Connect to the database named by ``url``, apply the migrations, return its store
+    (timing its operations into ``metrics`` when given)."""
     if url.dialect == "sqlite":
         assert url.sqlite_path is not None
-        return await SqliteStore.open(url.sqlite_path)
-    return await PostgresStore.open(url, pool_size=pool_size)
+        return await SqliteStore.open(url.sqlite_path, metrics)
+    return await PostgresStore.open(url, pool_size=pool_size, metrics=metrics)

@@ -15,18 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from meshchat_chat.domain import (
+    AccountChange,
     AddOutcome,
+    AppliedChange,
     Chat,
     ChatCursor,
     KeySet,
     Member,
     Message,
     NewMessage,
+    Revocation,
     SendOutcome,
     SendResult,
 )
 from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import NotFound
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.timestamps import from_micros, to_micros
 
 __all__ = ["SqliteStore"]
@@ -73,6 +77,15 @@ def _messages(rows: Iterable[Any]) -> list[Message]:
     return [_message(row) for row in rows]
 
 
+def _revocation(user_id: str, row: Any) -> Revocation:
+    return Revocation(
+        user_id=user_id,
+        not_before=from_micros(row["not_before"]),
+        kept_session_id=row["kept_session_id"],
+        deleted=bool(row["deleted"]),
+    )
+
+
 class SqliteStore:
     """Chats, members and messages in one SQLite file."""
 
@@ -84,9 +97,9 @@ class SqliteStore:
         self._reader.execute("PRAGMA busy_timeout=1000")
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
+    async def open(cls, path: Path, metrics: DatabaseMetrics | None = None) -> SqliteStore:
         """Open (creating and migrating) the database file at ``path``."""
-        db = SqliteDatabase(path)
+        db = SqliteDatabase(path, metrics)
         await db.open(load_migrations("meshchat_chat", "sqlite"))
         return cls(db)
 
@@ -240,6 +253,79 @@ class SqliteStore:
         """The chat's counter, or None."""
         rows = self._read("SELECT last_seq FROM chats WHERE id = ?", (chat_id,))
         return next((int(row[0]) for row in rows), None)
+
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Merge the revocation, remove a deleted user from every chat (handing each chat
+        they owned to its earliest remaining member, or deleting it), and move the position,
+        in one transaction."""
+        new = change.revocation
+        async with self._db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT not_before, kept_session_id, deleted FROM revocations WHERE user_id = ?",
+                (new.user_id,),
+            )
+            merged = next((_revocation(new.user_id, row).merged(new) for row in rows), new)
+            await conn.execute(
+                "INSERT INTO revocations (user_id, not_before, kept_session_id, deleted) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+                "not_before = excluded.not_before, kept_session_id = excluded.kept_session_id, "
+                "deleted = excluded.deleted",
+                (
+                    merged.user_id,
+                    to_micros(merged.not_before),
+                    merged.kept_session_id,
+                    int(merged.deleted),
+                ),
+            )
+            await conn.execute(
+                "INSERT INTO account_event_position (id, seq) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq = max(seq, excluded.seq)",
+                (change.seq,),
+            )
+            if not new.deleted:
+                return AppliedChange()
+            member_of = [
+                row[0]
+                for row in await conn.execute_fetchall(
+                    "SELECT chat_id FROM chat_members WHERE user_id = ?", (new.user_id,)
+                )
+            ]
+            owned = [
+                row[0]
+                for row in await conn.execute_fetchall(
+                    "SELECT id FROM chats WHERE owner_id = ?", (new.user_id,)
+                )
+            ]
+            await conn.execute("DELETE FROM chat_members WHERE user_id = ?", (new.user_id,))
+            deleted = []
+            for chat_id in owned:
+                heirs = await conn.execute_fetchall(
+                    "SELECT user_id FROM chat_members WHERE chat_id = ? "
+                    "ORDER BY joined_at, username LIMIT 1",
+                    (chat_id,),
+                )
+                heir = next((row[0] for row in heirs), None)
+                if heir is None:
+                    await conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+                    deleted.append(chat_id)
+                else:
+                    await conn.execute(
+                        "UPDATE chats SET owner_id = ? WHERE id = ?", (heir, chat_id)
+                    )
+        changed = sorted(set(member_of + owned) - set(deleted))
+        return AppliedChange(tuple(changed), tuple(deleted))
+
+    async def revocations(self) -> list[Revocation]:
+        """Every user's revocation."""
+        rows = self._read(
+            "SELECT user_id, not_before, kept_session_id, deleted FROM revocations", ()
+        )
+        return [_revocation(row["user_id"], row) for row in rows]
+
+    async def account_event_position(self) -> int:
+        """The number of the last account event applied; 0 before the first."""
+        rows = self._read("SELECT seq FROM account_event_position WHERE id = 1", ())
+        return next((int(row[0]) for row in rows), 0)
 
     async def save_key_set(self, key_set: KeySet) -> None:
         """Keep the key set unless a later one is kept."""

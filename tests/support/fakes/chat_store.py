@@ -7,13 +7,16 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from meshchat_chat.domain import (
+    AccountChange,
     AddOutcome,
+    AppliedChange,
     Chat,
     ChatCursor,
     KeySet,
     Member,
     Message,
     NewMessage,
+    Revocation,
     SendOutcome,
     SendResult,
 )
@@ -45,6 +48,8 @@ class MemoryChatStore:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._rooms: dict[str, _Room] = {}
+        self._revocations: dict[str, Revocation] = {}
+        self._position = 0
         self._open = True
         self._key_set: KeySet | None = None
 
@@ -155,6 +160,39 @@ class MemoryChatStore:
         """The seq of the chat's newest message (0: none), or None when there is no chat."""
         room = self._rooms.get(chat_id)
         return room.snapshot().last_seq if room is not None else None
+
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Merge the revocation; remove a deleted user from every chat, handing each chat
+        they owned to the earliest remaining member or deleting it; move the position."""
+        new = change.revocation
+        async with self._lock:
+            old = self._revocations.get(new.user_id)
+            self._revocations[new.user_id] = old.merged(new) if old else new
+            self._position = max(self._position, change.seq)
+            if not new.deleted:
+                return AppliedChange()
+            changed, deleted = [], []
+            for chat_id, room in list(self._rooms.items()):
+                was_member = room.members.pop(new.user_id, None) is not None
+                if room.chat.owner_id == new.user_id:
+                    heirs = sorted(room.members.values(), key=lambda m: (m.joined_at, m.username))
+                    if not heirs:
+                        del self._rooms[chat_id]
+                        deleted.append(chat_id)
+                        continue
+                    room.chat = dataclasses.replace(room.chat, owner_id=heirs[0].user_id)
+                    changed.append(chat_id)
+                elif was_member:
+                    changed.append(chat_id)
+            return AppliedChange(tuple(sorted(changed)), tuple(deleted))
+
+    async def revocations(self) -> list[Revocation]:
+        """Every user's revocation."""
+        return list(self._revocations.values())
+
+    async def account_event_position(self) -> int:
+        """The number of the last account event applied."""
+        return self._position
 
     async def ping(self) -> bool:
         """Whether the store is open."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from meshchat_chat.authclient.revocations import RevocationList
 from meshchat_chat.domain import CaughtUp
 from meshchat_chat.fanout.hub import Hub
 from meshchat_chat.service import ChatLimits, ChatService
@@ -21,6 +22,7 @@ def service(
         directory,
         Hub(chat_store, queue_size=16),
         ChatLimits(**limits),  # type: ignore[arg-type]
+        RevocationList(),
         clock.timestamp,
     )
 
