@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import grpc.aio
 from opentelemetry.sdk.trace import TracerProvider
 
-from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
+from meshchat.chat.v1 import chat_pb2
 from meshchat_chat.authclient.authenticators import (
     JwksCache,
     LocalAuthenticator,
@@ -17,10 +17,11 @@ from meshchat_chat.authclient.events import AccountEventFollower, FollowerCollec
 from meshchat_chat.authclient.revocations import RevocationList, RevokingAuthenticator
 from meshchat_chat.authclient.users import GrpcUserDirectory
 from meshchat_chat.config import AuthzMode, ChatConfig
+from meshchat_chat.fanout.cache import ChatCache
 from meshchat_chat.fanout.hub import Hub, HubCollector
 from meshchat_chat.fanout.listener import PostgresListener
 from meshchat_chat.service import ChatLimits, ChatService
-from meshchat_chat.servicer import ChatServicer
+from meshchat_chat.servicer import ChatServicer, add_to_server
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.access import default_policy
 from meshchat_runtime.interceptors import Authenticator, AuthInterceptor, ErrorInterceptor
@@ -49,6 +50,7 @@ class ChatApp:
     server: GrpcServer
     store: Store
     hub: Hub
+    cache: ChatCache
     auth_channel: grpc.aio.Channel
     jwks: JwksCache | None
     listener: PostgresListener | None
@@ -119,7 +121,14 @@ async def build_server(
     else:
         authenticator = RemoteAuthenticator(auth_channel, ttl=config.authz_cache_ttl)
     revocations = RevocationList()
-    hub = Hub(store, queue_size=config.stream_queue_size)
+    # On PostgreSQL the cache waits for the listener: announcements keep it exact.
+    cache = ChatCache(active=config.database.dialect == "sqlite")
+    hub = Hub(store, queue_size=config.stream_queue_size, cache=cache)
+    listener: PostgresListener | None = None
+    if config.database.dialect == "postgresql":
+        listener = PostgresListener(
+            config.database.url, hub, check_interval=config.listen_check_interval
+        )
     deliveries = DeliveryMetrics()
     chats = ChatService(
         store,
@@ -136,16 +145,14 @@ async def build_server(
         ),
         revocations,
         deliveries=StreamSpanEvents(deliveries) if tracer_provider is not None else deliveries,
+        cache=cache,
+        settle=listener.barrier if listener is not None else None,
     )
     follower = AccountEventFollower(auth_channel, chats)
     servicer = ChatServicer(chats)
     server = GrpcServer(
         config.server,
-        services=[
-            ServiceRegistration(
-                SERVICE_NAME, lambda s: chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, s)
-            )
-        ],
+        services=[ServiceRegistration(SERVICE_NAME, lambda s: add_to_server(servicer, s))],
         interceptors=[
             ErrorInterceptor(),
             AuthInterceptor(RevokingAuthenticator(authenticator, revocations), default_policy()),
@@ -158,15 +165,11 @@ async def build_server(
     if jwks is not None:
         server.registry.register(JwksCollector(jwks.age, jwks.max_age))
     server.on_stop(hub.close_streams)
-    listener: PostgresListener | None = None
-    if config.database.dialect == "postgresql":
-        listener = PostgresListener(
-            config.database.url, hub, check_interval=config.listen_check_interval
-        )
+    if listener is not None:
         # First: it answers at once, while a ping of a lost database waits for its timeout.
         server.add_dependency(listener.probe)
     server.add_dependency(store.ping)
     if jwks is not None:
         # Without usable keys every call would fail: such a replica is not ready.
         server.add_dependency(jwks.probe)
-    return ChatApp(config, server, store, hub, auth_channel, jwks, listener, follower)
+    return ChatApp(config, server, store, hub, cache, auth_channel, jwks, listener, follower)

@@ -100,8 +100,8 @@ STREAM_QUEUE_SIZE = Setting(
     "stream-queue-size",
     integer(minimum=1),
     "256",
-    "Messages queued per Connect stream; a stream that falls further behind catches up "
-    "from the database.",
+    "Newest messages of a chat kept in memory for its Connect streams (up to twice as "
+    "many); a stream that falls further behind catches up from the database.",
 )
 LISTEN_CHECK_INTERVAL = Setting(
     "listen-check-interval",

@@ -29,6 +29,7 @@ __all__ = [
     "KeySet",
     "Member",
     "Message",
+    "MessageBatch",
     "MessagePage",
     "NewMessage",
     "Revocation",
@@ -194,7 +195,15 @@ class Heartbeat:
     """The stream has been idle for a while and is alive."""
 
 
-StreamEvent = Message | CaughtUp | Heartbeat
+@dataclass(frozen=True, slots=True)
+class MessageBatch:
+    """One or more consecutive messages of a chat, ascending by seq without gaps: what a
+    stream delivers at once."""
+
+    messages: tuple[Message, ...]
+
+
+StreamEvent = MessageBatch | CaughtUp | Heartbeat
 
 
 def validate_chat_id(value: str, field: str = "chat_id") -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +22,7 @@ from meshchat_chat.domain import (
     Heartbeat,
     Member,
     Message,
+    MessageBatch,
     MessagePage,
     NewMessage,
     Revocation,
@@ -36,7 +37,8 @@ from meshchat_chat.domain import (
     validate_page_size,
     validate_text,
 )
-from meshchat_chat.fanout.hub import Hub, Signal, Subscription
+from meshchat_chat.fanout.cache import ChatCache
+from meshchat_chat.fanout.hub import BATCH_MAX, Hub, Signal, Subscription
 from meshchat_chat.quotas import SendRate, StreamSlots
 from meshchat_chat.store import Store
 from meshchat_runtime.errors import (
@@ -138,6 +140,8 @@ class ChatService:
         clock: Callable[[], float] = time.time,
         *,
         deliveries: DeliveryObserver | None = None,
+        cache: ChatCache | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._users = users
@@ -146,6 +150,11 @@ class ChatService:
         self._revocations = revocations
         self._deliveries = deliveries or _Unobserved()
         self._clock = clock
+        # Without a cache, an inactive one: every read goes to the store.
+        self._cache = cache if cache is not None else ChatCache(active=False)
+        # Where replicas cache chats: waits until every replica has taken in the changes
+        # announced so far.
+        self._settle = settle
         self._streams_of: dict[str, set[Subscription]] = {}
         self._streams = StreamSlots(limits.max_streams_per_user)
         self._send_rate = SendRate(limits.send_interval, limits.send_burst, clock)
@@ -214,17 +223,17 @@ class ChatService:
 
     async def delete_chat(self, caller: Caller, chat_id: str) -> None:
         """Delete a chat: its owner or an admin."""
-        chat = await self._existing_chat(chat_id)
+        chat = await self._stored_chat(chat_id)
         self._require_manager(caller, chat, "delete")
         if not await self._store.delete_chat(chat.id):
             raise NotFound(f"chat {chat.id} not found")
-        self._hub.membership_changed(chat.id)
+        await self._members_changed(chat.id)
 
     # -- members -------------------------------------------------------------------------
 
     async def add_member(self, caller: Caller, chat_id: str, username: str) -> Chat:
         """Add a user to a chat: its owner or an admin."""
-        chat = await self._existing_chat(chat_id)
+        chat = await self._stored_chat(chat_id)
         self._require_manager(caller, chat, "add members to")
         validate_username(username, "username")
         if chat.member_named(username) is not None:
@@ -241,12 +250,13 @@ class ChatService:
             raise AlreadyExists(f"{username} is already a member of this chat")
         if outcome is AddOutcome.CHAT_FULL:
             raise self._chat_full()
-        return await self._existing_chat(chat.id)
+        await self._members_changed(chat.id)
+        return await self._stored_chat(chat.id)
 
     async def remove_member(self, caller: Caller, chat_id: str, username: str) -> Chat:
         """Remove a member: the owner or an admin, or the member themselves (leaving)."""
         validate_username(username, "username")
-        chat = await self._existing_chat(chat_id)
+        chat = await self._stored_chat(chat_id)
         me = caller.principal
         if username.lower() != me.username.lower():
             self._require_manager(caller, chat, "remove members from")
@@ -259,8 +269,8 @@ class ChatService:
             raise FailedPrecondition("the owner cannot leave the chat; delete the chat instead")
         if not await self._store.remove_member(chat.id, member.user_id):
             raise NotFound(f"{username} is not a member of this chat")
-        self._hub.membership_changed(chat.id)
-        return await self._existing_chat(chat.id)
+        await self._members_changed(chat.id)
+        return await self._stored_chat(chat.id)
 
     # -- messages ------------------------------------------------------------------------
 
@@ -273,6 +283,11 @@ class ChatService:
         validate_client_message_id(client_message_id)
         me = caller.principal
         self._send_rate.take(me.user_id)
+        # The store checks membership in the send's own statement; a cached chat turns
+        # away those who are no members without a write.
+        known = self._cache.peek(chat_id)
+        if known is not None and known.member(me.user_id) is None:
+            raise PermissionDenied("only members may send messages to this chat")
         result = await self._store.send_message(
             NewMessage(
                 chat_id, UserRef(me.user_id, me.username), text, client_message_id, utc_now()
@@ -337,6 +352,9 @@ class ChatService:
         # Only the seq is kept: an idle stream should not hold the chat and its members.
         newest = (await self._readable_chat(caller, chat_id)).last_seq
         if after_seq > newest:
+            # The cache may not have heard of a message just sent on another replica.
+            newest = (await self._stored_chat(chat_id)).last_seq
+        if after_seq > newest:
             raise InvalidArgument("after_seq", f"is beyond the chat's newest message ({newest})")
         expires_at = caller.principal.expires_at
         async with (
@@ -345,8 +363,8 @@ class ChatService:
         ):
             delivered = _Delivered(after_seq)
             self._deliveries.caught_up("connect")
-            async for message in self._catch_up(chat_id, delivered):
-                yield message
+            async for batch in self._catch_up(chat_id, delivered):
+                yield batch
             yield CaughtUp(delivered.seq)
             while True:
                 remaining = expires_at - self._clock()
@@ -354,9 +372,8 @@ class ChatService:
                     raise Unauthenticated(
                         "access token expired: refresh it and reconnect with after_seq"
                     )
-                match item := await subscription.next(
-                    min(self._limits.heartbeat_interval, remaining)
-                ):
+                wait = min(self._limits.heartbeat_interval, remaining)
+                match await subscription.next(delivered.seq, wait):
                     case None:
                         if self._clock() < expires_at:
                             yield Heartbeat()
@@ -365,17 +382,16 @@ class ChatService:
                     case Signal.RECHECK:
                         self._revocations.check(caller.principal)
                         await self._readable_chat(caller, chat_id)
-                    case Message(seq=seq) as message if seq == delivered.seq + 1:
-                        delivered.seq = seq
-                        self._delivered(message)
-                        yield message
-                    case Message(seq=seq) if seq <= delivered.seq:
-                        continue  # a catch-up delivered it already
-                    case _:  # the queue overflowed, or messages are missing before this one
-                        self._deliveries.caught_up("overflow" if item is Signal.LAGGING else "gap")
-                        async for message in self._catch_up(chat_id, delivered):
-                            self._delivered(message)
-                            yield message
+                    case Signal.LAGGING:
+                        self._deliveries.caught_up("overflow")
+                        async for batch in self._catch_up(chat_id, delivered):
+                            self._delivered(batch)
+                            yield batch
+                    case tuple() as messages:
+                        delivered.seq = messages[-1].seq
+                        batch = MessageBatch(messages)
+                        self._delivered(batch)
+                        yield batch
 
     @contextlib.asynccontextmanager
     async def _tracked(self, user_id: str, subscription: Subscription) -> AsyncIterator[None]:
@@ -412,24 +428,42 @@ class ChatService:
             self._revocations.add(revocation)
         return position
 
-    def _delivered(self, message: Message) -> None:
-        self._deliveries.delivered(self._clock() - message.created_at.timestamp())
+    def _delivered(self, batch: MessageBatch) -> None:
+        now = self._clock()
+        for message in batch.messages:
+            self._deliveries.delivered(now - message.created_at.timestamp())
 
-    async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[Message]:
-        """The stored messages after ``delivered.seq``, in pages, up to the newest one (which
-        includes any message the hub has handed over: it was committed before that), moving
-        ``delivered`` along."""
+    async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[MessageBatch]:
+        """The stored messages after ``delivered.seq``, in batches, up to the newest one
+        (which includes any message the hub has handed over: it was committed before that),
+        moving ``delivered`` along."""
         while True:
             page = await self._store.messages_after(chat_id, delivered.seq, REPLAY_PAGE)
-            for message in page:
-                delivered.seq = message.seq
-                yield message
+            for start in range(0, len(page), BATCH_MAX):
+                batch = tuple(page[start : start + BATCH_MAX])
+                delivered.seq = batch[-1].seq
+                yield MessageBatch(batch)
             if len(page) < REPLAY_PAGE:
                 return
 
     # -- rules ---------------------------------------------------------------------------
 
+    async def _members_changed(self, chat_id: str) -> None:
+        """The chat's members changed (or it was deleted) here: its streams check access
+        again, and the call returns once every replica knows (see ``settle``)."""
+        self._hub.membership_changed(chat_id)
+        if self._settle is not None:
+            await self._settle()
+
     async def _existing_chat(self, chat_id: str) -> Chat:
+        validate_chat_id(chat_id)
+        chat = await self._cache.get(chat_id, self._store.get_chat)
+        if chat is None:
+            raise NotFound(f"chat {chat_id} not found")
+        return chat
+
+    async def _stored_chat(self, chat_id: str) -> Chat:
+        """The chat as the store has it, for the changes of members."""
         validate_chat_id(chat_id)
         chat = await self._store.get_chat(chat_id)
         if chat is None:

@@ -102,6 +102,31 @@ async def test_messages_are_numbered_without_gaps_under_concurrency(store: Store
     assert stored == [by_seq[m.seq] for m in stored]
 
 
+async def test_concurrent_sends_of_members_strangers_and_retries_each_get_their_answer(
+    store: Store,
+) -> None:
+    chat = await new_chat(store, ALICE, BOB)
+    # The sends land at once: on PostgreSQL they share transactions.
+    calls = [message(chat, ALICE, f"a{i}") for i in range(20)]
+    calls += [message(chat, CAROL, "stranger")] * 3
+    calls += [message(chat, BOB, f"retry {i}", "b-1") for i in range(5)]
+    calls += [message(chat, BOB, f"b{i}") for i in range(20)]
+    results = await asyncio.gather(*(store.send_message(m) for m in calls))
+    assert [r.outcome for r in results[20:23]] == [SendOutcome.NOT_MEMBER] * 3
+    retries = results[23:28]
+    assert len({r.message for r in retries}) == 1
+    assert [r.outcome for r in retries].count(SendOutcome.CREATED) == 1
+    created = [r.message for r in results if r.outcome is SendOutcome.CREATED and r.message]
+    assert sorted(m.seq for m in created) == list(range(1, 42))
+    # Each sender's sends are numbered in the order they were made.
+    for prefix in ("a", "b"):
+        mine = [m for m in created if m.text.startswith(prefix) and m.text[1:].isdigit()]
+        assert [m.text for m in sorted(mine, key=lambda m: m.seq)] == [
+            f"{prefix}{i}" for i in range(20)
+        ]
+    assert await store.messages_after(chat.id, 0, 100) == sorted(created, key=lambda m: m.seq)
+
+
 async def test_client_message_id_makes_a_send_idempotent(store: Store) -> None:
     chat = await new_chat(store, ALICE, BOB)
     first = await store.send_message(message(chat, ALICE, "original", "c-1"))

@@ -2,12 +2,14 @@
 
 A send is one statement: it checks membership and the idempotency key, increments the
 chat's counter row (the row lock orders concurrent sends of a chat, and a rolled-back send
-gives its number back), inserts the message and queues a NOTIFY, all in the transaction
-of that statement, so a message and its announcement are committed together.
+gives its number back), inserts the message and queues a NOTIFY, all in one transaction, so
+a message and its announcement are committed together. Concurrent sends to one chat on a
+replica share one transaction: their statements run in order, and commit (durably) together.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +38,8 @@ from meshchat_runtime.settings import DatabaseUrl
 __all__ = ["MIGRATION_LOCK", "NOTIFY_CHANNEL", "PostgresStore"]
 
 # The channel on which the store announces "<chat id>:<seq>" after a message is committed and
-# "<chat id>:members" after a chat's membership changed or it was deleted.
+# "<chat id>:members" after a chat's membership changed or it was deleted (members added too:
+# every replica caches chats with their members).
 NOTIFY_CHANNEL = "meshchat_chat"
 # The advisory lock under which replicas starting together apply the migrations one at a time.
 MIGRATION_LOCK = "meshchat_chat.migrations"
@@ -87,6 +90,22 @@ SELECT false AS created, existing.* FROM existing
 """  # noqa: S608
 
 
+_Send = tuple[NewMessage, "asyncio.Future[SendResult]"]
+# The most sends of one chat stored in one transaction.
+SEND_GROUP_MAX = 64
+
+
+def _send_params(message: NewMessage) -> dict[str, object]:
+    return {
+        "chat": message.chat_id,
+        "sender": message.sender.user_id,
+        "username": message.sender.username,
+        "text": message.text,
+        "client_id": message.client_message_id,
+        "created": message.created_at,
+    }
+
+
 def _revocation(user_id: str, row: Mapping[str, Any]) -> Revocation:
     return Revocation(
         user_id=user_id,
@@ -129,6 +148,9 @@ class PostgresStore:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        # The sends waiting for each chat while a group of its sends is being stored.
+        self._sends: dict[str, list[_Send]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
@@ -203,10 +225,11 @@ class PostgresStore:
             return deleted
 
     async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
-        """Add a member unless already one or the chat is full: the chat's row is locked, so
-        concurrent additions to it are counted one after the other. The count is a statement
-        of its own, after the lock: its snapshot then includes what the previous holder of
-        the lock committed (one statement would count with the snapshot of its start)."""
+        """Add a member unless already one or the chat is full, and announce it (replicas
+        cache members). The chat's row is locked, so concurrent additions to it are counted
+        one after the other. The count is a statement of its own, after the lock: its
+        snapshot then includes what the previous holder of the lock committed (one
+        statement would count with the snapshot of its start)."""
         async with self._db.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "SELECT 1 FROM chats WHERE id = %s::uuid FOR UPDATE", (chat_id,)
@@ -229,6 +252,7 @@ class PostgresStore:
                 "VALUES (%s::uuid, %s, %s, %s)",
                 (chat_id, member.user_id, member.username, member.joined_at),
             )
+            await self._announce_members(conn, chat_id)
             return AddOutcome.ADDED
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
@@ -248,18 +272,75 @@ class PostgresStore:
         await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{chat_id}:members"))
 
     async def send_message(self, message: NewMessage) -> SendResult:
-        """Store the message with the chat's next seq, or return the first one of a retry."""
-        params = {
-            "chat": message.chat_id,
-            "sender": message.sender.user_id,
-            "username": message.sender.username,
-            "text": message.text,
-            "client_id": message.client_message_id,
-            "created": message.created_at,
-        }
+        """Store the message with the chat's next seq, or return the first one of a retry.
+
+        Concurrent sends to one chat are stored together: while a group of them is being
+        committed, the next ones wait and then go in one transaction (one commit, one WAL
+        flush) in the order they came, which is the order of their seqs."""
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+        waiting = self._sends.get(message.chat_id)
+        if waiting is None:
+            waiting = self._sends[message.chat_id] = []
+            drain = asyncio.create_task(self._drain(message.chat_id, waiting), name="sends")
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
+        waiting.append((message, future))
+        return await asyncio.shield(future)
+
+    async def _drain(self, chat_id: str, waiting: list[_Send]) -> None:
+        try:
+            while waiting:
+                group = waiting[:SEND_GROUP_MAX]
+                del waiting[:SEND_GROUP_MAX]
+                await self._send_group(group)
+        finally:
+            del self._sends[chat_id]
+
+    async def _send_group(self, group: list[_Send]) -> None:
+        messages = [message for message, _ in group]
+        outcomes: list[SendResult | BaseException]
+        try:
+            if len(messages) == 1:
+                outcomes = [await self._send_one(messages[0])]
+            else:
+                outcomes = list(await self._send_together(messages))
+        except pg_errors.UniqueViolation:
+            # A retry on another replica won a race; the group rolled back, seqs included.
+            outcomes = [await self._outcome(m) for m in messages]
+        except Exception as exc:
+            outcomes = [exc] * len(messages)
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def _outcome(self, message: NewMessage) -> SendResult | BaseException:
+        try:
+            return await self._send_one(message)
+        except Exception as exc:
+            return exc
+
+    async def _send_together(self, messages: list[NewMessage]) -> list[SendResult]:
+        async with self._db.connection() as conn, conn.transaction():
+            async with conn.pipeline():
+                cursors = [await conn.execute(_SEND.encode(), _send_params(m)) for m in messages]
+            results = []
+            for message, cur in zip(messages, cursors, strict=True):
+                row = await cur.fetchone()
+                if row is None:
+                    results.append(await self._refusal(conn, message))
+                else:
+                    created = SendOutcome.CREATED if row["created"] else SendOutcome.DUPLICATE
+                    results.append(SendResult(created, _message(row)))
+            return results
+
+    async def _send_one(self, message: NewMessage) -> SendResult:
         async with self._db.connection() as conn:
             try:
-                cur = await conn.execute(_SEND.encode(), params)
+                cur = await conn.execute(_SEND.encode(), _send_params(message))
                 row = await cur.fetchone()
             except pg_errors.UniqueViolation:
                 # A concurrent retry with the same client_message_id won the race; this
@@ -276,8 +357,13 @@ class PostgresStore:
             if row is not None:
                 outcome = SendOutcome.CREATED if row["created"] else SendOutcome.DUPLICATE
                 return SendResult(outcome, _message(row))
-            cur = await conn.execute("SELECT 1 FROM chats WHERE id = %s::uuid", (message.chat_id,))
-            exists = await cur.fetchone() is not None
+            return await self._refusal(conn, message)
+
+    @staticmethod
+    async def _refusal(conn: psycopg.AsyncConnection[Any], message: NewMessage) -> SendResult:
+        """Why a send stored nothing: the sender is no member, or there is no chat."""
+        cur = await conn.execute("SELECT 1 FROM chats WHERE id = %s::uuid", (message.chat_id,))
+        exists = await cur.fetchone() is not None
         return SendResult(SendOutcome.NOT_MEMBER if exists else SendOutcome.NO_CHAT)
 
     async def messages_after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:

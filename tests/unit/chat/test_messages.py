@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from meshchat_chat.domain import CaughtUp, Message
+from meshchat_chat.domain import CaughtUp, Message, MessageBatch
 from meshchat_chat.service import ChatService
 from meshchat_runtime.errors import (
     FailedPrecondition,
@@ -85,7 +85,11 @@ async def test_a_retry_is_not_published_again(
     first = await chats.send_message(alice, chat.id, "hello", "c-1")
     await chats.send_message(alice, chat.id, "hello", "c-1")
     second = await chats.send_message(alice, chat.id, "next", "")
-    live = [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
+    live: list[Message] = []
+    while len(live) < 2:
+        event = await asyncio.wait_for(anext(stream), 5)
+        assert isinstance(event, MessageBatch), event
+        live += event.messages
     assert live == [first, second]
     await stream.aclose()
 
