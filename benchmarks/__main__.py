@@ -241,6 +241,10 @@ async def start_stack(
             "MESHCHAT_AUTHZ_MODE": authz_mode,
             "MESHCHAT_LOG_LEVEL": "warning",
             "MESHCHAT_DATABASE_POOL_SIZE": "20",
+            # The benchmark measures capacity, not the quotas: the per-user send rate would cap
+            # it, and one user holds all the idle streams.
+            "MESHCHAT_SEND_INTERVAL": "0",
+            "MESHCHAT_MAX_STREAMS_PER_USER": "100000",
         },
         workdir,
     )

@@ -21,7 +21,7 @@ from devtools.certs import CertificateAuthority, Leaf
 from devtools.mesh.errors import MeshError
 from devtools.mesh.pods import COMPONENTS, ENVOYS, Pod, render_pod
 from devtools.mesh.ports import Ports
-from devtools.mesh.probes import SERVING, healthz_ok, http_get, serving
+from devtools.mesh.probes import SERVING, answering, healthz_ok, http_get
 from devtools.mesh.processes import Child, start_child, wait_until
 from devtools.mesh.values import chart_values
 from devtools.mesh.volumes import publish_volume
@@ -171,9 +171,11 @@ class Mesh:
             self.databases[component] = self.postgres.create_database(component)
         for component in COMPONENTS:
             self._start_app(component)
+        # Each app answers first; chat turns SERVING only once it has the auth service's keys,
+        # which it fetches through its sidecar, so SERVING is awaited through the edge below.
         for component in COMPONENTS:
             address = f"127.0.0.1:{self.ports.component(component)['app']}"
-            self._wait(functools.partial(serving, address), f"{component} to serve on {address}")
+            self._wait(functools.partial(answering, address), f"{component} to answer on {address}")
         for component in ENVOYS:
             args = [str(envoy), *self.pods[component].containers["envoy"]["args"]]
             name = f"{component}-envoy"
@@ -196,10 +198,14 @@ class Mesh:
         container = self.pods[component].containers[component]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESHCHAT_")}
         for variable in container["env"]:
-            if "value" in variable:
+            if variable["name"] == "MESHCHAT_DATABASE_URL_FILE":
+                # The mounted Secret's file, holding this host's database instead of the cluster's.
+                url_file = Path(variable["value"])
+                url = self.databases[component].encode()
+                publish_volume(url_file.parent, {url_file.name: url}, 0o600)
+                env[variable["name"]] = str(url_file)
+            elif "value" in variable:
                 env[variable["name"]] = str(variable["value"])
-            elif variable["name"] == "MESHCHAT_DATABASE_URL":
-                env[variable["name"]] = self.databases[component]
             else:
                 raise MeshError(f"{component}: no local value for {variable['name']}")
         args = [str(VENV_BIN / f"meshchat-{component}"), *container["args"]]

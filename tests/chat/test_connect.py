@@ -51,7 +51,13 @@ async def test_replay_then_caught_up_then_live_and_resume_after_a_reconnect(
     empty.cancel()
 
 
+# A flood is what these tests are about: the send rate limit is off (tests/chat/test_abuse.py
+# tests it).
+UNLIMITED_SENDS = {"send_interval": 0.0}
+
+
 @SQLITE_ONLY
+@pytest.mark.parametrize("chat_options", [UNLIMITED_SENDS])
 async def test_streams_opened_during_a_flood_of_sends_see_every_message_once_in_order(
     people: People,
 ) -> None:
@@ -126,7 +132,7 @@ async def test_connect_checks_the_chat_the_caller_and_after_seq(people: People) 
 
 
 @SQLITE_ONLY
-@pytest.mark.parametrize("chat_options", [{"stream_queue_size": 4}])
+@pytest.mark.parametrize("chat_options", [{"stream_queue_size": 4, **UNLIMITED_SENDS}])
 async def test_a_subscriber_that_stops_reading_catches_up_without_blocking_senders(
     people: People, chat: RunningChat
 ) -> None:

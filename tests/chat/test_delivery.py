@@ -45,7 +45,12 @@ async def test_a_stream_that_keeps_up_gets_one_message_per_response(people: Peop
     stream.cancel()
 
 
-@pytest.mark.parametrize("chat_options", [{"stream_queue_size": 64}])
+# A flood is what these tests are about: the send rate limit is off, and one user holds more
+# streams than the per-user cap (tests/chat/test_abuse.py tests both).
+UNLIMITED = {"send_interval": 0.0, "max_streams_per_user": 100}
+
+
+@pytest.mark.parametrize("chat_options", [{"stream_queue_size": 64, **UNLIMITED}])
 async def test_a_backlog_comes_in_batches_once_in_order_and_resumes_with_after_seq(
     people: People, chat: RunningChat
 ) -> None:
@@ -78,6 +83,7 @@ async def test_a_backlog_comes_in_batches_once_in_order_and_resumes_with_after_s
     resumed.cancel()
 
 
+@pytest.mark.parametrize("chat_options", [UNLIMITED])
 async def test_many_streams_at_the_same_point_get_the_same_messages(people: People) -> None:
     alice = await people("alice")
     room = await alice.create_chat("shared")

@@ -225,6 +225,11 @@ class Hub:
         self._closing = False
         self.stats = HubStats()
 
+    @property
+    def chats_followed(self) -> int:
+        """How many chats have open streams here."""
+        return len(self._topics)
+
     @contextlib.asynccontextmanager
     async def subscribe(self, chat_id: str) -> AsyncIterator[Subscription]:
         """Receive the chat's messages committed from now on, for the life of the block."""

@@ -18,6 +18,9 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from meshchat_chat.domain import (
+    AccountChange,
+    AddOutcome,
+    AppliedChange,
     Change,
     ChangeKind,
     ChangeOutcome,
@@ -27,11 +30,13 @@ from meshchat_chat.domain import (
     Departure,
     DepartureReason,
     Entry,
+    KeySet,
     Member,
     Message,
     NewChange,
     NewMessage,
     ReadState,
+    Revocation,
     SendOutcome,
     SendResult,
     UserRef,
@@ -39,6 +44,7 @@ from meshchat_chat.domain import (
 )
 from meshchat_runtime.database import PostgresDatabase, load_migrations
 from meshchat_runtime.errors import NotFound
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["MIGRATION_LOCK", "NOTIFY_CHANNEL", "PostgresStore"]
@@ -49,6 +55,11 @@ __all__ = ["MIGRATION_LOCK", "NOTIFY_CHANNEL", "PostgresStore"]
 NOTIFY_CHANNEL = "meshchat_chat"
 # The advisory lock under which replicas starting together apply the migrations one at a time.
 MIGRATION_LOCK = "meshchat_chat.migrations"
+# The advisory lock under which replicas apply account events one at a time.
+ACCOUNT_EVENTS_LOCK = "meshchat_chat.account_events"
+# The advisory lock, with the owner's id appended, under which one owner's chats are counted
+# and created.
+OWNER_LOCK = "meshchat_chat.owner"
 
 _CHAT_COLUMNS = (
     "c.id::text AS id, c.name, c.owner_id, c.created_at, c.last_seq, "
@@ -130,6 +141,15 @@ def _send_params(message: NewMessage) -> dict[str, object]:
     }
 
 
+def _revocation(user_id: str, row: Mapping[str, Any]) -> Revocation:
+    return Revocation(
+        user_id=user_id,
+        not_before=row["not_before"],
+        kept_session_id=row["kept_session_id"],
+        deleted=row["deleted"],
+    )
+
+
 def _chat(row: Mapping[str, Any]) -> Chat:
     return Chat(
         id=row["id"],
@@ -195,15 +215,28 @@ class PostgresStore:
         self._drains: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(cls, url: DatabaseUrl, *, pool_size: int = 10) -> PostgresStore:
+    async def open(
+        cls, url: DatabaseUrl, *, pool_size: int = 10, metrics: DatabaseMetrics | None = None
+    ) -> PostgresStore:
         """Open a pool of up to ``pool_size`` connections and migrate under the advisory lock."""
-        db = PostgresDatabase(url, min_size=min(2, pool_size), max_size=pool_size)
+        db = PostgresDatabase(url, min_size=min(2, pool_size), max_size=pool_size, metrics=metrics)
         await db.open(load_migrations("meshchat_chat", "postgresql"), MIGRATION_LOCK)
         return cls(db)
 
-    async def create_chat(self, chat: Chat) -> None:
-        """Store a new chat with its members."""
+    async def create_chat(self, chat: Chat, max_owned: int) -> bool:
+        """Store a new chat with its members unless the owner has too many: an advisory lock
+        on the owner orders their concurrent creations, so the count holds until the insert."""
         async with self._db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"{OWNER_LOCK}:{chat.owner_id}",),
+            )
+            cur = await conn.execute(
+                "SELECT count(*) AS owned FROM chats WHERE owner_id = %s", (chat.owner_id,)
+            )
+            row = await cur.fetchone()
+            if row is not None and row["owned"] >= max_owned:
+                return False
             await conn.execute(
                 "INSERT INTO chats (id, name, owner_id, created_at, last_seq) "
                 "VALUES (%s::uuid, %s, %s, %s, %s)",
@@ -215,6 +248,7 @@ class PostgresStore:
                     "VALUES (%s::uuid, %s, %s, %s)",
                     [(chat.id, m.user_id, m.username, m.joined_at) for m in chat.members],
                 )
+            return True
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
@@ -259,26 +293,40 @@ class PostgresStore:
                 await self._announce_members(conn, chat_id)
             return deleted
 
-    async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member unless already one, and announce it (replicas cache members)."""
-        async with self._db.connection() as conn:
-            try:
-                async with conn.transaction():
-                    cur = await conn.execute(
-                        "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
-                        "VALUES (%s::uuid, %s, %s, %s) ON CONFLICT (chat_id, user_id) DO NOTHING",
-                        (chat_id, member.user_id, member.username, member.joined_at),
-                    )
-                    added = cur.rowcount > 0
-                    if added:
-                        await conn.execute(
-                            "DELETE FROM departures WHERE chat_id = %s::uuid AND user_id = %s",
-                            (chat_id, member.user_id),
-                        )
-                        await self._announce_members(conn, chat_id)
-            except pg_errors.ForeignKeyViolation:
-                raise NotFound(f"chat {chat_id} not found") from None
-            return added
+    async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
+        """Add a member unless already one or the chat is full, and announce it (replicas
+        cache members). The chat's row is locked, so concurrent additions to it are counted
+        one after the other. The count is a statement of its own, after the lock: its
+        snapshot then includes what the previous holder of the lock committed (one
+        statement would count with the snapshot of its start)."""
+        async with self._db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT 1 FROM chats WHERE id = %s::uuid FOR UPDATE", (chat_id,)
+            )
+            if await cur.fetchone() is None:
+                raise NotFound(f"chat {chat_id} not found")
+            cur = await conn.execute(
+                "SELECT count(*) AS members, coalesce(bool_or(user_id = %s), false) AS present "
+                "FROM chat_members WHERE chat_id = %s::uuid",
+                (member.user_id, chat_id),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            if row["present"]:
+                return AddOutcome.ALREADY_MEMBER
+            if row["members"] >= max_members:
+                return AddOutcome.CHAT_FULL
+            await conn.execute(
+                "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
+                "VALUES (%s::uuid, %s, %s, %s)",
+                (chat_id, member.user_id, member.username, member.joined_at),
+            )
+            await conn.execute(
+                "DELETE FROM departures WHERE chat_id = %s::uuid AND user_id = %s",
+                (chat_id, member.user_id),
+            )
+            await self._announce_members(conn, chat_id)
+            return AddOutcome.ADDED
 
     async def remove_member(self, departure: Departure) -> bool:
         """Remove a member, keep the departure and announce it, so that their open streams
@@ -541,6 +589,96 @@ class PostgresStore:
             cur = await conn.execute("SELECT last_seq FROM chats WHERE id = %s::uuid", (chat_id,))
             row = await cur.fetchone()
         return int(row["last_seq"]) if row is not None else None
+
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Merge the revocation, remove a deleted user from every chat (handing each chat
+        they owned to its earliest remaining member, or deleting it), and move the position,
+        in one transaction."""
+        new = change.revocation
+        async with self._db.connection() as conn, conn.transaction():
+            # One at a time across replicas: two deletions applied together would each pick
+            # the other user, not yet gone, as the heir of a chat they share.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (ACCOUNT_EVENTS_LOCK,))
+            cur = await conn.execute(
+                "SELECT not_before, kept_session_id, deleted FROM revocations "
+                "WHERE user_id = %s FOR UPDATE",
+                (new.user_id,),
+            )
+            row = await cur.fetchone()
+            merged = _revocation(new.user_id, row).merged(new) if row is not None else new
+            await conn.execute(
+                "INSERT INTO revocations (user_id, not_before, kept_session_id, deleted) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET "
+                "not_before = excluded.not_before, kept_session_id = excluded.kept_session_id, "
+                "deleted = excluded.deleted",
+                (merged.user_id, merged.not_before, merged.kept_session_id, merged.deleted),
+            )
+            await conn.execute(
+                "INSERT INTO account_event_position (id, seq) VALUES (1, %s) "
+                "ON CONFLICT (id) DO UPDATE SET "
+                "seq = greatest(account_event_position.seq, excluded.seq)",
+                (change.seq,),
+            )
+            if not new.deleted:
+                return AppliedChange()
+            cur = await conn.execute(
+                "SELECT id::text AS id FROM chats WHERE owner_id = %s ORDER BY id FOR UPDATE",
+                (new.user_id,),
+            )
+            owned = [r["id"] for r in await cur.fetchall()]
+            cur = await conn.execute(
+                "DELETE FROM chat_members WHERE user_id = %s RETURNING chat_id::text AS id",
+                (new.user_id,),
+            )
+            member_of = [r["id"] for r in await cur.fetchall()]
+            deleted = []
+            for chat_id in owned:
+                cur = await conn.execute(
+                    "UPDATE chats SET owner_id = heir.user_id FROM (SELECT user_id "
+                    "FROM chat_members WHERE chat_id = %s::uuid "
+                    'ORDER BY joined_at, username COLLATE "C" LIMIT 1) heir '
+                    "WHERE chats.id = %s::uuid",
+                    (chat_id, chat_id),
+                )
+                if cur.rowcount == 0:
+                    await conn.execute("DELETE FROM chats WHERE id = %s::uuid", (chat_id,))
+                    deleted.append(chat_id)
+            changed = sorted(set(member_of + owned))
+            for chat_id in changed:
+                await self._announce_members(conn, chat_id)
+        return AppliedChange(tuple(c for c in changed if c not in deleted), tuple(deleted))
+
+    async def revocations(self) -> list[Revocation]:
+        """Every user's revocation."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT user_id, not_before, kept_session_id, deleted FROM revocations"
+            )
+            return [_revocation(row["user_id"], row) for row in await cur.fetchall()]
+
+    async def account_event_position(self) -> int:
+        """The number of the last account event applied; 0 before the first."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute("SELECT seq FROM account_event_position WHERE id = 1")
+            row = await cur.fetchone()
+        return int(row["seq"]) if row is not None else 0
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        async with self._db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO jwks (id, keys, fetched_at) VALUES (1, %s, %s) ON CONFLICT (id) DO "
+                "UPDATE SET keys = excluded.keys, fetched_at = excluded.fetched_at "
+                "WHERE excluded.fetched_at >= jwks.fetched_at",
+                (key_set.keys, key_set.fetched_at),
+            )
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute("SELECT keys, fetched_at FROM jwks WHERE id = 1")
+            row = await cur.fetchone()
+        return KeySet(row["keys"], row["fetched_at"]) if row is not None else None
 
     async def ping(self) -> bool:
         """Whether a pooled connection answers."""

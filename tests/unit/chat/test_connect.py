@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
+from meshchat_chat.authclient.revocations import RevocationList
 from meshchat_chat.domain import Caller, CaughtUp, Heartbeat, MessageBatch, StreamEvent
 from meshchat_chat.fanout.hub import Hub
 from meshchat_chat.service import ChatLimits, ChatService
@@ -192,10 +193,10 @@ async def test_closing_the_hub_ends_streams_so_clients_resume_elsewhere(
 
 
 async def test_a_stream_that_lags_catches_up_from_the_store_without_loss(
-    chat_store: MemoryChatStore, directory: MemoryUserDirectory
+    chat_store: MemoryChatStore, directory: MemoryUserDirectory, chat_limits: ChatLimits
 ) -> None:
     hub = Hub(chat_store, queue_size=2)
-    chats = ChatService(chat_store, directory, hub, ChatLimits(heartbeat_interval=0.05))
+    chats = ChatService(chat_store, directory, hub, chat_limits, RevocationList())
     alice = person(directory, "alice")
     chat = await chats.create_chat(alice, "firehose", [])
     stream = chats.connect(alice, chat.id, 0)

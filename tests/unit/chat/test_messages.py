@@ -8,7 +8,12 @@ import pytest
 
 from meshchat_chat.domain import CaughtUp, Entry, Message, MessageBatch
 from meshchat_chat.service import ChatService
-from meshchat_runtime.errors import InvalidArgument, NotFound, PermissionDenied
+from meshchat_runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from tests.support.callers import person
 from tests.support.fakes import MemoryChatStore, MemoryUserDirectory
 
@@ -53,9 +58,11 @@ async def test_a_retry_with_the_same_client_message_id_returns_the_first_message
     chat = await chats.create_chat(alice, "retries", ["bob"])
     first = await chats.send_message(alice, chat.id, "exactly once", "client-1")
     await chats.send_message(bob, chat.id, "in between", "")
-    assert await chats.send_message(alice, chat.id, "a changed retry", "client-1") == first
+    assert await chats.send_message(alice, chat.id, "exactly once", "client-1") == first
+    with pytest.raises(FailedPrecondition, match="client_message_id 'client-1' was already used"):
+        await chats.send_message(alice, chat.id, "a changed retry", "client-1")
     concurrent = await asyncio.gather(
-        *(chats.send_message(bob, chat.id, f"try {i}", "b-1") for i in range(8))
+        *(chats.send_message(bob, chat.id, "try", "b-1") for i in range(8))
     )
     assert len(set(concurrent)) == 1
     assert (await chats.send_message(bob, chat.id, "same id, other sender", "client-1")).seq == 4
