@@ -93,6 +93,12 @@ class _Unobserved:
         """Nothing to do."""
 
 
+def _changed(message: Message) -> bool:
+    """Whether the message was edited or deleted since it was sent: its text is no longer
+    what a retry of the send resends."""
+    return message.edited_at is not None or message.deleted_at is not None
+
+
 class UserDirectory(Protocol):
     """Resolves usernames to users, on behalf of a caller (the auth service's User API)."""
 
@@ -309,7 +315,7 @@ class ChatService:
             )
         if result.outcome is SendOutcome.CREATED:
             self._hub.publish(result.message)
-        elif result.message.text != text:
+        elif result.message.text != text and not _changed(result.message):
             raise FailedPrecondition(
                 f"client_message_id {client_message_id!r} was already used for a message with "
                 f"different text (seq {result.message.seq}): a retry must resend the same "

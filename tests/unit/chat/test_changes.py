@@ -131,3 +131,13 @@ async def test_a_replay_never_shows_a_deleted_text(
     shown = [e if isinstance(e, Message) else e.message for e in event.messages]
     assert [m.text for m in shown] == ["", "", ""]
     await stream.aclose()
+
+
+async def test_a_retried_send_after_an_edit_returns_the_message_as_it_stands(
+    chats: ChatService, directory: MemoryUserDirectory
+) -> None:
+    alice = person(directory, "alice")
+    chat = await chats.create_chat(alice, "retries", [])
+    await chats.send_message(alice, chat.id, "typo", "c-1")
+    edited = await chats.edit_message(alice, chat.id, 1, "fixed")
+    assert await chats.send_message(alice, chat.id, "typo", "c-1") == edited
