@@ -141,3 +141,26 @@ async def test_a_retried_send_after_an_edit_returns_the_message_as_it_stands(
     await chats.send_message(alice, chat.id, "typo", "c-1")
     edited = await chats.edit_message(alice, chat.id, 1, "fixed")
     assert await chats.send_message(alice, chat.id, "typo", "c-1") == edited
+
+
+async def test_a_stream_behind_a_deletion_never_gets_the_text(
+    chats: ChatService, directory: MemoryUserDirectory
+) -> None:
+    alice, bob = person(directory, "alice"), person(directory, "bob")
+    chat = await chats.create_chat(alice, "behind", ["bob"])
+    stream = chats.connect(bob, chat.id, 0)
+    assert await replay(stream) == ([], 0)
+    # Sent and deleted before bob's stream takes anything from the chat's live log.
+    await chats.send_message(alice, chat.id, "secret", "")
+    await chats.delete_message(alice, chat.id, 1)
+    entries = []
+    while len(entries) < 2:
+        event = await next_event(stream)
+        assert isinstance(event, MessageBatch)
+        entries += event.messages
+    message, deletion = entries
+    assert isinstance(message, Message)
+    assert (message.seq, message.text, message.deleted_at is not None) == (1, "", True)
+    assert isinstance(deletion, Change)
+    assert deletion.kind is ChangeKind.DELETED
+    await stream.aclose()
