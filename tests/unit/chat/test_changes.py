@@ -153,7 +153,7 @@ async def test_a_stream_behind_a_deletion_never_gets_the_text(
     # Sent and deleted before bob's stream takes anything from the chat's live log.
     await chats.send_message(alice, chat.id, "secret", "")
     await chats.delete_message(alice, chat.id, 1)
-    entries = []
+    entries: list[Message | Change] = []
     while len(entries) < 2:
         event = await next_event(stream)
         assert isinstance(event, MessageBatch)
