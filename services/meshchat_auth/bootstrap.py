@@ -24,6 +24,7 @@ from meshchat_auth.store import AuthStore, open_store
 from meshchat_runtime.access import default_policy
 from meshchat_runtime.clients import ClientAddresses
 from meshchat_runtime.interceptors import AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.metrics import DatabaseMetrics, LimitRefusals
 from meshchat_runtime.resources import container_resources
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
 from meshchat_runtime.timestamps import utc_now
@@ -80,12 +81,15 @@ async def build_server(
 ) -> AuthApp:
     """Wire the auth service from its configuration. Opens the store; binds nothing yet."""
     keys = KeyRing.load(config.keys_dir, generate=config.generate_key)
-    store = await open_store(config.database)
+    tracer = tracer_provider.get_tracer(__name__) if tracer_provider is not None else None
+    database_metrics = DatabaseMetrics(config.database.dialect, tracer)
+    store = await open_store(config.database, database_metrics)
     policy = default_policy()
     workers = pool_workers(config.hashing, container_resources(), config.argon2)
     hashing = HashingPool(workers, config.hashing.queue)
     hasher = PasswordHasher(config.argon2, hashing)
-    passwords = PasswordCheck(store, hasher, config.tokens, utc_now)
+    refusals = LimitRefusals()
+    passwords = PasswordCheck(store, hasher, config.tokens, utc_now, on_refusal=refusals.refused)
     issuer = TokenIssuer(keys, config.tokens)
     verifier = TokenVerifier(keys, issuer=config.tokens.issuer, audience=config.tokens.audience)
     checker = AccessChecker(verifier, store, policy)
@@ -114,5 +118,7 @@ async def build_server(
         interceptors=[ErrorInterceptor(), AuthInterceptor(checker, policy)],
         tracer_provider=tracer_provider,
     )
+    for collector in (database_metrics, refusals):
+        server.registry.register(collector)
     server.add_dependency(store.ping)
     return AuthApp(config, server, store, keys, hashing, accounts, sessions)

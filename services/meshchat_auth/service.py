@@ -99,12 +99,19 @@ class PasswordCheck:
     """
 
     def __init__(
-        self, store: AuthStore, hasher: PasswordHasher, policy: TokenPolicy, clock: Clock
+        self,
+        store: AuthStore,
+        hasher: PasswordHasher,
+        policy: TokenPolicy,
+        clock: Clock,
+        *,
+        on_refusal: Callable[[str], None] = lambda limit: None,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._policy = policy
         self._clock = clock
+        self._on_refusal = on_refusal  # told the limit's name (metrics.LIMITS) on a refusal
 
     async def verify(self, username: str, address: str, user: User | None, password: str) -> bool:
         """Whether ``password`` is ``user``'s (an unknown user costs the same time);
@@ -122,6 +129,7 @@ class PasswordCheck:
             limits, self._clock(), policy.failed_login_window
         )
         if wait is not None:
+            self._on_refusal("failed_logins")
             raise ResourceExhausted(f"too many failed logins; try again in {int(wait) + 1} s", wait)
         try:
             if user is None:

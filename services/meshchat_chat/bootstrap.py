@@ -22,7 +22,9 @@ from meshchat_chat.servicer import ChatServicer
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.access import default_policy
 from meshchat_runtime.interceptors import Authenticator, AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.metrics import DatabaseMetrics, DeliveryMetrics, JwksCollector
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.telemetry import StreamSpanEvents, client_interceptors
 from meshchat_runtime.tokens import TokenVerifier
 
 __all__ = ["ChatApp", "build_server"]
@@ -86,8 +88,16 @@ async def build_server(
     config: ChatConfig, tracer_provider: TracerProvider | None = None
 ) -> ChatApp:
     """Wire the chat service from its configuration. Opens the store; binds nothing yet."""
-    store = await open_store(config.database, pool_size=config.database_pool_size)
-    auth_channel = grpc.aio.insecure_channel(str(config.auth_addr), options=AUTH_CHANNEL_OPTIONS)
+    tracer = tracer_provider.get_tracer(__name__) if tracer_provider is not None else None
+    database_metrics = DatabaseMetrics(config.database.dialect, tracer)
+    store = await open_store(
+        config.database, pool_size=config.database_pool_size, metrics=database_metrics
+    )
+    auth_channel = grpc.aio.insecure_channel(
+        str(config.auth_addr),
+        options=AUTH_CHANNEL_OPTIONS,
+        interceptors=client_interceptors(tracer_provider),
+    )
     jwks: JwksCache | None = None
     authenticator: Authenticator
     if config.authz_mode is AuthzMode.LOCAL:
@@ -102,6 +112,7 @@ async def build_server(
     else:
         authenticator = RemoteAuthenticator(auth_channel, ttl=config.authz_cache_ttl)
     hub = Hub(store, queue_size=config.stream_queue_size)
+    deliveries = DeliveryMetrics()
     chats = ChatService(
         store,
         GrpcUserDirectory(auth_channel),
@@ -110,6 +121,7 @@ async def build_server(
             max_message_length=config.max_message_length,
             heartbeat_interval=config.heartbeat_interval,
         ),
+        deliveries=StreamSpanEvents(deliveries) if tracer_provider is not None else deliveries,
     )
     servicer = ChatServicer(chats)
     server = GrpcServer(
@@ -122,7 +134,10 @@ async def build_server(
         interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator, default_policy())],
         tracer_provider=tracer_provider,
     )
-    server.registry.register(HubCollector(hub))
+    for collector in (HubCollector(hub), deliveries, database_metrics):
+        server.registry.register(collector)
+    if jwks is not None:
+        server.registry.register(JwksCollector(jwks.age, jwks.max_age))
     server.on_stop(hub.close_streams)
     listener: PostgresListener | None = None
     if config.database.dialect == "postgresql":

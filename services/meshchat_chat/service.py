@@ -46,11 +46,33 @@ from meshchat_runtime.errors import (
 )
 from meshchat_runtime.timestamps import utc_now
 
-__all__ = ["ChatLimits", "ChatService", "UserDirectory"]
+__all__ = ["ChatLimits", "ChatService", "DeliveryObserver", "UserDirectory"]
 
 REPLAY_PAGE = 500
 MAX_MEMBERS_PER_REQUEST = 500
 LOOKUP_CONCURRENCY = 16
+
+
+class DeliveryObserver(Protocol):
+    """Told how Connect streams deliver (the service's metrics)."""
+
+    def delivered(self, seconds: float) -> None:
+        """A live message reached a stream ``seconds`` after it was sent."""
+        ...
+
+    def caught_up(self, reason: str) -> None:
+        """A stream read missed messages from the store: "connect", "overflow" or "gap"."""
+        ...
+
+
+class _Unobserved:
+    """The observer of a service built without metrics."""
+
+    def delivered(self, seconds: float) -> None:
+        """Nothing to do."""
+
+    def caught_up(self, reason: str) -> None:
+        """Nothing to do."""
 
 
 class UserDirectory(Protocol):
@@ -86,11 +108,14 @@ class ChatService:
         hub: Hub,
         limits: ChatLimits,
         clock: Callable[[], float] = time.time,
+        *,
+        deliveries: DeliveryObserver | None = None,
     ) -> None:
         self._store = store
         self._users = users
         self._hub = hub
         self._limits = limits
+        self._deliveries = deliveries or _Unobserved()
         self._clock = clock
 
     # -- chats ---------------------------------------------------------------------------
@@ -251,6 +276,7 @@ class ChatService:
         expires_at = caller.principal.expires_at
         async with self._hub.subscribe(chat_id) as subscription:
             delivered = _Delivered(after_seq)
+            self._deliveries.caught_up("connect")
             async for message in self._catch_up(chat_id, delivered):
                 yield message
             yield CaughtUp(delivered.seq)
@@ -260,7 +286,9 @@ class ChatService:
                     raise Unauthenticated(
                         "access token expired: refresh it and reconnect with after_seq"
                     )
-                match await subscription.next(min(self._limits.heartbeat_interval, remaining)):
+                match item := await subscription.next(
+                    min(self._limits.heartbeat_interval, remaining)
+                ):
                     case None:
                         if self._clock() < expires_at:
                             yield Heartbeat()
@@ -270,12 +298,18 @@ class ChatService:
                         await self._readable_chat(caller, chat_id)
                     case Message(seq=seq) as message if seq == delivered.seq + 1:
                         delivered.seq = seq
+                        self._delivered(message)
                         yield message
                     case Message(seq=seq) if seq <= delivered.seq:
                         continue  # a catch-up delivered it already
                     case _:  # the queue overflowed, or messages are missing before this one
+                        self._deliveries.caught_up("overflow" if item is Signal.LAGGING else "gap")
                         async for message in self._catch_up(chat_id, delivered):
+                            self._delivered(message)
                             yield message
+
+    def _delivered(self, message: Message) -> None:
+        self._deliveries.delivered(self._clock() - message.created_at.timestamp())
 
     async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[Message]:
         """The stored messages after ``delivered.seq``, in pages, up to the newest one (which

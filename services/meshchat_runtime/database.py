@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from meshchat_runtime.errors import Unavailable
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DATABASE_URL, ConfigError, DatabaseUrl
 
 __all__ = [
@@ -64,6 +65,16 @@ def load_migrations(package: str, dialect: str) -> list[Migration]:
     return migrations
 
 
+@contextlib.asynccontextmanager
+async def _timed(metrics: DatabaseMetrics | None) -> AsyncIterator[None]:
+    """Observe the block as one store operation, when there are metrics."""
+    if metrics is None:
+        yield
+        return
+    with metrics.operation():
+        yield
+
+
 def split_statements(sql: str) -> list[str]:
     """The statements of a migration file; full-line ``--`` comments are dropped first, so a
     comment before a statement does not hide it."""
@@ -75,10 +86,11 @@ class SqliteDatabase:
     """One aiosqlite connection in WAL mode; writes are serialized by a lock, which is what
     SQLite does anyway, so that transactions of concurrent coroutines never interleave."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, metrics: DatabaseMetrics | None = None) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._metrics = metrics
 
     async def open(self, migrations: list[Migration]) -> None:
         """Create the file (mode 0600, folder 0700) if needed, then migrate; the connection
@@ -135,7 +147,7 @@ class SqliteDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back on error."""
-        async with self._lock:
+        async with _timed(self._metrics), self._lock:
             conn = self.conn
             await conn.execute("BEGIN IMMEDIATE")
             try:
@@ -148,7 +160,7 @@ class SqliteDatabase:
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
         """The connection for reads, never in the middle of another coroutine's transaction."""
-        async with self._lock:
+        async with _timed(self._metrics), self._lock:
             yield self.conn
 
     async def ping(self) -> bool:
@@ -171,8 +183,16 @@ class PostgresDatabase:
     ``ping`` notices a lost server within its interval.
     """
 
-    def __init__(self, url: DatabaseUrl, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: DatabaseUrl,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        metrics: DatabaseMetrics | None = None,
+    ) -> None:
         self.url = url
+        self._metrics = metrics
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] = (
             AsyncConnectionPool(
                 url.url,
@@ -183,6 +203,8 @@ class PostgresDatabase:
                 connection_class=psycopg.AsyncConnection[dict[str, Any]],
             )
         )
+        if metrics is not None:
+            metrics.track_pool(self.pool.get_stats)
 
     async def open(
         self, migrations: list[Migration], lock_name: str, connect_timeout: float = 30.0
@@ -229,7 +251,7 @@ class PostgresDatabase:
         """A pooled connection; a lost database becomes Unavailable (clients retry) rather
         than an unexpected error."""
         try:
-            async with self.pool.connection() as conn:
+            async with _timed(self._metrics), self.pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise Unavailable(f"the database is unavailable: {exc}".splitlines()[0]) from exc

@@ -144,6 +144,9 @@ BROKEN: dict[str, tuple[Callable[[Doc], None], str]] = {
         _set("spec.validation.subjectAltNames.0.type", "DNS"),
         "'DNS' is not one of",
     ),
+    "PodMonitor": (_set("spec.podMetricsEndpoints.0.scheme", "gopher"), "'gopher' is not one of"),
+    "ServiceMonitor": (_set("spec.endpoints.1.interval", "30 seconds"), "does not match"),
+    "PrometheusRule": (_set("spec.groups.0.rules.0.for", "soon"), "does not match"),
 }
 
 

@@ -19,6 +19,7 @@ from meshchat_auth.domain import (
 )
 from meshchat_auth.store.postgres import PostgresAuthStore
 from meshchat_auth.store.sqlite import SqliteAuthStore
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["AuthStore", "open_store"]
@@ -103,9 +104,10 @@ class AuthStore(Protocol):
         ...
 
 
-async def open_store(url: DatabaseUrl) -> AuthStore:
-    """Connect to the database named by ``url``, apply the migrations, return its store."""
+async def open_store(url: DatabaseUrl, metrics: DatabaseMetrics | None = None) -> AuthStore:
+    """Connect to the database named by ``url``, apply the migrations, return its store
+    (timing its operations into ``metrics`` when given)."""
     if url.dialect == "sqlite":
         assert url.sqlite_path is not None
-        return await SqliteAuthStore.open(url.sqlite_path)
-    return await PostgresAuthStore.open(url)
+        return await SqliteAuthStore.open(url.sqlite_path, metrics)
+    return await PostgresAuthStore.open(url, metrics)

@@ -25,6 +25,7 @@ from meshchat_auth.domain import (
 from meshchat_runtime.database import PostgresDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["MIGRATION_LOCK", "PostgresAuthStore"]
@@ -71,9 +72,11 @@ class PostgresAuthStore:
         self._db = db
 
     @classmethod
-    async def open(cls, url: DatabaseUrl) -> PostgresAuthStore:
+    async def open(
+        cls, url: DatabaseUrl, metrics: DatabaseMetrics | None = None
+    ) -> PostgresAuthStore:
         """Open a pool and migrate under the advisory lock."""
-        db = PostgresDatabase(url)
+        db = PostgresDatabase(url, metrics=metrics)
         await db.open(load_migrations("meshchat_auth", "postgresql"), MIGRATION_LOCK)
         return cls(db)
 

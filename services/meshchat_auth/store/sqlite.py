@@ -24,6 +24,7 @@ from meshchat_auth.domain import (
 from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.timestamps import from_micros, to_micros
 
 __all__ = ["SqliteAuthStore"]
@@ -64,9 +65,9 @@ class SqliteAuthStore:
         self._db = db
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteAuthStore:
+    async def open(cls, path: Path, metrics: DatabaseMetrics | None = None) -> SqliteAuthStore:
         """Open (creating and migrating) the database file at ``path``."""
-        db = SqliteDatabase(path)
+        db = SqliteDatabase(path, metrics)
         await db.open(load_migrations("meshchat_auth", "sqlite"))
         return cls(db)
 

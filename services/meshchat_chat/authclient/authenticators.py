@@ -59,6 +59,7 @@ class JwksCache:
         self._timeout = timeout
         self._clock = clock
         self._keys: dict[str, EllipticCurvePublicKey] = {}
+        self._created_at = clock()
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._refetched_at: float | None = None
@@ -71,6 +72,15 @@ class JwksCache:
         if not self.usable:
             return None
         return self._keys.get(kid)
+
+    @property
+    def max_age(self) -> float:
+        """How long fetched keys stay in use when no fetch succeeds."""
+        return self._max_age
+
+    def age(self) -> float:
+        """Seconds since the keys were last fetched; since this cache was made when never."""
+        return self._clock() - (self._fetched_at or self._created_at)
 
     @property
     def usable(self) -> bool:

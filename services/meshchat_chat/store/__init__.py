@@ -9,6 +9,7 @@ from typing import Protocol
 from meshchat_chat.domain import Chat, ChatCursor, Member, Message, NewMessage, SendResult
 from meshchat_chat.store.postgres import PostgresStore
 from meshchat_chat.store.sqlite import SqliteStore
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["Store", "open_store"]
@@ -71,9 +72,12 @@ class Store(Protocol):
         ...
 
 
-async def open_store(url: DatabaseUrl, *, pool_size: int = 10) -> Store:
-    """Connect to the database named by ``url``, apply the migrations, return its store."""
+async def open_store(
+    url: DatabaseUrl, *, pool_size: int = 10, metrics: DatabaseMetrics | None = None
+) -> Store:
+    """Connect to the database named by ``url``, apply the migrations, return its store
+    (timing its operations into ``metrics`` when given)."""
     if url.dialect == "sqlite":
         assert url.sqlite_path is not None
-        return await SqliteStore.open(url.sqlite_path)
-    return await PostgresStore.open(url, pool_size=pool_size)
+        return await SqliteStore.open(url.sqlite_path, metrics)
+    return await PostgresStore.open(url, pool_size=pool_size, metrics=metrics)

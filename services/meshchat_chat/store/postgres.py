@@ -25,6 +25,7 @@ from meshchat_chat.domain import (
 )
 from meshchat_runtime.database import PostgresDatabase, load_migrations
 from meshchat_runtime.errors import NotFound
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["MIGRATION_LOCK", "NOTIFY_CHANNEL", "PostgresStore"]
@@ -111,9 +112,11 @@ class PostgresStore:
         self._db = db
 
     @classmethod
-    async def open(cls, url: DatabaseUrl, *, pool_size: int = 10) -> PostgresStore:
+    async def open(
+        cls, url: DatabaseUrl, *, pool_size: int = 10, metrics: DatabaseMetrics | None = None
+    ) -> PostgresStore:
         """Open a pool of up to ``pool_size`` connections and migrate under the advisory lock."""
-        db = PostgresDatabase(url, min_size=min(2, pool_size), max_size=pool_size)
+        db = PostgresDatabase(url, min_size=min(2, pool_size), max_size=pool_size, metrics=metrics)
         await db.open(load_migrations("meshchat_chat", "postgresql"), MIGRATION_LOCK)
         return cls(db)
 

@@ -25,6 +25,7 @@ from meshchat_chat.domain import (
 )
 from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import NotFound
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.timestamps import from_micros, to_micros
 
 __all__ = ["SqliteStore"]
@@ -82,9 +83,9 @@ class SqliteStore:
         self._reader.execute("PRAGMA busy_timeout=1000")
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
+    async def open(cls, path: Path, metrics: DatabaseMetrics | None = None) -> SqliteStore:
         """Open (creating and migrating) the database file at ``path``."""
-        db = SqliteDatabase(path)
+        db = SqliteDatabase(path, metrics)
         await db.open(load_migrations("meshchat_chat", "sqlite"))
         return cls(db)
 
