@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 # Kinds that kubernetes-validate has no schema for (CRDs of cert-manager, Gateway API and
+<<<<<<< HEAD
 # prometheus-operator).
 CRD_KINDS = frozenset(
     {
@@ -51,6 +52,11 @@ CRD_KINDS = frozenset(
         "ServiceMonitor",
         "PrometheusRule",
     }
+=======
+# CloudNativePG).
+CRD_KINDS = frozenset(
+    {"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy", "Cluster", "Database"}
+>>>>>>> pods
 )
 
 
@@ -169,8 +175,10 @@ RENDER_ONLY: dict[str, Any] = {
 }
 
 COMBINATIONS: dict[str, dict[str, Any]] = {
-    # Chart-generated certificates, ingress-nginx, bundled PostgreSQL, chat autoscaled from 1.
+    # Chart-generated certificates, the edge Envoy, bundled PostgreSQL, chat autoscaled from 1.
     "default": {},
+    # The opt-in ingress-nginx with its configuration snippet (the client certificate).
+    "ingress-nginx": {"ingress": {"enabled": True}, "edge": {"enabled": False}},
     "cert-manager": {"certManager": {"enabled": True}},
     "cert-manager-cluster-issuer": {
         "certManager": {
@@ -180,7 +188,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "ingress": {"tls": {"existingSecret": "public-tls"}},
     },
     "gateway-api": {
-        "ingress": {"enabled": False},
+        "edge": {"enabled": False},
         "gateway": {"enabled": True, "gatewayClassName": "envoy-gateway"},
         "networkPolicy": {
             "gatewayPeers": [
@@ -190,7 +198,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     },
     "gateway-api-cert-manager": {
         "certManager": {"enabled": True},
-        "ingress": {"enabled": False},
+        "edge": {"enabled": False},
         "gateway": {
             "enabled": True,
             "create": False,
@@ -209,6 +217,8 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         },
         "networkPolicy": {"externalDatabasePeers": [{"ipBlock": {"cidr": "10.20.0.5/32"}}]},
     },
+    # PostgreSQL as a CloudNativePG Cluster of three instances.
+    "cloudnativepg": {"postgresql": {"enabled": False}, "cloudnativePg": {"enabled": True}},
     "chat-one-replica": {"chat": {"autoscaling": {"enabled": False}, "replicaCount": 1}},
     "chat-three-replicas": {
         "auth": {"replicaCount": 3, "pdb": {"minAvailable": 2, "maxUnavailable": ""}},
@@ -224,8 +234,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         }
     },
     "edge-envoy": {
-        "ingress": {"enabled": False},
-        "edge": {"enabled": True, "service": {"type": "NodePort", "nodePort": 30443}},
+        "edge": {"service": {"type": "NodePort", "nodePort": 30443}},
         "networkPolicy": {"metricsPeers": [{"namespaceSelector": {}}]},
     },
     # Every monitoring object and tracing to a collector (docs/observability.md).

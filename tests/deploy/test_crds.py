@@ -1,5 +1,5 @@
 """Every custom resource of every rendering (the kinds kubernetes-validate has no schema for:
-cert-manager's and Gateway API's, and any other group a CRD in ../shared/crds/ defines) validates
+cert-manager's, Gateway API's and CloudNativePG's, and any other group a CRD in ../shared/crds/ defines) validates
 against the ``openAPIV3Schema`` of its CRD, as each project publishes it for the release the chart
 is written for, with unknown fields refused (as ``kubectl apply --validate=strict`` refuses them).
 The CEL rules (``x-kubernetes-validations``) are the API server's and are not checked here."""
@@ -147,6 +147,8 @@ BROKEN: dict[str, tuple[Callable[[Doc], None], str]] = {
     "PodMonitor": (_set("spec.podMetricsEndpoints.0.scheme", "gopher"), "'gopher' is not one of"),
     "ServiceMonitor": (_set("spec.endpoints.1.interval", "30 seconds"), "does not match"),
     "PrometheusRule": (_set("spec.groups.0.rules.0.for", "soon"), "does not match"),
+    "Cluster": (_set("spec.instances", 0), "0 is less than the minimum of 1"),
+    "Database": (_set("spec.ensure", "exists"), "'exists' is not one of"),
 }
 
 

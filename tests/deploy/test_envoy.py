@@ -446,7 +446,7 @@ def test_dns_names_of_clusters_are_fully_qualified(renderings: dict[str, Renderi
     assert names[("default", "chat", "auth")] == (
         f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local."
     )
-    assert len(names) == 4  # chat to auth in both renderings, the edge to auth and chat
+    assert len(names) == 6  # chat to auth in both renderings, the edge to auth and chat in both
     # With ndots:5, a name without the final dot is first tried with every search domain.
     assert all(host.endswith(".") for host in names.values()), names
 
