@@ -16,7 +16,10 @@ help: ## List the targets.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# setuptools tells every editable install how it works (an InformationOnly "warning", not a
+	@# deprecation): silenced by its message, so that any real warning still shows.
+	PYTHONWARNINGS='ignore:Editable installation:UserWarning' \
+	  $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 .PHONY: venv
