@@ -39,8 +39,7 @@ __all__ = [
 ]
 
 # Kinds that kubernetes-validate has no schema for (CRDs of cert-manager, Gateway API and
-<<<<<<< HEAD
-# prometheus-operator).
+# prometheus-operator and CloudNativePG).
 CRD_KINDS = frozenset(
     {
         "Certificate",
@@ -51,12 +50,9 @@ CRD_KINDS = frozenset(
         "PodMonitor",
         "ServiceMonitor",
         "PrometheusRule",
+        "Cluster",
+        "Database",
     }
-=======
-# CloudNativePG).
-CRD_KINDS = frozenset(
-    {"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy", "Cluster", "Database"}
->>>>>>> pods
 )
 
 

@@ -26,7 +26,6 @@ here branches on the component's name.
 {{- end -}}
 
 {{/*
-<<<<<<< HEAD
 With tracing.collector.address, the standard OpenTelemetry variables the apps export spans by
 (OTLP/gRPC in plaintext, as the Envoys do) and sample by: the traceparent's decision when there
 is one (the Envoy in front of the app made it), else tracing.samplingRatio.
@@ -45,17 +44,11 @@ is one (the Envoy in front of the app made it), else tracing.samplingRatio.
 {{- end -}}
 
 {{/*
-Where a service finds its database, as a YAML list of variables: MESHCHAT_DATABASE_URL from a
-Secret holding the whole URL; or, with postgresql.existingSecret, the bundled PostgreSQL's URL
-without a password and the password as PGPASSWORD (which libpq reads), both from that Secret, so
-that the chart renders no password.
-=======
 Where a service finds its database, as a YAML list of variables: MESHCHAT_DATABASE_URL_FILE, the
 file of the Secret holding the whole URL, mounted whole at databaseUrlDir (meshchat.databaseMounts),
 so that no password is an environment variable; or, with postgresql.existingSecret, the bundled
 PostgreSQL's URL without a password and the password as PGPASSWORD (which libpq reads) from that
 Secret, so that the chart renders no password.
->>>>>>> pods
 */}}
 {{- define "meshchat.databaseEnv" -}}
 {{- $pg := .ctx.Values.postgresql -}}
