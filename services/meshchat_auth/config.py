@@ -10,11 +10,13 @@ from pathlib import Path
 from meshchat_runtime.settings import (
     DATABASE_URL,
     LISTEN,
+    LOG_FORMAT,
     LOG_LEVEL,
     METRICS_LISTEN,
     SHARED_SETTINGS,
     ConfigError,
     DatabaseUrl,
+    LogFormat,
     ServerSettings,
     Setting,
     SettingValues,
@@ -215,6 +217,7 @@ class AuthConfig:
     hashing: HashingPoolSize = field(default_factory=HashingPoolSize)
     trust_forwarded_for: bool = TRUST_FORWARDED_FOR.default_value
     log_level: str = LOG_LEVEL.default_value
+    log_format: LogFormat = LOG_FORMAT.default_value
 
 
 def config_from(values: SettingValues) -> AuthConfig:
@@ -243,4 +246,5 @@ def config_from(values: SettingValues) -> AuthConfig:
         ),
         trust_forwarded_for=values[TRUST_FORWARDED_FOR],
         log_level=values[LOG_LEVEL],
+        log_format=values[LOG_FORMAT],
     )

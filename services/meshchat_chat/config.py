@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from meshchat_runtime.settings import (
     DATABASE_URL,
     LISTEN,
+    LOG_FORMAT,
     LOG_LEVEL,
     METRICS_LISTEN,
     SHARED_SETTINGS,
     DatabaseUrl,
     HostPort,
+    LogFormat,
     ServerSettings,
     Setting,
     SettingValues,
@@ -153,6 +155,7 @@ class ChatConfig:
     stream_queue_size: int = STREAM_QUEUE_SIZE.default_value
     listen_check_interval: float = LISTEN_CHECK_INTERVAL.default_value
     log_level: str = LOG_LEVEL.default_value
+    log_format: LogFormat = LOG_FORMAT.default_value
 
 
 def config_from(values: SettingValues) -> ChatConfig:
@@ -174,4 +177,5 @@ def config_from(values: SettingValues) -> ChatConfig:
         stream_queue_size=values[STREAM_QUEUE_SIZE],
         listen_check_interval=values[LISTEN_CHECK_INTERVAL],
         log_level=values[LOG_LEVEL],
+        log_format=values[LOG_FORMAT],
     )
