@@ -80,7 +80,12 @@ def main(argv: list[str] | None = None, out: IO[str] = sys.stdout) -> int:
     # process waits for it instead of dying first. SIGTERM is passed on the same way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: honcho.send_signal(signal.SIGTERM))
+    # The health checks start grpc's threads; they inherit this mask, so that a SIGTERM is
+    # delivered to the main thread, interrupting its wait for honcho to run the handler (one
+    # that comes while the health checks run is handled when they end).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     _announce_when_ready(honcho, args.auth_addr, args.chat_addr, out)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     status = honcho.wait()
     return 0 if status in STOPPED_AS_ASKED else status
 
