@@ -6,7 +6,7 @@ import base64
 import binascii
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +46,7 @@ from meshchat_runtime.errors import (
 from meshchat_runtime.identity import Principal, Role
 from meshchat_runtime.timestamps import utc_now
 from meshchat_runtime.tokens import TokenVerifier
+from meshchat_runtime.usernames import LOOKUP_MAX
 
 __all__ = ["AccessChecker", "AccountService", "Page", "PasswordCheck", "SessionService"]
 
@@ -195,6 +196,17 @@ class AccountService:
             raise NotFound(f"no user {user_id or username!r}")
         return user
 
+    async def lookup(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames (ignoring case; unknown ones left out), after
+        checking every name, in one query."""
+        if not usernames:
+            raise InvalidArgument("usernames", "give at least one username")
+        if len(usernames) > LOOKUP_MAX:
+            raise InvalidArgument("usernames", f"give at most {LOOKUP_MAX} usernames")
+        for username in usernames:
+            validate_username(username, "usernames")
+        return await self._store.get_users_by_usernames(usernames)
+
     @staticmethod
     def may_see_private_fields(caller: Principal, user: User) -> bool:
         """Whether the caller may see the user's email."""
@@ -274,7 +286,7 @@ class AccountService:
             raise PermissionDenied("you may only delete your own account")
         user = await self.get(user_id=user_id)
         await self._confirm_self(caller, user, current_password, address, "delete your account")
-        if not await self._store.delete_user(user_id):
+        if not await self._store.delete_user(user_id, self._clock()):
             raise NotFound(f"no user {user_id!r}")
         log.info("user deleted", extra={"user_id": user_id, "by": caller.user_id})
 

@@ -37,11 +37,13 @@ _client_interceptors: Callable[..., list[grpc.aio.ClientInterceptor]] = _otel_cl
 
 
 class TraceContextFilter(logging.Filter):
-    """Adds ``trace_id`` and ``span_id`` of the current span to every record."""
+    """Adds ``trace_id`` and ``span_id`` of the current span to every record (a record
+    logged with its own ``trace_id`` keeps it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = trace.get_current_span().get_span_context()
-        record.trace_id = format(context.trace_id, "032x") if context.is_valid else ""
+        if not getattr(record, "trace_id", ""):
+            record.trace_id = format(context.trace_id, "032x") if context.is_valid else ""
         record.span_id = format(context.span_id, "016x") if context.is_valid else ""
         return True
 

@@ -38,7 +38,7 @@ __all__ = [
     "skaffold_schema",
 ]
 
-# Kinds that kubernetes-validate has no schema for (CRDs of cert-manager, Gateway API and
+# Kinds that kubernetes-validate has no schema for (CRDs of cert-manager, Gateway API,
 # prometheus-operator and CloudNativePG).
 CRD_KINDS = frozenset(
     {
@@ -47,11 +47,11 @@ CRD_KINDS = frozenset(
         "Gateway",
         "GRPCRoute",
         "BackendTLSPolicy",
+        "Cluster",
+        "Database",
         "PodMonitor",
         "ServiceMonitor",
         "PrometheusRule",
-        "Cluster",
-        "Database",
     }
 )
 

@@ -83,3 +83,16 @@ def test_monitoring_is_opt_in() -> None:
     docs = load_docs(result.stdout)
     assert not {d["kind"] for d in docs} & {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
     assert not [d for d in docs if d["metadata"]["name"].endswith("-dashboard")]
+
+
+def test_tracing_is_off_unless_a_collector_is_named() -> None:
+    off = helm_template(find_helm(), None, "--set", "edge.enabled=true")
+    on = helm_template(
+        find_helm(), None, "--set", "edge.enabled=true", "--set", "tracing.collector.address=otel"
+    )
+    assert off.returncode == on.returncode == 0, off.stderr + on.stderr
+    for marker in ("envoy.tracers.opentelemetry", "OTEL_EXPORTER_OTLP_ENDPOINT", "otel_collector"):
+        assert marker not in off.stdout
+        assert marker in on.stdout
+    # The edge and both sidecars' connection managers (inbound, and chat's outbound to auth).
+    assert on.stdout.count("name: envoy.tracers.opentelemetry") == 4

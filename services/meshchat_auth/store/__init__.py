@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from meshchat_auth.domain import (
+    AccountEvent,
     AttemptLimit,
     NewUser,
     RefreshFamily,
@@ -44,13 +45,19 @@ class AuthStore(Protocol):
         """The account with this username, ignoring case."""
         ...
 
-    async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
-        """Apply ``changes`` (revoking families when they say so) in one step; None when
-        the account does not exist."""
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case, each once, in no order."""
         ...
 
-    async def delete_user(self, user_id: str) -> bool:
-        """Delete the account and all of its refresh families; False when there was none."""
+    async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
+        """Apply ``changes`` (revoking families when they say so) and record the account
+        events of :func:`~meshchat_auth.domain.change_events` in one step; None when the
+        account does not exist."""
+        ...
+
+    async def delete_user(self, user_id: str, now: datetime) -> bool:
+        """Delete the account and all of its refresh families, and record its DELETED event;
+        False when there was none."""
         ...
 
     async def list_users(self, after_username: str | None, limit: int) -> list[User]:
@@ -93,6 +100,15 @@ class AuthStore(Protocol):
     async def release_login_attempt(self, uncount: Sequence[str], forget: Sequence[str]) -> None:
         """Take a reserved attempt back: one count off each key of ``uncount``, the keys of
         ``forget`` deleted (a successful login clears its own account-and-address record)."""
+        ...
+
+    async def account_events(self, after_seq: int, limit: int) -> list[AccountEvent]:
+        """Up to ``limit`` account events after ``after_seq``, oldest first. Events become
+        visible in the order of their numbers: none is ever seen after a later one."""
+        ...
+
+    async def last_account_event_seq(self) -> int:
+        """The newest account event's sequence number; 0 before the first."""
         ...
 
     async def ping(self) -> bool:
