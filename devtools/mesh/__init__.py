@@ -27,19 +27,25 @@ from __future__ import annotations
 
 from devtools.mesh.errors import MeshError
 from devtools.mesh.mesh import Mesh, run_mesh
-from devtools.mesh.pods import COMPONENTS, ENVOYS
+from devtools.mesh.pods import COMPONENTS, ENVOYS, Pod, render_pod
 from devtools.mesh.ports import Ports
-from devtools.mesh.probes import http_get
-from devtools.mesh.processes import wait_until
+from devtools.mesh.probes import answering, envoy_stats, healthz_ok, http_get
+from devtools.mesh.processes import Child, wait_until
 from devtools.mesh.values import shared_host_values
 
 __all__ = [
     "COMPONENTS",
     "ENVOYS",
+    "Child",
     "Mesh",
     "MeshError",
+    "Pod",
     "Ports",
+    "answering",
+    "envoy_stats",
+    "healthz_ok",
     "http_get",
+    "render_pod",
     "run_mesh",
     "shared_host_values",
     "wait_until",

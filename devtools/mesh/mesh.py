@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import shlex
 import shutil
@@ -21,7 +20,7 @@ from devtools.certs import CertificateAuthority, Leaf
 from devtools.mesh.errors import MeshError
 from devtools.mesh.pods import COMPONENTS, ENVOYS, Pod, render_pod
 from devtools.mesh.ports import Ports
-from devtools.mesh.probes import SERVING, answering, healthz_ok, http_get
+from devtools.mesh.probes import SERVING, answering, envoy_stats, healthz_ok
 from devtools.mesh.processes import Child, start_child, wait_until
 from devtools.mesh.values import chart_values
 from devtools.mesh.volumes import publish_volume
@@ -129,11 +128,12 @@ class Mesh:
             self.edge_address,
         ]
 
-    def edge_channel(self, host: str) -> grpc.Channel:
-        """A gRPC channel to the edge, verifying its certificate, for one of its host names."""
+    def edge_channel(self, host: str, address: str | None = None) -> grpc.Channel:
+        """A gRPC channel to the edge (or to another edge Envoy of this mesh at ``address``),
+        verifying its certificate, for one of its host names."""
         credentials = grpc.ssl_channel_credentials(self.ca.pem)
         options = (("grpc.ssl_target_name_override", host), ("grpc.default_authority", host))
-        return grpc.secure_channel(self.edge_address, credentials, options)
+        return grpc.secure_channel(address or self.edge_address, credentials, options)
 
     def health_through_edge(self, component: str) -> int | None:
         """grpc.health.v1 of a service through the edge and its sidecar, or None."""
@@ -150,14 +150,7 @@ class Mesh:
 
     def envoy_stats(self, envoy: str) -> dict[str, int]:
         """The counters and gauges of an Envoy's admin interface."""
-        status, body = http_get(self.admin_port(envoy), "/stats?format=json")
-        if status != 200:
-            raise MeshError(f"the admin interface of {envoy} answered {status}")
-        return {
-            stat["name"]: stat["value"]
-            for stat in json.loads(body)["stats"]
-            if isinstance(stat.get("value"), int)
-        }
+        return envoy_stats(self.admin_port(envoy))
 
     def rotate_certificate(self, envoy: str) -> Leaf:
         """Issue a new mesh certificate (same subject and SANs) for an Envoy and publish it into
@@ -186,17 +179,15 @@ class Mesh:
         for component in COMPONENTS:
             self.databases[component] = self.postgres.create_database(component)
         for component in COMPONENTS:
-            self._start_app(component)
+            self.children[component] = self.start_app(component, self.pods[component])
         # Each app answers first; chat turns SERVING only once it has the auth service's keys,
         # which it fetches through its sidecar, so SERVING is awaited through the edge below.
         for component in COMPONENTS:
             address = f"127.0.0.1:{self.ports.component(component)['app']}"
             self._wait(functools.partial(answering, address), f"{component} to answer on {address}")
         for component in ENVOYS:
-            args = [str(envoy), *self.pods[component].containers["envoy"]["args"]]
-            name = f"{component}-envoy"
-            self.children[name] = start_child(
-                name, args, os.environ, self.workdir / component, self.logs
+            self.children[f"{component}-envoy"] = self.start_envoy(
+                f"{component}-envoy", self.pods[component], envoy
             )
         for component in ENVOYS:
             port = self.ports.component(component)["health"]
@@ -210,8 +201,12 @@ class Mesh:
     def _wait(self, condition: Callable[[], bool], what: str) -> None:
         wait_until(condition, what, START_DEADLINE, self.children)
 
-    def _start_app(self, component: str) -> None:
-        container = self.pods[component].containers[component]
+    def start_app(self, name: str, pod: Pod) -> Child:
+        """Start the app of a pod as the process ``name``, on its component's database: the
+        mesh's own pod, or another replica rendered with other ports. Stopping it is the
+        caller's (:meth:`stop` stops only what :meth:`start` started)."""
+        component = pod.component
+        container = pod.containers[component]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESHCHAT_")}
         for variable in container["env"]:
             if variable["name"] == "MESHCHAT_DATABASE_URL_FILE":
@@ -225,9 +220,13 @@ class Mesh:
             else:
                 raise MeshError(f"{component}: no local value for {variable['name']}")
         args = [str(VENV_BIN / f"meshchat-{component}"), *container["args"]]
-        self.children[component] = start_child(
-            component, args, env, self.workdir / component, self.logs
-        )
+        return start_child(name, args, env, self.workdir / component, self.logs)
+
+    def start_envoy(self, name: str, pod: Pod, envoy: Path | None = None) -> Child:
+        """Start the Envoy of a pod (``envoy``, else the one found) as the process ``name``;
+        stopping it is the caller's, as for :meth:`start_app`."""
+        args = [str(envoy or find_envoy()), *pod.containers["envoy"]["args"]]
+        return start_child(name, args, os.environ, self.workdir / pod.component, self.logs)
 
     def stop(self) -> None:
         """Stop the Envoys, then the apps (SIGTERM by PID, in that order), then PostgreSQL."""

@@ -1,15 +1,17 @@
-"""Probes of the mesh's listeners: HTTP GETs, Envoy's /healthz and gRPC health."""
+"""Probes of the mesh's listeners: HTTP GETs, Envoy's /healthz and /stats, gRPC health."""
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 
 from grpc_health.v1 import health_pb2
 
+from devtools.mesh.errors import MeshError
 from devtools.processes import health_status
 
-__all__ = ["SERVING", "answering", "healthz_ok", "http_get"]
+__all__ = ["SERVING", "answering", "envoy_stats", "healthz_ok", "http_get"]
 
 SERVING: int = health_pb2.HealthCheckResponse.SERVING
 
@@ -34,3 +36,15 @@ def answering(address: str) -> bool:
 def healthz_ok(port: int) -> bool:
     """Whether an Envoy health listener's /healthz answers 200."""
     return http_get(port, "/healthz")[0] == 200
+
+
+def envoy_stats(admin_port: int) -> dict[str, int]:
+    """The counters and gauges of the Envoy whose admin interface is on ``admin_port``."""
+    status, body = http_get(admin_port, "/stats?format=json")
+    if status != 200:
+        raise MeshError(f"the Envoy admin interface on port {admin_port} answered {status}")
+    return {
+        stat["name"]: stat["value"]
+        for stat in json.loads(body)["stats"]
+        if isinstance(stat.get("value"), int)
+    }
