@@ -400,6 +400,7 @@ def test_calls_to_other_pods_are_retried_only_where_that_is_safe(
         "/meshchat.auth.v1.AccountEventService/Watch": None,
         "/meshchat.auth.v1.UserService/GetUser": RETRY_IDEMPOTENT,
         "/meshchat.auth.v1.UserService/ListUsers": RETRY_IDEMPOTENT,
+        "/meshchat.auth.v1.UserService/LookupUsers": RETRY_IDEMPOTENT,
         "/meshchat.auth.v1.AccessService/Check": RETRY_IDEMPOTENT,
         "/meshchat.auth.v1.AuthService/GetJwks": RETRY_IDEMPOTENT,
         "/": RETRY_ANY_CALL,
@@ -421,6 +422,7 @@ def test_calls_to_other_pods_are_retried_only_where_that_is_safe(
         "a stream is resumed by the client"
     )
     assert main["/meshchat.chat.v1.ChatService/ListMessages"] == RETRY_IDEMPOTENT
+    assert main["/meshchat.chat.v1.ChatService/MarkRead"] == RETRY_IDEMPOTENT
     assert main["/meshchat.chat.v1.ChatService/"] == RETRY_ANY_CALL
     assert main["/meshchat.auth.v1.AuthService/"] == RETRY_ANY_CALL
     assert _retries_by_path(hosts["auth"])["/"] == RETRY_ANY_CALL
