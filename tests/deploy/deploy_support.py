@@ -22,7 +22,6 @@ __all__ = [
     "CRD_KINDS",
     "NAMESPACE",
     "REPO_ROOT",
-    "SKAFFOLD_SCHEMA",
     "Doc",
     "Rendering",
     "hardening_problems",
@@ -33,12 +32,36 @@ __all__ = [
     "pod_specs",
     "require",
     "run",
+    "skaffold_schema",
 ]
-
-SKAFFOLD_SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "skaffold-v4beta14.json"
 
 # Kinds that kubernetes-validate has no schema for (CRDs of cert-manager and Gateway API).
 CRD_KINDS = frozenset({"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy"})
+
+
+def _checkout_roots() -> list[Path]:
+    """This checkout's root, then, for a git worktree, the root of the main checkout."""
+    roots = [REPO_ROOT]
+    common = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    main = Path(common.stdout.strip()).parent if common.returncode == 0 else REPO_ROOT
+    if main != REPO_ROOT:
+        roots.append(main)
+    return roots
+
+
+def skaffold_schema() -> Path:
+    """skaffold's v4beta14 JSON schema in the `shared/schemas` directory beside the repository
+    (beside the main checkout when this is a git worktree); the first candidate when none exists."""
+    candidates = [
+        root.parent / "shared" / "schemas" / "skaffold-v4beta14.json" for root in _checkout_roots()
+    ]
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def in_ci() -> bool:
@@ -112,6 +135,21 @@ _SHARED_HOST_PORTS: dict[str, Any] = {
     "mesh": {"envoy": {"configDir": "/srv/mesh/envoy", "certDir": "/srv/mesh/certs"}},
 }
 
+# Envoy Gateway's proxy pods, in its own namespace.
+ENVOY_GATEWAY_PROXIES: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}},
+    "podSelector": {
+        "matchLabels": {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy"}
+    },
+}
+
+# Values that name existing Secrets for everything the chart would otherwise generate.
+RENDER_ONLY: dict[str, Any] = {
+    "certManager": {"enabled": True, "existingCaSecret": "mesh-ca"},
+    "auth": {"jwt": {"existingSecret": "jwt-keys"}},
+    "postgresql": {"existingSecret": "pg-passwords"},
+}
+
 COMBINATIONS: dict[str, dict[str, Any]] = {
     # Chart-generated certificates, ingress-nginx, bundled PostgreSQL, chat autoscaled from 1.
     "default": {},
@@ -127,7 +165,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "ingress": {"enabled": False},
         "gateway": {"enabled": True, "gatewayClassName": "envoy-gateway"},
         "networkPolicy": {
-            "ingressControllerPeers": [
+            "gatewayPeers": [
                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gw"}}}
             ]
         },
@@ -141,6 +179,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
             "parentRefs": [{"name": "shared", "namespace": "gateways", "sectionName": "https"}],
             "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "mesh-ca-bundle"}],
         },
+        "networkPolicy": {"gatewayPeers": [ENVOY_GATEWAY_PROXIES]},
     },
     "external-database": {
         "postgresql": {"enabled": False},
@@ -171,6 +210,8 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "edge": {"enabled": True, "service": {"type": "NodePort", "nodePort": 30443}},
         "networkPolicy": {"metricsPeers": [{"namespaceSelector": {}}]},
     },
+    # What `helm template`, `skaffold render` or Argo CD need (no lookup): nothing secret rendered.
+    "render-only": RENDER_ONLY,
     # Where issue 6 runs the mesh on one machine: every address and port changed by values.
     "shared-host-ports": _SHARED_HOST_PORTS,
 }

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from tests.deploy.deploy_support import (
     CHART,
     COMBINATIONS,
+    ENVOY_GATEWAY_PROXIES,
     NAMESPACE,
     Doc,
     Rendering,
@@ -125,8 +126,13 @@ def test_values_schema_rejects_bad_values(
             "gateway.create is true: set gateway.gatewayClassName",
         ),
         (
-            {"auth": {"terminationGracePeriodSeconds": 5}},
-            "auth.terminationGracePeriodSeconds (5) must exceed auth.gracePeriodSeconds (10)",
+            {"ingress": {"enabled": False}, "gateway": {"enabled": True, "gatewayClassName": "eg"}},
+            "networkPolicy.gatewayPeers is empty: with gateway.enabled and NetworkPolicies on",
+        ),
+        (
+            {"auth": {"terminationGracePeriodSeconds": 20}},
+            "auth.terminationGracePeriodSeconds (20) must exceed auth.preStopSleepSeconds plus "
+            "auth.gracePeriodSeconds (10 + 10)",
         ),
         (
             {"edge": {"enabled": True, "admin": {"port": 8443}, "listener": {"port": 8443}}},
@@ -187,10 +193,15 @@ def test_pod_layout(renderings: dict[str, Rendering], component: str) -> None:
     assert env["MESHCHAT_METRICS_LISTEN"]["value"].startswith("127.0.0.1:")
     assert "secretKeyRef" in env["MESHCHAT_DATABASE_URL"]["valueFrom"]
     assert [p["name"] for p in app.get("ports", [])] == [], "the app exposes no port itself"
-    # The app's probes ask its sidecar's health listener, by number (named ports are per container).
+    # The app's probes ask its sidecar's health listener, by number (named ports are per
+    # container): liveness only whether the app answers, readiness whether it is SERVING.
     health = {p["name"]: p["containerPort"] for p in sidecar["ports"]}["health"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert app[probe]["httpGet"] == {"path": "/healthz", "port": health}
+    assert app["startupProbe"]["httpGet"] == {"path": "/livez/app", "port": health}
+    assert app["livenessProbe"]["httpGet"] == {"path": "/livez/app", "port": health}
+    assert app["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": health}
+    # A pause before SIGTERM while Services and the sidecars' DNS stop sending new calls.
+    assert app["lifecycle"] == {"preStop": {"sleep": {"seconds": 10}}}
+    assert spec["terminationGracePeriodSeconds"] > 10 + 10
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     service = renderings["default"].get("Service", f"{FULLNAME}-{component}")
     target_ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
@@ -291,6 +302,49 @@ def test_jwt_signing_key_is_pkcs8_p256_and_kept(renderings: dict[str, Rendering]
     assert key.curve.name == "secp256r1"
 
 
+def test_render_only_values_render_no_secret_and_the_same_every_time(
+    helm: Path, values_files: dict[str, Path], renderings: dict[str, Rendering]
+) -> None:
+    again = helm_template(helm, values_files["render-only"])
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == renderings["render-only"].path.read_text()
+    rendering = renderings["render-only"]
+    assert rendering.of_kind("Secret") == []
+    issuers = {i["metadata"]["name"]: i["spec"] for i in rendering.of_kind("Issuer")}
+    assert issuers == {f"{FULLNAME}-mesh-ca": {"ca": {"secretName": "mesh-ca"}}}
+    for component in ("auth", "chat"):
+        app = _pod(rendering, component)["spec"]["containers"][0]
+        env = {e["name"]: e for e in app["env"]}
+        assert env["MESHCHAT_DATABASE_URL"]["value"] == (
+            f"postgresql://meshchat_{component}@{FULLNAME}-postgresql.{NAMESPACE}.svc.cluster.local"
+            f":5432/meshchat_{component}"
+        )
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "pg-passwords",
+            "key": f"{component}-password",
+        }
+    postgres = rendering.get("StatefulSet", f"{FULLNAME}-postgresql")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in postgres["volumes"]}
+    assert volumes["passwords"]["secret"]["secretName"] == "pg-passwords"
+    jwt = {v["name"]: v for v in _pod(rendering, "auth")["spec"]["volumes"]}["jwt-keys"]
+    assert jwt["secret"]["secretName"] == "jwt-keys"
+
+
+def test_the_defaults_render_new_secrets_every_time(
+    helm: Path, renderings: dict[str, Rendering]
+) -> None:
+    # Why render-only tools need the values above: without a cluster, lookup finds nothing.
+    again = helm_template(helm)
+    assert again.returncode == 0, again.stderr
+    secrets = {
+        s["metadata"]["name"]: s["data"] for s in load_docs(again.stdout) if s["kind"] == "Secret"
+    }
+    first = {s["metadata"]["name"]: s["data"] for s in renderings["default"].of_kind("Secret")}
+    assert secrets.keys() == first.keys()
+    assert secrets[f"{FULLNAME}-mesh-ca"] != first[f"{FULLNAME}-mesh-ca"]
+    assert secrets[f"{FULLNAME}-postgresql"] != first[f"{FULLNAME}-postgresql"]
+
+
 def test_cert_manager_certificates(renderings: dict[str, Rendering]) -> None:
     rendering = renderings["cert-manager"]
     assert not [s for s in rendering.of_kind("Secret") if s["metadata"]["name"].endswith("-tls")]
@@ -379,6 +433,61 @@ def test_network_policies_deny_by_default(renderings: dict[str, Rendering]) -> N
     assert {"ipBlock": {"cidr": "10.20.0.5/32"}} in [
         peer for rule in ext_policies[f"{FULLNAME}-auth"]["egress"] for peer in rule["to"]
     ]
+
+
+INGRESS_NGINX = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+}
+
+
+def _selector(component: str) -> Doc:
+    return {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": FULLNAME,
+                "app.kubernetes.io/instance": "meshchat",
+                "app.kubernetes.io/component": component,
+            }
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("rendering", "way_in"),
+    [
+        ("default", [INGRESS_NGINX]),
+        ("gateway-api-cert-manager", [ENVOY_GATEWAY_PROXIES]),
+        ("edge-envoy", [_selector("edge")]),
+    ],
+)
+def test_network_policies_let_in_exactly_the_chosen_way_in(
+    renderings: dict[str, Rendering], rendering: str, way_in: list[Doc]
+) -> None:
+    policies = {
+        p["metadata"]["name"]: p["spec"] for p in renderings[rendering].of_kind("NetworkPolicy")
+    }
+    assert policies[f"{FULLNAME}-chat"]["ingress"][0]["from"] == way_in
+    assert policies[f"{FULLNAME}-auth"]["ingress"][0]["from"] == [*way_in, _selector("chat")]
+
+
+def test_extra_egress_reaches_a_collector(helm: Path, tmp_path: Path) -> None:
+    collector = {
+        "to": [{"ipBlock": {"cidr": "10.30.0.7/32"}}],
+        "ports": [{"port": 4317, "protocol": "TCP"}],
+    }
+    result = helm_template(
+        helm, _write_values(tmp_path, {"networkPolicy": {"extraEgress": [collector]}})
+    )
+    assert result.returncode == 0, result.stderr
+    policies = {
+        d["metadata"]["name"]: d["spec"]
+        for d in load_docs(result.stdout)
+        if d["kind"] == "NetworkPolicy"
+    }
+    for component in ("auth", "chat"):
+        assert policies[f"{FULLNAME}-{component}"]["egress"][-1] == collector
+    assert collector not in policies[f"{FULLNAME}-postgresql"]["egress"]
 
 
 def test_ingress_routes_by_grpc_service_over_mtls(renderings: dict[str, Rendering]) -> None:

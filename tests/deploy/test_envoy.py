@@ -294,7 +294,7 @@ def test_chat_reaches_auth_through_an_outbound_listener_checking_auth_san(
     auth = _clusters(config)["auth"]
     endpoint = auth["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert endpoint["address"]["socket_address"] == {
-        "address": f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local",
+        "address": f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local.",
         "port_value": 8443,
     }
     tls = auth["transport_socket"]["typed_config"]
@@ -346,6 +346,111 @@ def test_health_listener_follows_the_apps_grpc_health(renderings: dict[str, Rend
     }
 
 
+def test_liveness_asks_whether_the_app_answers_not_whether_it_is_serving(
+    renderings: dict[str, Rendering],
+) -> None:
+    for component in ("auth", "chat"):
+        config = bootstraps(renderings["default"])[component].config
+        hcm = _listeners(config)["health"]["filter_chains"][0]["filters"][0]["typed_config"]
+        checks = {
+            f["typed_config"]["headers"][0]["string_match"]["exact"]: f["typed_config"][
+                "cluster_min_healthy_percentages"
+            ]
+            for f in hcm["http_filters"]
+            if f["name"] == "envoy.filters.http.health_check"
+        }
+        assert checks == {
+            "/healthz": {"local_app": {"value": 100}},
+            "/livez/app": {"local_app_liveness": {"value": 100}},
+        }
+        clusters = _clusters(config)
+        live = clusters["local_app_liveness"]
+        (check,) = live["health_checks"]
+        assert "grpc_health_check" not in check, "a gRPC check fails on NOT_SERVING"
+        http = check["http_health_check"]
+        assert (http["method"], http["path"]) == ("POST", "/grpc.health.v1.Health/Check")
+        assert http["codec_client_type"] == "HTTP2"
+        assert live["load_assignment"] == {
+            **clusters["local_app"]["load_assignment"],
+            "cluster_name": "local_app_liveness",
+        }
+
+
+RETRY_ANY_CALL = "connect-failure,refused-stream"
+RETRY_IDEMPOTENT = "connect-failure,refused-stream,reset,unavailable"
+
+
+def _retries_by_path(routes: list[Doc]) -> dict[str, str | None]:
+    """What each route retries on (None: no retries), by its path or prefix."""
+    return {
+        r["match"].get("path") or r["match"]["prefix"]: (r["route"].get("retry_policy") or {}).get(
+            "retry_on"
+        )
+        for r in routes
+    }
+
+
+def test_calls_to_other_pods_are_retried_only_where_that_is_safe(
+    renderings: dict[str, Rendering],
+) -> None:
+    chat = bootstraps(renderings["default"])["chat"].config
+    (outbound,) = _find(_listeners(chat)["outbound_auth"], "routes")
+    assert _retries_by_path(outbound) == {
+        "/meshchat.auth.v1.UserService/GetUser": RETRY_IDEMPOTENT,
+        "/meshchat.auth.v1.UserService/ListUsers": RETRY_IDEMPOTENT,
+        "/meshchat.auth.v1.AccessService/Check": RETRY_IDEMPOTENT,
+        "/meshchat.auth.v1.AuthService/GetJwks": RETRY_IDEMPOTENT,
+        "/": RETRY_ANY_CALL,
+    }
+    policy = outbound[0]["route"]["retry_policy"]
+    assert policy["num_retries"] == 2
+    assert [p["name"] for p in policy["retry_host_predicate"]] == [
+        "envoy.retry_host_predicates.previous_hosts"
+    ]
+    # Towards the pod's own app there is no other pod to try.
+    (inbound,) = _find(_listeners(chat)["inbound"], "routes")
+    assert set(_retries_by_path(inbound).values()) == {None}
+    edge = bootstraps(renderings["edge-envoy"])["edge"].config
+    hosts = {h["name"]: h["routes"] for h in _find(_listeners(edge)["edge"], "virtual_hosts")[0]}
+    main = _retries_by_path(hosts["main"])
+    assert main["/meshchat.chat.v1.ChatService/Connect"] is None, (
+        "a stream is resumed by the client"
+    )
+    assert main["/meshchat.chat.v1.ChatService/ListMessages"] == RETRY_IDEMPOTENT
+    assert main["/meshchat.chat.v1.ChatService/"] == RETRY_ANY_CALL
+    assert main["/meshchat.auth.v1.AuthService/"] == RETRY_ANY_CALL
+    assert _retries_by_path(hosts["auth"])["/"] == RETRY_ANY_CALL
+
+
+def test_clusters_of_other_pods_eject_failing_pods(renderings: dict[str, Rendering]) -> None:
+    chat = _clusters(bootstraps(renderings["default"])["chat"].config)
+    edge = _clusters(bootstraps(renderings["edge-envoy"])["edge"].config)
+    for cluster in (chat["auth"], edge["auth"], edge["chat"]):
+        outlier = cluster["outlier_detection"]
+        assert outlier["split_external_local_origin_errors"] is True
+        assert outlier["consecutive_local_origin_failure"] == 3
+        assert outlier["enforcing_consecutive_local_origin_failure"] == 100
+        assert outlier["enforcing_consecutive_gateway_failure"] == 100
+        assert outlier["max_ejection_percent"] == 50
+    assert "outlier_detection" not in chat["local_app"], "one endpoint: nothing to eject to"
+
+
+def test_dns_names_of_clusters_are_fully_qualified(renderings: dict[str, Rendering]) -> None:
+    names = {}
+    for rendering in ("default", "edge-envoy"):
+        for component, bootstrap in bootstraps(renderings[rendering]).items():
+            for name, cluster in _clusters(bootstrap.config).items():
+                if cluster["type"] == "STRICT_DNS":
+                    (host,) = _find(cluster["load_assignment"], "address")[1:]
+                    names[(rendering, component, name)] = host
+    assert names[("default", "chat", "auth")] == (
+        f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local."
+    )
+    assert len(names) == 4  # chat to auth in both renderings, the edge to auth and chat
+    # With ndots:5, a name without the final dot is first tried with every search domain.
+    assert all(host.endswith(".") for host in names.values()), names
+
+
 def test_every_address_and_port_follows_the_values(renderings: dict[str, Rendering]) -> None:
     found = bootstraps(renderings["shared-host-ports"])
     chat = found["chat"].config
@@ -384,7 +489,8 @@ def test_edge_terminates_client_tls_and_routes_by_service(
     assert "combined_validation_context" not in tls["common_tls_context"]
     hosts = {vhost["name"]: vhost for vhost in _find(edge, "virtual_hosts")[0]}
     assert hosts["auth"]["domains"][0] == "auth.meshchat.127.0.0.1.nip.io"
-    assert [r["route"]["cluster"] for r in hosts["auth"]["routes"]] == ["auth"]
+    assert {r["route"]["cluster"] for r in hosts["auth"]["routes"]} == {"auth"}
+    assert hosts["auth"]["routes"][-1]["match"] == {"prefix": "/"}
     assert hosts["chat"]["routes"][0]["route"]["timeout"] == "0s"
     main = {
         r["match"].get("prefix") or r["match"].get("path"): r["route"]

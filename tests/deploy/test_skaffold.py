@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,12 @@ import yaml
 
 from tests.deploy.deploy_support import (
     REPO_ROOT,
-    SKAFFOLD_SCHEMA,
     Rendering,
     helm_template,
     load_docs,
     missing_tool,
+    run,
+    skaffold_schema,
 )
 
 pytestmark = pytest.mark.deploy
@@ -27,9 +29,10 @@ pytestmark = pytest.mark.deploy
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
     """skaffold's schema for v4beta14, from the shared directory next to the repository."""
-    if not SKAFFOLD_SCHEMA.is_file():
-        missing_tool(f"the skaffold schema is missing: {SKAFFOLD_SCHEMA}")
-    loaded: dict[str, Any] = json.loads(SKAFFOLD_SCHEMA.read_text())
+    path = skaffold_schema()
+    if not path.is_file():
+        missing_tool(f"the skaffold schema is missing: {path}")
+    loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
 
 
@@ -100,18 +103,38 @@ def _apply_patches(config: dict[str, Any], patches: list[dict[str, Any]]) -> dic
         node: Any = patched
         for part in parents:
             node = node[int(part)] if isinstance(node, list) else node[part]
-        node[last] = patch["value"]
+        if last == "-":
+            node.append(patch["value"])
+        else:
+            node[last] = patch["value"]
     return patched
 
 
-@pytest.mark.parametrize("profile", [None, "fast", "cert-manager", "edge"])
-def test_the_chart_accepts_skaffolds_values(
-    helm: Path, skaffold: dict[str, Any], profile: str | None
-) -> None:
+def with_profiles(skaffold: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """skaffold.yaml as skaffold runs it with these profiles active, in order."""
     config = skaffold
-    if profile is not None:
-        (found,) = [p for p in skaffold["profiles"] if p["name"] == profile]
-        config = _apply_patches(skaffold, found["patches"])
+    for name in names:
+        (found,) = [p for p in skaffold["profiles"] if p["name"] == name]
+        config = _apply_patches(config, found["patches"])
+    return config
+
+
+# What `skaffold run -p X` and `skaffold dev -p X` (which also activates "fast") deploy.
+PROFILE_SETS = [
+    (),
+    ("fast",),
+    ("cert-manager",),
+    ("edge",),
+    ("fast", "cert-manager"),
+    ("fast", "edge"),
+]
+
+
+@pytest.mark.parametrize("profiles", PROFILE_SETS, ids=lambda p: "+".join(p) or "none")
+def test_the_chart_accepts_skaffolds_values(
+    helm: Path, skaffold: dict[str, Any], profiles: tuple[str, ...]
+) -> None:
+    config = with_profiles(skaffold, profiles)
     (release,) = config["deploy"]["helm"]["releases"]
     assert (REPO_ROOT / release["chartPath"] / "Chart.yaml").is_file()
     result = helm_template(helm, None, *_release_values(release))
@@ -152,3 +175,141 @@ def test_port_forwards_name_rendered_services(
     }
     for name, port in forwarded:
         assert port in services[name]
+
+
+def _notes(helm: Path, release: dict[str, Any]) -> str:
+    """NOTES.txt as helm prints it after installing the release with skaffold's values."""
+    args = [helm, "install", release["name"], REPO_ROOT / release["chartPath"]]
+    args += ["--namespace", release["namespace"], "--dry-run=client", *_release_values(release)]
+    result = run(args)
+    assert result.returncode == 0, result.stderr
+    assert "NOTES:" in result.stdout
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def notes_port_problems(notes: str, config: dict[str, Any], kind_host_ports: set[int]) -> list[str]:
+    """Ports that NOTES names and skaffold does not provide: a `kubectl port-forward` skaffold does
+    not do the same way, an address for the CLI or grpcurl on a local port that skaffold forwards to
+    something other than the way in (or that kind does not map), a metrics port not forwarded."""
+    forwards = {(f["resourceName"], f["port"]): f["localPort"] for f in config["portForward"]}
+    by_local = {local: name for (name, _), local in forwards.items()}
+    problems: list[str] = []
+    ways_in: dict[int, str] = {port: "kind's port mapping" for port in kind_host_ports}
+    for name, local, remote in re.findall(r"port-forward svc/(\S+) (\d+):(\d+)", notes):
+        if forwards.get((name, int(remote))) != int(local):
+            problems.append(f"NOTES forwards {name}:{remote} to {local}; skaffold does not")
+        ways_in[int(local)] = name
+    for host, port in re.findall(r"\b([a-z0-9-]+(?:\.[a-z0-9-]+)+):(\d+)\b", notes):
+        number = int(port)
+        if number not in ways_in:
+            problems.append(f"{host}:{port}: nothing forwards or maps local port {port}")
+        elif number in by_local and by_local[number] != ways_in[number]:
+            problems.append(f"{host}:{port}: skaffold forwards {port} to {by_local[number]}")
+    for port, *services in re.findall(r"port (\d+) of the (\S+) and (\S+) Services", notes):
+        for service in services:
+            if (service, int(port)) not in forwards:
+                problems.append(f"port {port} of {service} is not forwarded by skaffold")
+    return problems
+
+
+def _kind_host_ports() -> set[int]:
+    cluster = yaml.safe_load((REPO_ROOT / "deploy" / "kind" / "cluster.yaml").read_text())
+    return {m["hostPort"] for node in cluster["nodes"] for m in node.get("extraPortMappings", [])}
+
+
+@pytest.mark.parametrize("profiles", PROFILE_SETS, ids=lambda p: "+".join(p) or "none")
+def test_every_port_notes_names_is_one_skaffold_forwards(
+    helm: Path, skaffold: dict[str, Any], profiles: tuple[str, ...]
+) -> None:
+    config = with_profiles(skaffold, profiles)
+    (release,) = config["deploy"]["helm"]["releases"]
+    notes = _notes(helm, release)
+    assert "MESHCHAT_SERVER=" in notes
+    assert notes_port_problems(notes, config, _kind_host_ports()) == []
+
+
+def test_the_notes_check_finds_the_edge_on_a_sidecars_port(skaffold: dict[str, Any]) -> None:
+    # The mistake the edge profile once made: the edge told to use 8443, which is auth's sidecar.
+    notes = (
+        "kubectl --namespace meshchat port-forward svc/meshchat-edge 8443:443\n"
+        "export MESHCHAT_SERVER=meshchat.127.0.0.1.nip.io:8443\n"
+        "Metrics: port 9090 of the meshchat-auth and meshchat-chat Services\n"
+    )
+    config = with_profiles(skaffold, ("edge",))
+    assert notes_port_problems(notes, config, {80, 443}) == [
+        "NOTES forwards meshchat-edge:443 to 8443; skaffold does not",
+        "meshchat.127.0.0.1.nip.io:8443: skaffold forwards 8443 to meshchat-auth",
+    ]
+
+
+# Fields Kubernetes refuses to change on an existing object, by kind.
+IMMUTABLE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "StatefulSet": (
+        ("spec", "selector"),
+        ("spec", "serviceName"),
+        ("spec", "podManagementPolicy"),
+        ("spec", "volumeClaimTemplates"),
+    ),
+    "Deployment": (("spec", "selector"),),
+    "Service": (("spec", "clusterIP"),),
+    "PersistentVolumeClaim": (("spec",),),
+}
+
+
+def immutable_fields(docs: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[str, ...]], Any]:
+    """The immutable fields of a rendering, by kind, name and path."""
+    found: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+    for doc in docs:
+        for path in IMMUTABLE.get(doc["kind"], ()):
+            node: Any = doc
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            found[(doc["kind"], doc["metadata"]["name"], path)] = node
+    return found
+
+
+def immutable_differences(
+    a: dict[tuple[str, str, tuple[str, ...]], Any], b: dict[tuple[str, str, tuple[str, ...]], Any]
+) -> list[str]:
+    """Immutable fields of objects in both renderings whose values differ."""
+    return [
+        f"{kind}/{name} {'.'.join(path)}: {a[key]!r} != {b[key]!r}"
+        for key in sorted(a.keys() & b.keys())
+        for kind, name, path in [key]
+        if a[key] != b[key]
+    ]
+
+
+@pytest.fixture(scope="module")
+def profile_immutables(
+    helm: Path, skaffold: dict[str, Any]
+) -> dict[tuple[str, ...], dict[tuple[str, str, tuple[str, ...]], Any]]:
+    """The immutable fields of what each set of profiles deploys."""
+    found = {}
+    for profiles in PROFILE_SETS:
+        (release,) = with_profiles(skaffold, profiles)["deploy"]["helm"]["releases"]
+        result = helm_template(helm, None, *_release_values(release))
+        assert result.returncode == 0, result.stderr
+        found[profiles] = immutable_fields(load_docs(result.stdout))
+    return found
+
+
+def test_profiles_change_no_immutable_field(
+    profile_immutables: dict[tuple[str, ...], dict[tuple[str, str, tuple[str, ...]], Any]],
+) -> None:
+    # `skaffold run` then `skaffold dev` (or another -p) upgrades the same release in place.
+    base = profile_immutables[()]
+    assert any(kind == "StatefulSet" for kind, _, _ in base)
+    for profiles, fields in profile_immutables.items():
+        assert immutable_differences(base, fields) == [], profiles
+
+
+def test_the_immutable_check_finds_a_changed_volume_size(
+    profile_immutables: dict[tuple[str, ...], dict[tuple[str, str, tuple[str, ...]], Any]],
+) -> None:
+    base = profile_immutables[()]
+    changed = copy.deepcopy(base)
+    key = ("StatefulSet", "meshchat-postgresql", ("spec", "volumeClaimTemplates"))
+    changed[key][0]["spec"]["resources"]["requests"]["storage"] = "1Gi"
+    (difference,) = immutable_differences(base, changed)
+    assert difference.startswith("StatefulSet/meshchat-postgresql spec.volumeClaimTemplates")

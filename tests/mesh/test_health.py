@@ -1,6 +1,7 @@
 """The sidecars' health listener follows the app's gRPC health: PostgreSQL, which both apps
-need, is stopped (the apps turn NOT_SERVING, /healthz answers 503) and started again (SERVING,
-200). This module has a mesh of its own, so the outage touches no other test."""
+need, is stopped (the apps turn NOT_SERVING, /healthz answers 503 while the liveness path
+/livez/app stays 200) and started again (SERVING, 200). This module has a mesh of its own, so
+the outage touches no other test."""
 
 from __future__ import annotations
 
@@ -53,9 +54,11 @@ def test_health_listener_is_unhealthy_while_the_app_is_not_serving(own_mesh: Mes
     try:
         wait_until(functools.partial(apps_not_serving, mesh), "the apps to turn NOT_SERVING", 30)
         wait_until(functools.partial(all_healthz, mesh, 503), "/healthz to answer 503", DEADLINE)
-        # Envoy itself is live, and the mesh does not route to an app that is not serving.
+        # Envoy itself is live, the app too (its liveness does not follow the database), and
+        # the mesh does not route to an app that is not serving.
         for component in COMPONENTS:
             assert http_get(mesh.ports.component(component)["health"], "/livez")[0] == 200
+            assert http_get(mesh.ports.component(component)["health"], "/livez/app")[0] == 200
             assert health_status(f"127.0.0.1:{mesh.ports.component(component)['app']}") == (
                 NOT_SERVING
             )

@@ -9,7 +9,8 @@ Listeners:
   inbound   mTLS; a client certificate from the mesh CA whose SAN is an allowed caller; routes to the app
   outbound  one per upstream of the component (chat: auth), plaintext on loopback; the app reaches the
             upstream through it over mTLS, checking the upstream's SAN
-  health    plaintext; /healthz is 200 only while the app's gRPC health check is SERVING, /livez while Envoy runs
+  health    plaintext; /healthz is 200 only while the app's gRPC health check is SERVING (readiness),
+            /livez/app while the app answers that check at all (the app's liveness), /livez while Envoy runs
   metrics   plaintext; /metrics is the app's Prometheus endpoint, /stats/prometheus is Envoy's
 Certificates come from SDS files whose secrets watch the certificate directory (a whole-directory
 Secret mount), so a rotated certificate is used by new connections without a restart.
@@ -83,6 +84,24 @@ circuit_breakers:
       max_pending_requests: {{ .Values.mesh.envoy.limits.maxPendingRequests }}
       max_requests: {{ .Values.mesh.envoy.limits.maxRequests }}
       max_retries: 3
+{{- end -}}
+
+{{/*
+Outlier detection of a cluster of other pods: a pod whose connections fail (locally originated:
+connect failures, resets, timeouts) or that answers UNAVAILABLE (503: gateway failures) several
+times in a row is ejected for a while, so calls go to the others.
+*/}}
+{{- define "meshchat.envoy.outlierDetection" -}}
+{{- $o := .Values.mesh.envoy.outlierDetection -}}
+outlier_detection:
+  split_external_local_origin_errors: true
+  consecutive_local_origin_failure: {{ $o.consecutiveFailures }}
+  enforcing_consecutive_local_origin_failure: 100
+  consecutive_gateway_failure: {{ $o.consecutiveFailures }}
+  enforcing_consecutive_gateway_failure: 100
+  interval: {{ $o.interval }}
+  base_ejection_time: {{ $o.baseEjectionTime }}
+  max_ejection_percent: {{ $o.maxEjectionPercent }}
 {{- end -}}
 
 {{/* A stdout access log, when enabled. */}}
@@ -220,26 +239,28 @@ edge): (dict "ctx" $ "name" "inbound" "options" (dict ...more top-level fields) 
 {{- end -}}
 
 {{/*
-The health listener, for the kubelet's probes only: /livez while Envoy runs; /healthz follows
-the health of a cluster when .cluster is set (a sidecar: its app), else answers while Envoy runs
-(the edge): (dict "listen" {address, port} "cluster" "local_app").
+The health listener, for the kubelet's probes only: /livez while Envoy runs; each of .checks
+answers 200 only while every host of its cluster passes that cluster's health check (a sidecar:
+/healthz follows the app's gRPC health, /livez/app whether the app answers at all); without
+checks, /healthz answers while Envoy runs (the edge): (dict "listen" {address, port} "checks" (list (dict "path" "/healthz" "cluster" "local_app"))).
 */}}
 {{- define "meshchat.envoy.healthListener" -}}
 {{- $routes := list (dict "match" (dict "path" "/livez") "direct_response" (dict "status" 200 "body" (dict "inline_string" "live\n"))) -}}
-{{- $filters := "" -}}
-{{- if .cluster -}}
-{{- $filters = include "meshchat.envoy.healthCheckFilter" . -}}
-{{- else -}}
+{{- $filters := list -}}
+{{- range .checks -}}
+{{- $filters = append $filters (include "meshchat.envoy.healthCheckFilter" . | fromYamlArray | first) -}}
+{{- end -}}
+{{- if not .checks -}}
 {{- $routes = append $routes (dict "match" (dict "path" "/healthz") "direct_response" (dict "status" 200 "body" (dict "inline_string" "ok\n"))) -}}
 {{- end -}}
 {{- include "meshchat.envoy.listenerAddress" (dict "name" "health" "listen" .listen) }}
   per_connection_buffer_limit_bytes: 8192
   filter_chains:
     - filters:
-        {{- include "meshchat.envoy.plainConnectionManager" (dict "name" "health" "headersKb" 8 "idle" "10s" "routes" (toYaml $routes) "filters" $filters) | nindent 8 }}
+        {{- include "meshchat.envoy.plainConnectionManager" (dict "name" "health" "headersKb" 8 "idle" "10s" "routes" (toYaml $routes) "filters" (ternary (toYaml $filters) "" (gt (len $filters) 0))) | nindent 8 }}
 {{- end -}}
 
-{{/* /healthz: 200 only while every host of .cluster passes its health check (the app's gRPC health check, service ""). */}}
+{{/* A health_check filter: .path answers 200 only while every host of .cluster passes its health check, else 503. */}}
 {{- define "meshchat.envoy.healthCheckFilter" -}}
 - name: envoy.filters.http.health_check
   typed_config:
@@ -248,7 +269,7 @@ the health of a cluster when .cluster is set (a sidecar: its app), else answers 
     headers:
       - name: ":path"
         string_match:
-          exact: /healthz
+          exact: {{ .path }}
     cluster_min_healthy_percentages:
       {{ .cluster }}:
         value: 100
@@ -284,11 +305,16 @@ nothing else of the admin interface: (dict "ctx" $ "listen" {address, port} "app
         {{- include "meshchat.envoy.plainConnectionManager" (dict "name" "metrics" "headersKb" 16 "idle" "30s" "routes" $routes) | nindent 8 }}
 {{- end -}}
 
-{{/* The routes of a gRPC service's calls: (dict "ctx" $ "cluster" "chat" "streaming" (list paths) "prefixes" (list "/")).
-A long-lived stream has no route timeout, only an idle timeout that its heartbeats reset. */}}
+{{/*
+The routes of a gRPC service's calls: (dict "ctx" $ "cluster" "chat" "api" (an entry of meshchat.grpcApi)
+"prefixes" (list "/") "retries" true). A long-lived stream has no route timeout, only an idle
+timeout that its heartbeats reset. With .retries (routes towards other pods), every call is retried
+on another pod when it never reached one (connect failure, refused stream), and the idempotent
+calls also when the connection was reset or the pod answered UNAVAILABLE (it was stopping).
+*/}}
 {{- define "meshchat.envoy.grpcRoutes" -}}
 {{- $envoy := .ctx.Values.mesh.envoy -}}
-{{- range .streaming }}
+{{- range .api.streaming }}
 - match:
     path: {{ . }}
   route:
@@ -296,22 +322,55 @@ A long-lived stream has no route timeout, only an idle timeout that its heartbea
     timeout: 0s
     idle_timeout: {{ $envoy.timeouts.streamingIdle }}
 {{- end }}
+{{- if .retries }}
+{{- range .api.idempotent }}
+- match:
+    path: {{ . }}
+  route:
+    cluster: {{ $.cluster }}
+    timeout: {{ $envoy.timeouts.request }}
+    {{- include "meshchat.envoy.retryPolicy" (dict "ctx" $.ctx "on" "connect-failure,refused-stream,reset,unavailable") | nindent 4 }}
+{{- end }}
+{{- end }}
 {{- range .prefixes }}
 - match:
     prefix: {{ . | quote }}
   route:
     cluster: {{ $.cluster }}
     timeout: {{ $envoy.timeouts.request }}
+    {{- if $.retries }}
+    {{- include "meshchat.envoy.retryPolicy" (dict "ctx" $.ctx "on" "connect-failure,refused-stream") | nindent 4 }}
+    {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* A route's retry policy: retry .on these conditions, each time on a pod not tried yet. */}}
+{{- define "meshchat.envoy.retryPolicy" -}}
+{{- $retries := .ctx.Values.mesh.envoy.retries -}}
+retry_policy:
+  retry_on: {{ .on }}
+  num_retries: {{ $retries.attempts }}
+  retry_back_off:
+    base_interval: {{ $retries.backOffBase }}
+    max_interval: {{ $retries.backOffMax }}
+  retry_host_predicate:
+    - name: envoy.retry_host_predicates.previous_hosts
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+  host_selection_retry_max_attempts: 3
 {{- end -}}
 
 {{/* The inbound listener (mTLS): only the allowed callers' certificates pass; every call goes to the app. */}}
 {{- define "meshchat.envoy.inboundListener" -}}
 {{- $ctx := .ctx -}}
 {{- $v := index $ctx.Values .component -}}
-{{- $callers := concat (list (include "meshchat.identity" (dict "ctx" $ctx "component" "ingress"))) .workload.callers $v.sidecar.extraAllowedCallers -}}
+{{- $callers := list (include "meshchat.identity" (dict "ctx" $ctx "component" "ingress")) -}}
+{{- range .workload.callers -}}
+{{- $callers = append $callers (include "meshchat.identity" (dict "ctx" $ctx "component" .)) -}}
+{{- end -}}
+{{- $callers = concat $callers $v.sidecar.extraAllowedCallers -}}
 {{- $api := index (include "meshchat.grpcApi" . | fromYaml) .component -}}
-{{- $hosts := list (dict "name" .component "domains" (list "*") "routes" (include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" "local_app" "streaming" $api.streaming "prefixes" (list "/")) | fromYamlArray)) -}}
+{{- $hosts := list (dict "name" .component "domains" (list "*") "routes" (include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" "local_app" "api" $api "prefixes" (list "/")) | fromYamlArray)) -}}
 {{- $options := dict "server_header_transformation" "PASS_THROUGH" "forward_client_cert_details" "SANITIZE_SET" "set_current_client_cert_details" (dict "dns" true "uri" true) -}}
 {{- include "meshchat.envoy.listenerAddress" (dict "name" "inbound" "listen" $v.sidecar.inbound) }}
   per_connection_buffer_limit_bytes: {{ $ctx.Values.mesh.envoy.limits.perConnectionBufferLimitBytes }}
@@ -330,7 +389,8 @@ A long-lived stream has no route timeout, only an idle timeout that its heartbea
 {{/* An outbound listener (plaintext on loopback): the app's way to another service, over mTLS from here on: (dict "ctx" $ "upstream" (an entry of .workload.upstreams)). */}}
 {{- define "meshchat.envoy.outboundListener" -}}
 {{- $name := printf "outbound_%s" .upstream.name -}}
-{{- $hosts := list (dict "name" .upstream.name "domains" (list "*") "routes" (include "meshchat.envoy.grpcRoutes" (dict "ctx" .ctx "cluster" .upstream.name "prefixes" (list "/")) | fromYamlArray)) -}}
+{{- $api := index (include "meshchat.grpcApi" .ctx | fromYaml) .upstream.name -}}
+{{- $hosts := list (dict "name" .upstream.name "domains" (list "*") "routes" (include "meshchat.envoy.grpcRoutes" (dict "ctx" .ctx "cluster" .upstream.name "api" $api "prefixes" (list "/") "retries" true) | fromYamlArray)) -}}
 {{- include "meshchat.envoy.listenerAddress" (dict "name" $name "listen" .upstream.listener) }}
   per_connection_buffer_limit_bytes: {{ .ctx.Values.mesh.envoy.limits.perConnectionBufferLimitBytes }}
   filter_chains:
@@ -372,6 +432,52 @@ A long-lived stream has no route timeout, only an idle timeout that its heartbea
 {{- end -}}
 
 {{/*
+The same app server, for liveness: healthy while it answers grpc.health.v1.Health/Check at all,
+SERVING or NOT_SERVING (an HTTP/2 POST of an empty HealthCheckRequest; gRPC answers HTTP 200
+whatever the status). Unlike local_app, it does not follow the app's dependencies.
+*/}}
+{{- define "meshchat.envoy.localAppLivenessCluster" -}}
+{{- $envoy := .ctx.Values.mesh.envoy -}}
+{{- $v := index .ctx.Values .component -}}
+- name: local_app_liveness
+  type: STATIC
+  connect_timeout: {{ $envoy.timeouts.connect }}
+  per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
+  {{- include "meshchat.envoy.upstreamHttp2" .ctx | nindent 2 }}
+  {{- include "meshchat.envoy.circuitBreakers" .ctx | nindent 2 }}
+  health_checks:
+    - timeout: {{ $envoy.healthCheck.timeout }}
+      interval: {{ $envoy.healthCheck.interval }}
+      no_traffic_interval: {{ $envoy.healthCheck.interval }}
+      no_traffic_healthy_interval: {{ $envoy.healthCheck.interval }}
+      unhealthy_threshold: {{ $envoy.healthCheck.unhealthyThreshold }}
+      healthy_threshold: {{ $envoy.healthCheck.healthyThreshold }}
+      http_health_check:
+        path: /grpc.health.v1.Health/Check
+        method: POST
+        codec_client_type: HTTP2
+        # A gRPC frame: not compressed, length 0 (an empty HealthCheckRequest, service "").
+        send:
+          text: "0000000000"
+        request_headers_to_add:
+          - header:
+              key: content-type
+              value: application/grpc
+          - header:
+              key: te
+              value: trailers
+  load_assignment:
+    cluster_name: local_app_liveness
+    endpoints:
+      - lb_endpoints:
+          - endpoint:
+              address:
+                socket_address:
+                  address: {{ $v.listen.address | quote }}
+                  port_value: {{ $v.listen.port }}
+{{- end -}}
+
+{{/*
 Another service's sidecars over mTLS, every pod behind a DNS name; only a certificate with that
 service's identity is accepted: (dict "ctx" $ "name" "auth" "address" "..." "port" "8443" "sni" "..." "identity" "...").
 */}}
@@ -386,6 +492,7 @@ service's identity is accepted: (dict "ctx" $ "name" "auth" "address" "..." "por
   per_connection_buffer_limit_bytes: {{ $envoy.limits.perConnectionBufferLimitBytes }}
   {{- include "meshchat.envoy.upstreamHttp2" .ctx | nindent 2 }}
   {{- include "meshchat.envoy.circuitBreakers" .ctx | nindent 2 }}
+  {{- include "meshchat.envoy.outlierDetection" .ctx | nindent 2 }}
   transport_socket:
     name: envoy.transport_sockets.tls
     typed_config:
@@ -421,10 +528,12 @@ static_resources:
     {{- range .workload.upstreams }}
     {{- include "meshchat.envoy.outboundListener" (dict "ctx" $ctx "upstream" .) | nindent 4 }}
     {{- end }}
-    {{- include "meshchat.envoy.healthListener" (dict "listen" $v.sidecar.health "cluster" "local_app") | nindent 4 }}
+    {{- $checks := list (dict "path" "/healthz" "cluster" "local_app") (dict "path" "/livez/app" "cluster" "local_app_liveness") }}
+    {{- include "meshchat.envoy.healthListener" (dict "listen" $v.sidecar.health "checks" $checks) | nindent 4 }}
     {{- include "meshchat.envoy.metricsListener" (dict "ctx" $ctx "listen" $v.sidecar.metrics "appMetrics" true) | nindent 4 }}
   clusters:
     {{- include "meshchat.envoy.localAppCluster" . | nindent 4 }}
+    {{- include "meshchat.envoy.localAppLivenessCluster" . | nindent 4 }}
     {{- include "meshchat.envoy.staticCluster" (dict "name" "local_metrics" "address" $v.metricsListen.address "port" $v.metricsListen.port "connectTimeout" $envoy.timeouts.connect) | nindent 4 }}
     {{- include "meshchat.envoy.staticCluster" (dict "name" "envoy_admin" "address" $v.sidecar.admin.address "port" $v.sidecar.admin.port "connectTimeout" $envoy.timeouts.connect) | nindent 4 }}
     {{- range .workload.upstreams }}

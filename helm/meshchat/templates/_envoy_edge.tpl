@@ -33,7 +33,7 @@ resources:
 {{- include "meshchat.envoy.meshCluster" (dict
   "ctx" .ctx
   "name" .component
-  "address" (default (include "meshchat.headlessHost" .) $up.address)
+  "address" (default (include "meshchat.headlessFqdn" .) $up.address)
   "port" ($up.port | default $svc.service.port)
   "sni" (include "meshchat.serviceHost" .)
   "identity" (include "meshchat.identity" .)) -}}
@@ -47,14 +47,14 @@ resources:
 {{- $byService := list -}}
 {{- range $component := list "auth" "chat" -}}
 {{- $own := index $ctx.Values.ingress (printf "%sHost" $component) -}}
-{{- $streaming := (index $api $component).streaming -}}
-{{- $routes := include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" $component "streaming" $streaming "prefixes" (list "/")) | fromYamlArray -}}
+{{- $grpc := index $api $component -}}
+{{- $routes := include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" $component "api" $grpc "prefixes" (list "/") "retries" true) | fromYamlArray -}}
 {{- $hosts = append $hosts (dict "name" $component "domains" (list $own (printf "%s:*" $own)) "routes" $routes) -}}
 {{- $prefixes := list -}}
-{{- range (index $api $component).services -}}
+{{- range $grpc.services -}}
 {{- $prefixes = append $prefixes (printf "/%s/" .) -}}
 {{- end -}}
-{{- $byService = concat $byService (include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" $component "streaming" $streaming "prefixes" $prefixes) | fromYamlArray) -}}
+{{- $byService = concat $byService (include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" $component "api" $grpc "prefixes" $prefixes "retries" true) | fromYamlArray) -}}
 {{- end -}}
 {{- $hosts = append $hosts (dict "name" "main" "domains" (list "*") "routes" $byService) -}}
 {{- $options := dict "use_remote_address" true "forward_client_cert_details" "SANITIZE" -}}

@@ -130,6 +130,15 @@ seccompProfile:
 {{- printf "%s-headless.%s.svc.%s" (include "meshchat.componentName" .) (include "meshchat.namespace" .ctx) .ctx.Values.clusterDomain -}}
 {{- end -}}
 
+{{/*
+The same name fully qualified (a trailing dot), as Envoy's STRICT_DNS clusters resolve it: with
+the pods' ndots:5 a name without the dot would first be tried with every search domain on each
+refresh.
+*/}}
+{{- define "meshchat.headlessFqdn" -}}
+{{- printf "%s." (include "meshchat.headlessHost" .) -}}
+{{- end -}}
+
 {{/* The DNS SANs of a component's mesh certificate, as a YAML list: identity first, then the Service names for servers. */}}
 {{- define "meshchat.meshDnsNames" -}}
 {{- $name := include "meshchat.componentName" . -}}
@@ -173,9 +182,14 @@ seccompProfile:
 {{- end -}}
 {{- end -}}
 
-{{/* The Secret with the bundled PostgreSQL's passwords. */}}
+{{/* The Secret with the bundled PostgreSQL's passwords: postgresql.existingSecret, else the chart's. */}}
 {{- define "meshchat.postgresql.secretName" -}}
-{{- printf "%s-postgresql" (include "meshchat.fullname" .) -}}
+{{- default (printf "%s-postgresql" (include "meshchat.fullname" .)) .Values.postgresql.existingSecret -}}
+{{- end -}}
+
+{{/* The host name of the bundled PostgreSQL's Service. */}}
+{{- define "meshchat.postgresql.host" -}}
+{{- printf "%s-postgresql.%s.svc.%s" (include "meshchat.fullname" .) (include "meshchat.namespace" .) .Values.clusterDomain -}}
 {{- end -}}
 
 {{/* The Secret with the JWT signing keys. */}}
@@ -202,8 +216,10 @@ seccompProfile:
 {{- end -}}
 
 {{/*
-The gRPC API of each service, as a YAML mapping: the services that the ways in route by name,
-and the long-lived streaming methods, which get no route timeout, only an idle timeout.
+The gRPC API of each service, as a YAML mapping: the services that the ways in route by name;
+the long-lived streaming methods, which get no route timeout, only an idle timeout; and the
+idempotent methods (reads without side effects), which Envoy may retry on another pod after a
+reset or UNAVAILABLE.
 */}}
 {{- define "meshchat.grpcApi" -}}
 auth:
@@ -212,9 +228,38 @@ auth:
     - meshchat.auth.v1.AuthService
     - meshchat.auth.v1.AccessService
   streaming: []
+  idempotent:
+    - /meshchat.auth.v1.UserService/GetUser
+    - /meshchat.auth.v1.UserService/ListUsers
+    - /meshchat.auth.v1.AccessService/Check
+    - /meshchat.auth.v1.AuthService/GetJwks
 chat:
   services:
     - meshchat.chat.v1.ChatService
   streaming:
     - /meshchat.chat.v1.ChatService/Connect
+  idempotent:
+    - /meshchat.chat.v1.ChatService/GetChat
+    - /meshchat.chat.v1.ChatService/ListChats
+    - /meshchat.chat.v1.ChatService/ListMessages
+{{- end -}}
+
+
+{{/*
+The NetworkPolicy peers of the ways in that are on, as a YAML list: who may reach the sidecars'
+mTLS listeners from outside the release (ingress-nginx's controller, the Gateway's proxies, the
+chart's edge Envoy).
+*/}}
+{{- define "meshchat.wayInPeers" -}}
+{{- $peers := list -}}
+{{- if .Values.ingress.enabled -}}
+{{- $peers = concat $peers .Values.networkPolicy.ingressControllerPeers -}}
+{{- end -}}
+{{- if .Values.gateway.enabled -}}
+{{- $peers = concat $peers .Values.networkPolicy.gatewayPeers -}}
+{{- end -}}
+{{- if .Values.edge.enabled -}}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" (include "meshchat.selectorLabels" (dict "ctx" . "component" "edge") | fromYaml))) -}}
+{{- end -}}
+{{- toYaml $peers -}}
 {{- end -}}

@@ -75,9 +75,13 @@ from templates/validate-values.yaml only (see there why).
 {{- define "meshchat.validateValues.gracePeriod" -}}
 {{- range $component := list "auth" "chat" -}}
 {{- $v := index $.Values $component -}}
-{{- if le (int $v.terminationGracePeriodSeconds) (int $v.gracePeriodSeconds) }}
-{{ printf "%s.terminationGracePeriodSeconds (%v) must exceed %s.gracePeriodSeconds (%v), or Kubernetes kills the service before it has stopped" $component $v.terminationGracePeriodSeconds $component $v.gracePeriodSeconds }}
+{{- if le (int $v.terminationGracePeriodSeconds) (add $v.preStopSleepSeconds $v.gracePeriodSeconds) }}
+{{ printf "%s.terminationGracePeriodSeconds (%v) must exceed %s.preStopSleepSeconds plus %s.gracePeriodSeconds (%v + %v), or Kubernetes kills the service before it has stopped" $component $v.terminationGracePeriodSeconds $component $component $v.preStopSleepSeconds $v.gracePeriodSeconds }}
 {{- end -}}
+{{- end -}}
+{{- $e := .Values.edge -}}
+{{- if and $e.enabled (le (int $e.terminationGracePeriodSeconds) (int $e.preStopSleepSeconds)) }}
+{{ printf "edge.terminationGracePeriodSeconds (%v) must exceed edge.preStopSleepSeconds (%v)" $e.terminationGracePeriodSeconds $e.preStopSleepSeconds }}
 {{- end -}}
 {{- end -}}
 
@@ -127,10 +131,19 @@ postgresql.auth.username and postgresql.chat.username must differ: each service 
 {{- end -}}
 {{- end -}}
 
-{{/* The NetworkPolicies know every peer they must let through. */}}
+{{/* The NetworkPolicies know every peer they must let through: the external database, the way in. */}}
 {{- define "meshchat.validateValues.networkPolicy" -}}
-{{- if and .Values.networkPolicy.enabled (not .Values.postgresql.enabled) (not .Values.networkPolicy.externalDatabasePeers) }}
+{{- $np := .Values.networkPolicy -}}
+{{- if $np.enabled -}}
+{{- if and (not .Values.postgresql.enabled) (not $np.externalDatabasePeers) }}
 networkPolicy.externalDatabasePeers is empty: with an external database and NetworkPolicies on, say where PostgreSQL is (e.g. [{ipBlock: {cidr: 10.0.0.5/32}}])
+{{- end -}}
+{{- if and .Values.ingress.enabled (not $np.ingressControllerPeers) }}
+networkPolicy.ingressControllerPeers is empty: with ingress.enabled and NetworkPolicies on, say which pods are the ingress controller, or nothing reaches the services
+{{- end -}}
+{{- if and .Values.gateway.enabled (not $np.gatewayPeers) }}
+networkPolicy.gatewayPeers is empty: with gateway.enabled and NetworkPolicies on, say which pods are the Gateway's proxies (Envoy Gateway: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: envoy-gateway-system}}, podSelector: {matchLabels: {app.kubernetes.io/name: envoy, app.kubernetes.io/component: proxy}}}]), or every route times out
+{{- end -}}
 {{- end -}}
 {{- end -}}
 

@@ -8,7 +8,6 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
 {{/* The environment both services read, as a YAML list: (dict "ctx" $ "component" "auth"). */}}
 {{- define "meshchat.commonEnv" -}}
 {{- $v := index .ctx.Values .component -}}
-{{- $db := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
 {{- $env := list
   (dict "name" "MESHCHAT_LISTEN" "value" (include "meshchat.hostPort" $v.listen))
   (dict "name" "MESHCHAT_METRICS_LISTEN" "value" (include "meshchat.hostPort" $v.metricsListen))
@@ -16,11 +15,31 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
   (dict "name" "MESHCHAT_GRACE_PERIOD" "value" (toString $v.gracePeriodSeconds))
   (dict "name" "MESHCHAT_ISSUER" "value" .ctx.Values.auth.issuer)
   (dict "name" "MESHCHAT_AUDIENCE" "value" .ctx.Values.auth.audience)
-  (dict "name" "MESHCHAT_DATABASE_URL" "valueFrom" (dict "secretKeyRef" (dict "name" (index $db 0) "key" (index $db 1))))
-  (dict "name" "OTEL_SERVICE_NAME" "value" (printf "meshchat-%s" .component))
-  (dict "name" "HOME" "value" "/tmp")
 -}}
+{{- $env = concat $env (include "meshchat.databaseEnv" . | fromYamlArray) -}}
+{{- $env = append $env (dict "name" "OTEL_SERVICE_NAME" "value" (printf "meshchat-%s" .component)) -}}
+{{- $env = append $env (dict "name" "HOME" "value" "/tmp") -}}
 {{- toYaml $env -}}
+{{- end -}}
+
+{{/*
+Where a service finds its database, as a YAML list of variables: MESHCHAT_DATABASE_URL from a
+Secret holding the whole URL; or, with postgresql.existingSecret, the bundled PostgreSQL's URL
+without a password and the password as PGPASSWORD (which libpq reads), both from that Secret, so
+that the chart renders no password.
+*/}}
+{{- define "meshchat.databaseEnv" -}}
+{{- $pg := .ctx.Values.postgresql -}}
+{{- if and $pg.enabled $pg.existingSecret -}}
+{{- $db := index $pg .component -}}
+{{- $url := printf "postgresql://%s@%s:%v/%s" $db.username (include "meshchat.postgresql.host" .ctx) $pg.port $db.database -}}
+{{- toYaml (list
+  (dict "name" "MESHCHAT_DATABASE_URL" "value" $url)
+  (dict "name" "PGPASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" $pg.existingSecret "key" (printf "%s-password" .component))))) -}}
+{{- else -}}
+{{- $secret := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
+{{- toYaml (list (dict "name" "MESHCHAT_DATABASE_URL" "valueFrom" (dict "secretKeyRef" (dict "name" (index $secret 0) "key" (index $secret 1))))) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The app container's environment: the common one, the component's own (.workload.env), then extraEnv. */}}
@@ -29,7 +48,12 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
 {{- toYaml (concat $common .workload.env (index .ctx.Values .component).extraEnv) -}}
 {{- end -}}
 
-{{/* The Envoy sidecar, a native sidecar (an init container that keeps running): it starts before the app and stops after it. */}}
+{{/*
+The Envoy sidecar, a native sidecar (an init container that keeps running): it starts before the
+app and stops after it. Envoy closes its listeners at once on SIGTERM (hot restart is off, and
+--drain-time-s would drain only on a hot restart or an admin-triggered drain); that is fine here,
+since the kubelet stops the sidecar only once its app has exited.
+*/}}
 {{- define "meshchat.sidecarContainer" -}}
 {{- $v := index .ctx.Values .component -}}
 {{- $envoy := .ctx.Values.mesh.envoy -}}
@@ -42,8 +66,6 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
     - {{ printf "%s/envoy.yaml" $envoy.configDir }}
     - --log-level
     - {{ $envoy.logLevel }}
-    - --drain-time-s
-    - {{ $envoy.drainTimeSeconds | quote }}
     - --disable-hot-restart
   ports:
     - name: mesh
@@ -88,13 +110,18 @@ Each takes (dict "ctx" $ "component" "auth"|"chat").
       readOnly: true
 {{- end -}}
 
-{{/* The probes of an app container: its sidecar's /healthz, which follows the app's gRPC health check.
-The port is a number: a named port resolves only among the probed container's own ports. */}}
+{{/*
+The probes of an app container, all through its sidecar's health listener (the app listens on
+loopback only). Startup and liveness ask /livez/app: is the app's gRPC server answering at all
+(SERVING or not), so that a database outage never gets the app killed. Readiness asks /healthz:
+is it SERVING, dependencies included, so that only such pods get calls. The port is a number: a
+named port resolves only among the probed container's own ports.
+*/}}
 {{- define "meshchat.appProbes" -}}
 {{- $port := (index .ctx.Values .component).sidecar.health.port -}}
 startupProbe:
   httpGet:
-    path: /healthz
+    path: /livez/app
     port: {{ $port }}
   periodSeconds: 2
   failureThreshold: 90
@@ -107,11 +134,23 @@ readinessProbe:
   failureThreshold: 2
 livenessProbe:
   httpGet:
-    path: /healthz
+    path: /livez/app
     port: {{ $port }}
   periodSeconds: 10
   timeoutSeconds: 2
   failureThreshold: 6
+{{- end -}}
+
+{{/*
+A preStop pause of the given seconds (the kubelet's sleep action: no shell needed): at the start of a
+pod's termination the container keeps serving while Services and the sidecars' DNS (refreshed
+every 5 s) stop sending it new calls; SIGTERM follows.
+*/}}
+{{- define "meshchat.preStopSleep" -}}
+lifecycle:
+  preStop:
+    sleep:
+      seconds: {{ . }}
 {{- end -}}
 
 {{/* The Deployment of a component: (dict "ctx" $ "component" "auth" "workload" (the component's data, see auth/_auth.tpl)). */}}
@@ -191,6 +230,7 @@ spec:
           env:
             {{- $env | nindent 12 }}
           {{- include "meshchat.appProbes" $base | nindent 10 }}
+          {{- include "meshchat.preStopSleep" $v.preStopSleepSeconds | nindent 10 }}
           resources:
             {{- toYaml $v.resources | nindent 12 }}
           securityContext:

@@ -5,7 +5,8 @@ What sets the auth workload apart, as data for the shared helpers of _workload.t
   replicas      the Deployment's replicas (absent: an autoscaler sets them)
   env           the auth service's own environment, after the common one
   secretMounts  Secrets mounted whole into the app container (name, secretName, mountPath)
-  callers       identities allowed to call auth besides the ingress and sidecar.extraAllowedCallers
+  callers       components allowed to call auth besides the ways in (their sidecars' identities
+                pass its inbound listener, their pods its NetworkPolicy), and sidecar.extraAllowedCallers
   upstreams     services the app reaches through its sidecar's outbound listeners (none)
 */}}
 {{- define "meshchat.auth.workload" -}}
@@ -19,7 +20,7 @@ What sets the auth workload apart, as data for the shared helpers of _workload.t
     (dict "name" "MESHCHAT_REFRESH_TOKEN_TTL" "value" (toString $v.refreshTokenTtlSeconds)))
   "secretMounts" (list
     (dict "name" "jwt-keys" "secretName" (include "meshchat.jwtSecretName" .) "mountPath" $v.jwt.keysDir))
-  "callers" (list (include "meshchat.identity" (dict "ctx" . "component" "chat")))
+  "callers" (list "chat")
   "upstreams" list
 -}}
 {{- toYaml $workload -}}

@@ -18,7 +18,7 @@ mTLS cluster towards auth's sidecars that accepts only auth's identity.
   "upstreams" (list (dict
     "name" "auth"
     "listener" $v.sidecar.outbound
-    "address" (default (include "meshchat.headlessHost" $auth) $v.sidecar.authUpstream.address)
+    "address" (default (include "meshchat.headlessFqdn" $auth) $v.sidecar.authUpstream.address)
     "port" (toString ($v.sidecar.authUpstream.port | default .Values.auth.service.port))
     "sni" (include "meshchat.serviceHost" $auth)
     "identity" (include "meshchat.identity" $auth)))
