@@ -9,8 +9,14 @@ import click
 from opentelemetry.sdk.trace import TracerProvider
 
 from meshchat_auth.config import DATABASE, SETTINGS, Argon2Parameters, AuthConfig, config_from
-from meshchat_auth.domain import NewUser, validate_email, validate_password, validate_username
-from meshchat_auth.passwords import PasswordHasher
+from meshchat_auth.domain import (
+    NewUser,
+    check_password_strength,
+    validate_email,
+    validate_password,
+    validate_username,
+)
+from meshchat_auth.passwords import HashingPool, PasswordHasher
 from meshchat_runtime.cli import ServiceApp, run_service, setting_options
 from meshchat_runtime.cli import serve as serve_service
 from meshchat_runtime.errors import DomainError
@@ -60,17 +66,20 @@ def create_admin(database_url: str, username: str, email: str, password_stdin: b
             validate_username(username)
             validate_email(email)
             validate_password(password, confirmation)
+            check_password_strength(password, (username, email))
         except DomainError as exc:
             raise ConfigError(exc.message) from None
         store = await open_store(DATABASE.value(database_url))
+        pool = HashingPool(workers=1, queue=0)
         try:
-            password_hash = await PasswordHasher(Argon2Parameters()).hash(password)
+            password_hash = await PasswordHasher(Argon2Parameters(), pool).hash(password)
             user = await store.create_user(
                 NewUser(username, email, Role.ADMIN, password_hash), datetime.now(UTC)
             )
         except DomainError as exc:
             raise ConfigError(exc.message) from None
         finally:
+            pool.close()
             await store.close()
         print(f"created admin {user.username} ({user.id})")
 

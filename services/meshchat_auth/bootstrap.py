@@ -17,13 +17,16 @@ from meshchat.auth.v1 import (
 from meshchat_auth.config import AuthConfig
 from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
-from meshchat_auth.passwords import PasswordHasher
-from meshchat_auth.service import AccessChecker, AccountService, SessionService
+from meshchat_auth.passwords import HashingPool, PasswordHasher, pool_workers
+from meshchat_auth.service import AccessChecker, AccountService, PasswordCheck, SessionService
 from meshchat_auth.servicer import AccessServicer, AuthServicer, UserServicer
 from meshchat_auth.store import AuthStore, open_store
 from meshchat_runtime.access import default_policy
+from meshchat_runtime.clients import ClientAddresses
 from meshchat_runtime.interceptors import AuthInterceptor, ErrorInterceptor
+from meshchat_runtime.resources import container_resources
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.timestamps import utc_now
 from meshchat_runtime.tokens import TokenVerifier
 
 __all__ = ["AuthApp", "build_server"]
@@ -43,6 +46,7 @@ class AuthApp:
     server: GrpcServer
     store: AuthStore
     keys: KeyRing
+    hashing: HashingPool
     accounts: AccountService
     sessions: SessionService
 
@@ -61,7 +65,8 @@ class AuthApp:
         await self.close()
 
     async def close(self) -> None:
-        """Release the store."""
+        """Release the store and the hashing threads."""
+        self.hashing.close()
         await self.store.close()
 
     async def run(self) -> None:
@@ -77,14 +82,18 @@ async def build_server(
     keys = KeyRing.load(config.keys_dir, generate=config.generate_key)
     store = await open_store(config.database)
     policy = default_policy()
-    hasher = PasswordHasher(config.argon2)
+    workers = pool_workers(config.hashing, container_resources(), config.argon2)
+    hashing = HashingPool(workers, config.hashing.queue)
+    hasher = PasswordHasher(config.argon2, hashing)
+    passwords = PasswordCheck(store, hasher, config.tokens, utc_now)
     issuer = TokenIssuer(keys, config.tokens)
     verifier = TokenVerifier(keys, issuer=config.tokens.issuer, audience=config.tokens.audience)
     checker = AccessChecker(verifier, store, policy)
-    accounts = AccountService(store, hasher)
-    sessions = SessionService(store, hasher, issuer, config.tokens)
-    user_servicer = UserServicer(accounts)
-    auth_servicer = AuthServicer(sessions)
+    accounts = AccountService(store, hasher, passwords)
+    sessions = SessionService(store, hasher, passwords, issuer, config.tokens)
+    addresses = ClientAddresses(trust_forwarded_for=config.trust_forwarded_for)
+    user_servicer = UserServicer(accounts, addresses)
+    auth_servicer = AuthServicer(sessions, addresses)
     access_servicer = AccessServicer(checker)
     server = GrpcServer(
         config.server,
@@ -106,4 +115,4 @@ async def build_server(
         tracer_provider=tracer_provider,
     )
     server.add_dependency(store.ping)
-    return AuthApp(config, server, store, keys, accounts, sessions)
+    return AuthApp(config, server, store, keys, hashing, accounts, sessions)

@@ -26,7 +26,14 @@ from meshchat_runtime.settings import (
     server_config,
 )
 
-__all__ = ["SETTINGS", "Argon2Parameters", "AuthConfig", "TokenPolicy", "config_from"]
+__all__ = [
+    "SETTINGS",
+    "Argon2Parameters",
+    "AuthConfig",
+    "HashingPoolSize",
+    "TokenPolicy",
+    "config_from",
+]
 
 ARGON2_MINIMUM_MEMORY_KIB = 19 * 1024
 ARGON2_MINIMUM_TIME_COST = 2
@@ -59,14 +66,53 @@ REFRESH_TOKEN_TTL = Setting(
     "30d",
     "Absolute lifetime of a login's refresh-token family.",
 )
+REFRESH_TOKEN_GRACE = Setting(
+    "refresh-token-grace",
+    duration(),
+    "30s",
+    "How long a just-used refresh token may be presented again for the same successor (a "
+    "lost answer) before it counts as reuse; 0 turns it off.",
+)
 MAX_FAILED_LOGINS = Setting(
     "max-failed-logins",
     integer(minimum=1),
     "5",
-    "Failed logins of one account before Login answers RESOURCE_EXHAUSTED.",
+    "Failed password checks of one account from one client address before they are refused "
+    "with RESOURCE_EXHAUSTED.",
+)
+MAX_FAILED_LOGINS_PER_ADDRESS = Setting(
+    "max-failed-logins-per-address",
+    integer(minimum=1),
+    "50",
+    "Failed password checks from one client address, over all accounts.",
+)
+MAX_FAILED_LOGINS_PER_ACCOUNT = Setting(
+    "max-failed-logins-per-account",
+    integer(minimum=1),
+    "100",
+    "Failed password checks of one account, over all addresses (the global ceiling).",
 )
 FAILED_LOGIN_WINDOW = Setting(
     "failed-login-window", duration(), "15m", "The window in which failed logins count."
+)
+TRUST_FORWARDED_FOR = Setting(
+    "trust-forwarded-for",
+    parse_bool,
+    "false",
+    "Take the client address from the last x-forwarded-for entry (set by the edge proxy); "
+    "only behind a proxy that sets it, otherwise clients choose their address.",
+)
+PASSWORD_HASH_WORKERS = Setting(
+    "password-hash-workers",
+    integer(minimum=0),
+    "0",
+    "Threads that hash passwords; 0 sizes them from the container's CPU and memory limits.",
+)
+PASSWORD_HASH_QUEUE = Setting(
+    "password-hash-queue",
+    integer(minimum=0),
+    "16",
+    "Password hashes that may wait for a thread; beyond that RESOURCE_EXHAUSTED.",
 )
 ARGON2_MEMORY_KIB = Setting(
     "argon2-memory-kib",
@@ -93,10 +139,16 @@ SETTINGS: tuple[Setting[object], ...] = (
     AUDIENCE,
     ACCESS_TOKEN_TTL,
     REFRESH_TOKEN_TTL,
+    REFRESH_TOKEN_GRACE,
     MAX_FAILED_LOGINS,
+    MAX_FAILED_LOGINS_PER_ADDRESS,
+    MAX_FAILED_LOGINS_PER_ACCOUNT,
     FAILED_LOGIN_WINDOW,
+    TRUST_FORWARDED_FOR,
     ARGON2_MEMORY_KIB,
     ARGON2_TIME_COST,
+    PASSWORD_HASH_WORKERS,
+    PASSWORD_HASH_QUEUE,
 )
 """Every setting of ``meshchat-auth serve``, in the order of its ``--help``."""
 
@@ -122,14 +174,26 @@ class Argon2Parameters:
 
 
 @dataclass(frozen=True, slots=True)
+class HashingPoolSize:
+    """The password-hashing pool: ``workers`` threads (0: from the container's limits) and
+    at most ``queue`` hashes waiting for one."""
+
+    workers: int = PASSWORD_HASH_WORKERS.default_value
+    queue: int = PASSWORD_HASH_QUEUE.default_value
+
+
+@dataclass(frozen=True, slots=True)
 class TokenPolicy:
-    """Who issues tokens for whom, and for how long."""
+    """Who issues tokens for whom, for how long, and how many password guesses are allowed."""
 
     issuer: str = ISSUER.default_value
     audience: str = AUDIENCE.default_value
     access_ttl: float = ACCESS_TOKEN_TTL.default_value
     refresh_ttl: float = REFRESH_TOKEN_TTL.default_value
+    refresh_grace: float = REFRESH_TOKEN_GRACE.default_value
     max_failed_logins: int = MAX_FAILED_LOGINS.default_value
+    max_failed_logins_per_address: int = MAX_FAILED_LOGINS_PER_ADDRESS.default_value
+    max_failed_logins_per_account: int = MAX_FAILED_LOGINS_PER_ACCOUNT.default_value
     failed_login_window: float = FAILED_LOGIN_WINDOW.default_value
 
     def __post_init__(self) -> None:
@@ -148,6 +212,8 @@ class AuthConfig:
     generate_key: bool = GENERATE_KEY.default_value
     tokens: TokenPolicy = field(default_factory=TokenPolicy)
     argon2: Argon2Parameters = field(default_factory=Argon2Parameters)
+    hashing: HashingPoolSize = field(default_factory=HashingPoolSize)
+    trust_forwarded_for: bool = TRUST_FORWARDED_FOR.default_value
     log_level: str = LOG_LEVEL.default_value
 
 
@@ -163,11 +229,18 @@ def config_from(values: SettingValues) -> AuthConfig:
             audience=values[AUDIENCE],
             access_ttl=values[ACCESS_TOKEN_TTL],
             refresh_ttl=values[REFRESH_TOKEN_TTL],
+            refresh_grace=values[REFRESH_TOKEN_GRACE],
             max_failed_logins=values[MAX_FAILED_LOGINS],
+            max_failed_logins_per_address=values[MAX_FAILED_LOGINS_PER_ADDRESS],
+            max_failed_logins_per_account=values[MAX_FAILED_LOGINS_PER_ACCOUNT],
             failed_login_window=values[FAILED_LOGIN_WINDOW],
         ),
         argon2=Argon2Parameters(
             memory_kib=values[ARGON2_MEMORY_KIB], time_cost=values[ARGON2_TIME_COST]
         ),
+        hashing=HashingPoolSize(
+            workers=values[PASSWORD_HASH_WORKERS], queue=values[PASSWORD_HASH_QUEUE]
+        ),
+        trust_forwarded_for=values[TRUST_FORWARDED_FOR],
         log_level=values[LOG_LEVEL],
     )

@@ -16,14 +16,23 @@ from meshchat_auth.domain import (
     PASSWORD_MAX,
     IssuedTokens,
     NewUser,
+    RefreshFamily,
     RefreshToken,
+    RotationOutcome,
     User,
     UserChanges,
+    attempt_limits,
     validate_email,
     validate_password,
     validate_username,
+    well_formed_username,
 )
-from meshchat_auth.issuer import TokenIssuer, hash_refresh_token
+from meshchat_auth.issuer import (
+    TokenIssuer,
+    hash_refresh_token,
+    seal_successor,
+    unseal_successor,
+)
 from meshchat_auth.passwords import PasswordHasher
 from meshchat_auth.store import AuthStore
 from meshchat_runtime.access import UNAUTHENTICATED_MESSAGE, AccessPolicy
@@ -38,13 +47,23 @@ from meshchat_runtime.identity import Principal, Role
 from meshchat_runtime.timestamps import utc_now
 from meshchat_runtime.tokens import TokenVerifier
 
-__all__ = ["AccessChecker", "AccountService", "Page", "SessionService"]
+__all__ = ["AccessChecker", "AccountService", "Page", "PasswordCheck", "SessionService"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
+WRONG_CREDENTIALS = "wrong username or password"
+
+_REFUSED_ROTATIONS = {
+    RotationOutcome.UNKNOWN: "invalid refresh token",
+    RotationOutcome.REVOKED: "refresh token revoked: log in again",
+    RotationOutcome.EXPIRED: "refresh token expired: log in again",
+    RotationOutcome.REUSED: (
+        "refresh token already used: all sessions of it are revoked, log in again"
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +87,70 @@ def _after_username(page_token: str) -> str | None:
         raise InvalidArgument("page_token", "is not a token this service returned") from None
 
 
+class PasswordCheck:
+    """Verifies a password behind the failed-attempt limits (see
+    :func:`~meshchat_auth.domain.attempt_limits`).
+
+    Each check is reserved in the store before the password is verified, atomically across
+    concurrent calls and replicas, so parallel guesses cannot all pass a count read before
+    any of them was written; past a limit no password is verified at all. A check that
+    succeeds takes its reservation back (and clears its account-and-address record); a
+    wrong one leaves it counted.
+    """
+
+    def __init__(
+        self, store: AuthStore, hasher: PasswordHasher, policy: TokenPolicy, clock: Clock
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._policy = policy
+        self._clock = clock
+
+    async def verify(self, username: str, address: str, user: User | None, password: str) -> bool:
+        """Whether ``password`` is ``user``'s (an unknown user costs the same time);
+        ResourceExhausted when a limit is reached or the hashing pool is full."""
+        policy = self._policy
+        limits = attempt_limits(
+            username,
+            address,
+            policy.max_failed_logins,
+            policy.max_failed_logins_per_address,
+            policy.max_failed_logins_per_account,
+        )
+        keys = [limit.key for limit in limits]
+        wait = await self._store.reserve_login_attempt(
+            limits, self._clock(), policy.failed_login_window
+        )
+        if wait is not None:
+            raise ResourceExhausted(
+                f"too many failed logins for this account; try again in {int(wait) + 1} s", wait
+            )
+        try:
+            if user is None:
+                await self._hasher.verify_nothing(password)
+                return False
+            valid = await self._hasher.verify(user.password_hash, password)
+        except ResourceExhausted:
+            await self._store.release_login_attempt(keys, [])  # nothing was checked
+            raise
+        if valid:
+            await self._store.release_login_attempt(keys[1:], keys[:1])
+        return valid
+
+
 class AccountService:
     """Creating, reading, changing and deleting accounts."""
 
-    def __init__(self, store: AuthStore, hasher: PasswordHasher, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: AuthStore,
+        hasher: PasswordHasher,
+        passwords: PasswordCheck,
+        clock: Clock = utc_now,
+    ) -> None:
         self._store = store
         self._hasher = hasher
+        self._passwords = passwords
         self._clock = clock
 
     async def create(
@@ -93,7 +170,7 @@ class AccountService:
         role = role or Role.USER
         if role is Role.ADMIN and (caller is None or not caller.is_admin):
             raise PermissionDenied("only an admin may create an admin")
-        password_hash = await self._hasher.hash(password)
+        password_hash = await self._hasher.hash_new(password, (username, email))
         user = await self._store.create_user(
             NewUser(username, email, role, password_hash), self._clock()
         )
@@ -117,6 +194,18 @@ class AccountService:
         """Whether the caller may see the user's email."""
         return caller.is_admin or caller.user_id == user.id
 
+    async def _confirm_self(
+        self, caller: Principal, user: User, current_password: str, address: str, action: str
+    ) -> None:
+        """One's own password, email and account change only with the current password: a
+        stolen access token alone must not become a takeover."""
+        if caller.user_id != user.id:
+            return
+        if not current_password:
+            raise InvalidArgument("current_password", f"is required to {action}")
+        if not await self._passwords.verify(user.username, address, user, current_password):
+            raise PermissionDenied("current_password: is wrong")
+
     async def update(
         self,
         caller: Principal,
@@ -126,8 +215,12 @@ class AccountService:
         password: str | None = None,
         password_confirm: str | None = None,
         role: Role | None = None,
+        current_password: str = "",
+        address: str = "",
     ) -> User:
-        """Change one's own account, or any account as an admin; roles are admin-only."""
+        """Change one's own account (email and password only with the current password), or
+        any account as an admin; roles are admin-only. A new password revokes every refresh
+        family of the user but the caller's own session."""
         if not user_id:
             raise InvalidArgument("id", "is required")
         if caller.user_id != user_id and not caller.is_admin:
@@ -136,22 +229,43 @@ class AccountService:
             raise PermissionDenied("only an admin may change a role")
         if email is not None:
             validate_email(email)
-        password_hash = None
         if password is not None:
             validate_password(password, password_confirm or "")
-            password_hash = await self._hasher.hash(password)
-        changes = UserChanges(email=email, password_hash=password_hash, role=role)
-        user = await self._store.update_user(user_id, changes, self._clock())
-        if user is None:
+        user = await self.get(user_id=user_id)
+        if email is not None or password is not None:
+            await self._confirm_self(
+                caller, user, current_password, address, "change your email or password"
+            )
+        changes = UserChanges(email=email, role=role)
+        if password is not None:
+            changes = UserChanges(
+                email=email,
+                role=role,
+                password_hash=await self._hasher.hash_new(password, (user.username, user.email)),
+                revoke_families=True,
+                keep_family=(caller.session_id or None) if caller.user_id == user_id else None,
+            )
+        updated = await self._store.update_user(user_id, changes, self._clock())
+        if updated is None:
             raise NotFound(f"no user {user_id!r}")
-        return user
+        if password is not None:
+            log.info(
+                "password changed: other sessions revoked",
+                extra={"user_id": user_id, "by": caller.user_id},
+            )
+        return updated
 
-    async def delete(self, caller: Principal, user_id: str) -> None:
-        """Delete one's own account, or any account as an admin, with its tokens."""
+    async def delete(
+        self, caller: Principal, user_id: str, *, current_password: str = "", address: str = ""
+    ) -> None:
+        """Delete one's own account (with the current password), or any account as an admin,
+        with its tokens."""
         if not user_id:
             raise InvalidArgument("id", "is required")
         if caller.user_id != user_id and not caller.is_admin:
             raise PermissionDenied("you may only delete your own account")
+        user = await self.get(user_id=user_id)
+        await self._confirm_self(caller, user, current_password, address, "delete your account")
         if not await self._store.delete_user(user_id):
             raise NotFound(f"no user {user_id!r}")
         log.info("user deleted", extra={"user_id": user_id, "by": caller.user_id})
@@ -176,50 +290,35 @@ class SessionService:
         self,
         store: AuthStore,
         hasher: PasswordHasher,
+        passwords: PasswordCheck,
         issuer: TokenIssuer,
         policy: TokenPolicy,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._hasher = hasher
+        self._passwords = passwords
         self._issuer = issuer
         self._policy = policy
         self._clock = clock
 
-    async def _throttle(self, username_key: str, now: datetime) -> None:
-        failures = await self._store.login_failures(username_key)
-        if failures is None:
-            return
-        count, window_start = failures
-        window_end = window_start + timedelta(seconds=self._policy.failed_login_window)
-        if count >= self._policy.max_failed_logins and window_end > now:
-            wait = (window_end - now).total_seconds()
-            raise ResourceExhausted(
-                f"too many failed logins for this account; try again in {int(wait) + 1} s", wait
-            )
-
-    async def login(self, username: str, password: str) -> IssuedTokens:
+    async def login(self, username: str, password: str, address: str = "") -> IssuedTokens:
         """Check the password and open a new token family. Unknown users and wrong
-        passwords get the same answer, in the same time."""
+        passwords get the same answer, in the same time; guesses are limited per account
+        and client ``address`` (see :class:`PasswordCheck`)."""
         if not username:
             raise InvalidArgument("username", "is required")
         if not password:
             raise InvalidArgument("password", "is required")
         if len(password) > PASSWORD_MAX:
             raise InvalidArgument("password", f"must be at most {PASSWORD_MAX} characters")
-        now = self._clock()
-        key = username.lower()
-        await self._throttle(key, now)
+        if not well_formed_username(username):
+            # No account can have it, and the pattern is public: nothing to check or count.
+            raise Unauthenticated(WRONG_CREDENTIALS)
         user = await self._store.get_user_by_username(username)
-        if user is None:
-            await self._hasher.verify_nothing(password)
-            valid = False
-        else:
-            valid = await self._hasher.verify(user.password_hash, password)
-        if user is None or not valid:
-            await self._store.count_login_failure(key, now, self._policy.failed_login_window)
-            raise Unauthenticated("wrong username or password")
-        await self._store.clear_login_failures(key)
+        if not await self._passwords.verify(username, address, user, password) or user is None:
+            raise Unauthenticated(WRONG_CREDENTIALS)
+        now = self._clock()
         if self._hasher.needs_rehash(user.password_hash):
             new_hash = await self._hasher.hash(password)
             user = (
@@ -227,53 +326,56 @@ class SessionService:
                 or user
             )
             log.info("password hash upgraded", extra={"user_id": user.id})
-        family = str(uuid.uuid4())
-        expires = now + timedelta(seconds=self._policy.refresh_ttl)
-        return await self._issue(user, family, expires, now)
-
-    async def _issue(
-        self, user: User, family_id: str, refresh_expires: datetime, now: datetime
-    ) -> IssuedTokens:
-        refresh = self._issuer.refresh_token()
-        await self._store.add_refresh_token(
-            RefreshToken(hash_refresh_token(refresh), family_id, user.id, now, refresh_expires)
+        family = RefreshFamily(
+            str(uuid.uuid4()), user.id, now, now + timedelta(seconds=self._policy.refresh_ttl)
         )
-        access, access_expires = self._issuer.access_token(user, now)
+        refresh = self._issuer.refresh_token()
+        await self._store.start_family(
+            family, RefreshToken(hash_refresh_token(refresh), family.family_id, user.id, now)
+        )
+        return self._tokens(user, family.family_id, refresh, family.expires_at, now)
+
+    def _tokens(
+        self, user: User, family_id: str, refresh: str, refresh_expires: datetime, now: datetime
+    ) -> IssuedTokens:
+        access, access_expires = self._issuer.access_token(user, family_id, now)
         return IssuedTokens(access, access_expires, refresh, refresh_expires, user)
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
-        """Use a refresh token up and return a new pair in the same family. A token that
-        was used already revokes its whole family: somebody holds a stolen copy."""
+        """Use a refresh token up and return a new pair in the same family, in one atomic
+        step of the store. A token used moments ago whose successor is still unused (the
+        answer was lost) gets that same successor again; any other use of a used token
+        revokes the whole family: somebody holds a stolen copy."""
         if not refresh_token:
             raise InvalidArgument("refresh_token", "is required")
         now = self._clock()
-        record = await self._store.get_refresh_token(hash_refresh_token(refresh_token))
-        if record is None:
-            raise Unauthenticated("invalid refresh token")
-        if record.revoked_at is not None:
-            raise Unauthenticated("refresh token revoked: log in again")
-        if record.expires_at <= now:
-            raise Unauthenticated("refresh token expired: log in again")
-        if record.used_at is not None or not await self._store.use_refresh_token(
-            record.token_hash, now
-        ):
-            await self._store.revoke_family(record.family_id, now)
-            log.warning("refresh token reuse: family revoked", extra={"user_id": record.user_id})
-            raise Unauthenticated(
-                "refresh token already used: all sessions of it are revoked, log in again"
-            )
-        user = await self._store.get_user(record.user_id)
-        if user is None:
+        successor = self._issuer.refresh_token()
+        rotation = await self._store.rotate_refresh_token(
+            hash_refresh_token(refresh_token),
+            hash_refresh_token(successor),
+            seal_successor(refresh_token, successor),
+            now,
+            self._policy.refresh_grace,
+        )
+        if rotation.outcome is RotationOutcome.REUSED:
+            log.warning("refresh token reuse: family revoked", extra={"user_id": rotation.user_id})
+        if rotation.outcome is RotationOutcome.REPEATED and rotation.successor_sealed:
+            repeated = unseal_successor(refresh_token, rotation.successor_sealed)
+            if repeated is None:
+                raise Unauthenticated(_REFUSED_ROTATIONS[RotationOutcome.UNKNOWN])
+            successor = repeated
+        elif rotation.outcome is not RotationOutcome.ROTATED:
+            raise Unauthenticated(_REFUSED_ROTATIONS[rotation.outcome])
+        user = await self._store.get_user(rotation.user_id)
+        if user is None or rotation.expires_at is None:
             raise Unauthenticated("the account no longer exists")
-        return await self._issue(user, record.family_id, record.expires_at, now)
+        return self._tokens(user, rotation.family_id, successor, rotation.expires_at, now)
 
     async def logout(self, refresh_token: str) -> None:
         """Revoke the refresh token's family. Unknown tokens are ignored (nothing to end)."""
         if not refresh_token:
             raise InvalidArgument("refresh_token", "is required")
-        record = await self._store.get_refresh_token(hash_refresh_token(refresh_token))
-        if record is not None:
-            await self._store.revoke_family(record.family_id, self._clock())
+        await self._store.revoke_family_of(hash_refresh_token(refresh_token), self._clock())
 
     def jwks(self) -> list[dict[str, Any]]:
         """The public keys that verify access tokens."""

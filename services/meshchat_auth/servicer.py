@@ -18,6 +18,7 @@ from meshchat.auth.v1 import (
 )
 from meshchat_auth.domain import IssuedTokens, User
 from meshchat_auth.service import AccessChecker, AccountService, SessionService
+from meshchat_runtime.clients import ClientAddresses
 from meshchat_runtime.identity import Role
 from meshchat_runtime.interceptors import bearer_token, current_principal, optional_principal
 
@@ -62,8 +63,9 @@ def tokens_to_proto(tokens: IssuedTokens) -> auth_pb2.TokenPair:
 class UserServicer(users_pb2_grpc.UserServiceServicer):
     """meshchat.auth.v1.UserService."""
 
-    def __init__(self, accounts: AccountService) -> None:
+    def __init__(self, accounts: AccountService, addresses: ClientAddresses) -> None:
         self._accounts = accounts
+        self._addresses = addresses
 
     async def CreateUser(
         self, request: users_pb2.CreateUserRequest, context: Context
@@ -95,13 +97,20 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
             if request.HasField("password_confirm")
             else None,
             role=_role(request.role) if request.HasField("role") else None,
+            current_password=request.current_password,
+            address=self._addresses.of(context),
         )
         return user_to_proto(user, private=True)
 
     async def DeleteUser(
         self, request: users_pb2.DeleteUserRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self._accounts.delete(current_principal(), request.id)
+        await self._accounts.delete(
+            current_principal(),
+            request.id,
+            current_password=request.current_password,
+            address=self._addresses.of(context),
+        )
         return empty_pb2.Empty()
 
     async def ListUsers(
@@ -117,11 +126,15 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     """meshchat.auth.v1.AuthService."""
 
-    def __init__(self, sessions: SessionService) -> None:
+    def __init__(self, sessions: SessionService, addresses: ClientAddresses) -> None:
         self._sessions = sessions
+        self._addresses = addresses
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.TokenPair:
-        return tokens_to_proto(await self._sessions.login(request.username, request.password))
+        tokens = await self._sessions.login(
+            request.username, request.password, self._addresses.of(context)
+        )
+        return tokens_to_proto(tokens)
 
     async def Refresh(
         self, request: auth_pb2.RefreshRequest, context: Context

@@ -36,6 +36,8 @@ class Principal:
     role: Role
     expires_at: float
     token_id: str = ""
+    session_id: str = ""
+    """The login the token belongs to (its ``sid`` claim), when the token names one."""
 
     @property
     def is_admin(self) -> bool:

@@ -214,8 +214,13 @@ def bearer_token(context: Context) -> str | None:
 
 async def _abort(context: Context, error: DomainError) -> NoReturn:
     if isinstance(error, ResourceExhausted):
+        # grpc-retry-pushback-ms is what gRPC clients with a retry policy obey (gRFC A6);
+        # retry-after-seconds is for people and scripts.
         context.set_trailing_metadata(
-            (("retry-after-seconds", str(max(1, math.ceil(error.retry_after)))),)
+            (
+                ("retry-after-seconds", str(max(1, math.ceil(error.retry_after)))),
+                ("grpc-retry-pushback-ms", str(max(1, math.ceil(error.retry_after * 1000)))),
+            )
         )
     await context.abort(status_code_for(error), error.message)
 

@@ -159,4 +159,5 @@ class TokenVerifier:
             role=role,
             expires_at=float(claims["exp"]),
             token_id=str(claims["jti"]),
+            session_id=str(claims.get("sid", "")),
         )

@@ -4,10 +4,19 @@ this one)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from meshchat_auth.domain import LoginFailures, NewUser, RefreshToken, User, UserChanges
+from meshchat_auth.domain import (
+    AttemptLimit,
+    NewUser,
+    RefreshFamily,
+    RefreshToken,
+    Rotation,
+    User,
+    UserChanges,
+)
 from meshchat_auth.store.postgres import PostgresAuthStore
 from meshchat_auth.store.sqlite import SqliteAuthStore
 from meshchat_runtime.settings import DatabaseUrl
@@ -16,7 +25,7 @@ __all__ = ["AuthStore", "open_store"]
 
 
 class AuthStore(Protocol):
-    """Users, refresh tokens and failed-login counters.
+    """Users, refresh-token families and failed-login counters.
 
     Usernames and emails are unique regardless of case. Methods raise AlreadyExists for a
     duplicate username or email; they never half-apply a change.
@@ -35,46 +44,54 @@ class AuthStore(Protocol):
         ...
 
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
-        """Apply ``changes``; None when the account does not exist."""
+        """Apply ``changes`` (revoking families when they say so) in one step; None when
+        the account does not exist."""
         ...
 
     async def delete_user(self, user_id: str) -> bool:
-        """Delete the account and all of its refresh tokens; False when there was none."""
+        """Delete the account and all of its refresh families; False when there was none."""
         ...
 
     async def list_users(self, after_username: str | None, limit: int) -> list[User]:
         """Accounts ordered by lowercase username, after ``after_username`` when given."""
         ...
 
-    async def add_refresh_token(self, token: RefreshToken) -> None:
-        """Store a new refresh token."""
+    async def start_family(self, family: RefreshFamily, first: RefreshToken) -> None:
+        """Store a new family (a login) with its first refresh token."""
         ...
 
-    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
-        """The refresh token with this hash."""
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        successor_hash: str,
+        successor_sealed: bytes,
+        now: datetime,
+        grace_seconds: float,
+    ) -> Rotation:
+        """Present a refresh token, as one atomic step: read it and its family under the
+        family's lock, decide with :func:`~meshchat_auth.domain.decide_rotation`, and apply
+        the outcome: ROTATED marks it used, keeps ``successor_sealed`` with it and stores
+        the successor (issued ``now``) in its family, whose older sealed copy is no longer
+        needed and is dropped; REUSED revokes the family. A revoked family never gains a
+        token."""
         ...
 
-    async def use_refresh_token(self, token_hash: str, now: datetime) -> bool:
-        """Mark the token used, atomically: True only for the one call that used it while
-        it was unused and not revoked."""
+    async def revoke_family_of(self, token_hash: str, now: datetime) -> None:
+        """Revoke the family of this refresh token (nothing when it is unknown)."""
         ...
 
-    async def revoke_family(self, family_id: str, now: datetime) -> None:
-        """Revoke every token of a rotation family."""
+    async def reserve_login_attempt(
+        self, limits: Sequence[AttemptLimit], now: datetime, window_seconds: float
+    ) -> float | None:
+        """Count one password check under every key, atomically, before it is made: None
+        when every count stays within its limit; otherwise nothing is counted and the
+        seconds until the exhausted windows end are returned. A key's window starts at its
+        first count and lasts ``window_seconds``; expired records are pruned on the way."""
         ...
 
-    async def count_login_failure(
-        self, username_key: str, now: datetime, window_seconds: float
-    ) -> LoginFailures:
-        """Count one failed login, starting a new window when the last one has passed."""
-        ...
-
-    async def login_failures(self, username_key: str) -> LoginFailures | None:
-        """The current failure count and its window start, if any."""
-        ...
-
-    async def clear_login_failures(self, username_key: str) -> None:
-        """Forget the failures of an account (after a successful login)."""
+    async def release_login_attempt(self, uncount: Sequence[str], forget: Sequence[str]) -> None:
+        """Take a reserved attempt back: one count off each key of ``uncount``, the keys of
+        ``forget`` deleted (a successful login clears its own account-and-address record)."""
         ...
 
     async def ping(self) -> bool:

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from meshchat_auth.domain import LoginFailures, NewUser, RefreshToken, User, UserChanges
+from meshchat_auth.domain import (
+    AttemptLimit,
+    NewUser,
+    RefreshFamily,
+    RefreshToken,
+    Rotation,
+    RotationOutcome,
+    StoredRotation,
+    User,
+    UserChanges,
+    decide_rotation,
+)
 from meshchat_runtime.database import PostgresDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
@@ -19,6 +31,9 @@ __all__ = ["MIGRATION_LOCK", "PostgresAuthStore"]
 
 # The advisory lock under which replicas starting together apply the migrations one at a time.
 MIGRATION_LOCK = "meshchat_auth.migrations"
+# Expired failed-login records deleted per reservation: more than one reservation creates,
+# so the table stays bounded by the records of one window.
+PRUNE_BATCH = 100
 
 _USERS = "SELECT id::text, username, email, role, password_hash, created_at, updated_at FROM users "
 
@@ -118,16 +133,25 @@ class PostgresAuthStore:
             "UPDATE users SET {} WHERE id = %s "
             "RETURNING id::text, username, email, role, password_hash, created_at, updated_at"
         ).format(sql.SQL(", ").join(assignments))
+        keep = (
+            changes.keep_family if changes.keep_family and _is_uuid(changes.keep_family) else None
+        )
         try:
-            async with self._db.connection() as conn:
+            async with self._db.connection() as conn, conn.transaction():
                 cur = await conn.execute(query, (*values, user_id))
                 row = await cur.fetchone()
+                if row is not None and changes.revoke_families:
+                    await conn.execute(
+                        "UPDATE refresh_families SET revoked_at = %s WHERE user_id = %s "
+                        "AND revoked_at IS NULL AND family_id IS DISTINCT FROM %s::uuid",
+                        (now, user_id, keep),
+                    )
         except psycopg.errors.UniqueViolation as exc:
             raise _duplicate(exc) from None
         return _user(row) if row else None
 
     async def delete_user(self, user_id: str) -> bool:
-        """Delete the account; its refresh tokens go with it (ON DELETE CASCADE)."""
+        """Delete the account; its refresh families and tokens go with it (ON DELETE CASCADE)."""
         if not _is_uuid(user_id):
             return False
         async with self._db.connection() as conn:
@@ -143,84 +167,146 @@ class PostgresAuthStore:
             )
             return [_user(row) for row in await cur.fetchall()]
 
-    async def add_refresh_token(self, token: RefreshToken) -> None:
-        """Store a new refresh token."""
-        async with self._db.connection() as conn:
+    async def start_family(self, family: RefreshFamily, first: RefreshToken) -> None:
+        """Store a new family with its first refresh token."""
+        async with self._db.connection() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (
-                    token.token_hash,
-                    token.family_id,
-                    token.user_id,
-                    token.issued_at,
-                    token.expires_at,
-                ),
+                "INSERT INTO refresh_families (family_id, user_id, created_at, expires_at) "
+                "VALUES (%s, %s, %s, %s)",
+                (family.family_id, family.user_id, family.created_at, family.expires_at),
+            )
+            await conn.execute(
+                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at) "
+                "VALUES (%s, %s, %s, %s)",
+                (first.token_hash, first.family_id, first.user_id, first.issued_at),
             )
 
-    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
-        """The refresh token with this hash."""
-        async with self._db.connection() as conn:
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        successor_hash: str,
+        successor_sealed: bytes,
+        now: datetime,
+        grace_seconds: float,
+    ) -> Rotation:
+        """One transaction holding the family row's lock, which every rotation and
+        revocation of the family takes: they run one after the other."""
+        async with self._db.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "SELECT token_hash, family_id::text, user_id::text, issued_at, expires_at, used_at, "
-                "revoked_at FROM refresh_tokens WHERE token_hash = %s",
+                "SELECT f.family_id FROM refresh_families f JOIN refresh_tokens t "
+                "ON t.family_id = f.family_id WHERE t.token_hash = %s FOR UPDATE OF f",
+                (token_hash,),
+            )
+            if await cur.fetchone() is None:
+                return Rotation(RotationOutcome.UNKNOWN)
+            # Read after the lock, in a statement of its own: under READ COMMITTED it sees
+            # every rotation that committed before the lock was granted.
+            cur = await conn.execute(
+                "SELECT t.family_id::text, t.user_id::text, t.used_at, t.successor_sealed, "
+                "f.expires_at, f.revoked_at, s.used_at AS successor_used_at "
+                "FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id "
+                "LEFT JOIN refresh_tokens s ON s.token_hash = t.successor_hash "
+                "WHERE t.token_hash = %s",
                 (token_hash,),
             )
             row = await cur.fetchone()
-        return RefreshToken(**row) if row else None
+            assert row is not None  # tokens are deleted only with their family's user
+            stored = StoredRotation(
+                family_id=row["family_id"],
+                user_id=row["user_id"],
+                family_expires_at=row["expires_at"],
+                family_revoked=row["revoked_at"] is not None,
+                used_at=row["used_at"],
+                successor_sealed=row["successor_sealed"],
+                successor_used=row["successor_used_at"] is not None,
+            )
+            outcome = decide_rotation(stored, now, grace_seconds)
+            if outcome is RotationOutcome.ROTATED:
+                await conn.execute(
+                    "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_hash = %s",
+                    (token_hash,),
+                )
+                await conn.execute(
+                    "UPDATE refresh_tokens SET used_at = %s, successor_hash = %s, "
+                    "successor_sealed = %s WHERE token_hash = %s",
+                    (now, successor_hash, successor_sealed, token_hash),
+                )
+                await conn.execute(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at) "
+                    "VALUES (%s, %s, %s, %s)",
+                    (successor_hash, stored.family_id, stored.user_id, now),
+                )
+            elif outcome is RotationOutcome.REUSED:
+                await conn.execute(
+                    "UPDATE refresh_families SET revoked_at = %s WHERE family_id = %s",
+                    (now, stored.family_id),
+                )
+        return Rotation(
+            outcome,
+            stored.family_id,
+            stored.user_id,
+            stored.family_expires_at,
+            bytes(stored.successor_sealed)
+            if outcome is RotationOutcome.REPEATED and stored.successor_sealed is not None
+            else None,
+        )
 
-    async def use_refresh_token(self, token_hash: str, now: datetime) -> bool:
-        """Mark the token used if it is unused and not revoked."""
+    async def revoke_family_of(self, token_hash: str, now: datetime) -> None:
+        """Revoke the family of this refresh token."""
         async with self._db.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE refresh_tokens SET used_at = %s "
-                "WHERE token_hash = %s AND used_at IS NULL AND revoked_at IS NULL",
+            await conn.execute(
+                "UPDATE refresh_families SET revoked_at = %s WHERE revoked_at IS NULL AND "
+                "family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = %s)",
                 (now, token_hash),
             )
-            return cur.rowcount == 1
 
-    async def revoke_family(self, family_id: str, now: datetime) -> None:
-        """Revoke every token of a rotation family."""
+    async def reserve_login_attempt(
+        self, limits: Sequence[AttemptLimit], now: datetime, window_seconds: float
+    ) -> float | None:
+        """One upsert counts every key (in key order, so that concurrent reservations lock
+        rows in the same order and never deadlock); when a count passes its limit, the
+        transaction is rolled back and nothing was counted."""
+        window = timedelta(seconds=window_seconds)
+        cutoff = now - window
+        by_key = {limit.key: limit.limit for limit in limits}
+        waits: list[float] = []
         async with self._db.connection() as conn:
+            # Its own transaction, and SKIP LOCKED: pruning never waits for, or holds up, a
+            # reservation.
             await conn.execute(
-                "UPDATE refresh_tokens SET revoked_at = %s WHERE family_id = %s AND revoked_at IS NULL",
-                (now, family_id),
+                "DELETE FROM login_failures WHERE attempt_key IN (SELECT attempt_key FROM "
+                "login_failures WHERE window_start <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+                (cutoff, PRUNE_BATCH),
             )
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "INSERT INTO login_failures AS f (attempt_key, window_start, failures) "
+                    "SELECT k, %(now)s, 1 FROM unnest(%(keys)s::text[]) AS k ORDER BY k "
+                    "ON CONFLICT (attempt_key) DO UPDATE SET "
+                    "window_start = CASE WHEN f.window_start <= %(cutoff)s "
+                    "THEN %(now)s ELSE f.window_start END, "
+                    "failures = CASE WHEN f.window_start <= %(cutoff)s "
+                    "THEN 1 ELSE f.failures + 1 END "
+                    "RETURNING attempt_key, window_start, failures",
+                    {"now": now, "keys": sorted(by_key), "cutoff": cutoff},
+                )
+                for row in await cur.fetchall():
+                    if row["failures"] > by_key[row["attempt_key"]]:
+                        waits.append((row["window_start"] + window - now).total_seconds())
+                if waits:
+                    raise psycopg.Rollback()
+        return max(waits) if waits else None
 
-    async def count_login_failure(
-        self, username_key: str, now: datetime, window_seconds: float
-    ) -> LoginFailures:
-        """Count one failed login, atomically across replicas."""
-        async with self._db.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO login_failures AS f (username_key, window_start, failures) "
-                "VALUES (%(key)s, %(now)s, 1) ON CONFLICT (username_key) DO UPDATE SET "
-                "window_start = CASE WHEN f.window_start + %(window)s <= %(now)s "
-                "THEN %(now)s ELSE f.window_start END, "
-                "failures = CASE WHEN f.window_start + %(window)s <= %(now)s "
-                "THEN 1 ELSE f.failures + 1 END "
-                "RETURNING failures, window_start",
-                {"key": username_key, "now": now, "window": timedelta(seconds=window_seconds)},
-            )
-            row = await cur.fetchone()
-        assert row is not None
-        return row["failures"], row["window_start"]
-
-    async def login_failures(self, username_key: str) -> LoginFailures | None:
-        """The current failure count and its window start."""
-        async with self._db.connection() as conn:
-            cur = await conn.execute(
-                "SELECT failures, window_start FROM login_failures WHERE username_key = %s",
-                (username_key,),
-            )
-            row = await cur.fetchone()
-        return (row["failures"], row["window_start"]) if row else None
-
-    async def clear_login_failures(self, username_key: str) -> None:
-        """Forget the failures of an account."""
-        async with self._db.connection() as conn:
+    async def release_login_attempt(self, uncount: Sequence[str], forget: Sequence[str]) -> None:
+        """Take a reserved attempt back."""
+        async with self._db.connection() as conn, conn.transaction():
             await conn.execute(
-                "DELETE FROM login_failures WHERE username_key = %s", (username_key,)
+                "UPDATE login_failures SET failures = failures - 1 "
+                "WHERE attempt_key = ANY(%s) AND failures > 0",
+                (list(uncount),),
+            )
+            await conn.execute(
+                "DELETE FROM login_failures WHERE attempt_key = ANY(%s)", (list(forget),)
             )
 
     async def ping(self) -> bool:

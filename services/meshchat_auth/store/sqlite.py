@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from meshchat_auth.domain import LoginFailures, NewUser, RefreshToken, User, UserChanges
+from meshchat_auth.domain import (
+    AttemptLimit,
+    NewUser,
+    RefreshFamily,
+    RefreshToken,
+    Rotation,
+    RotationOutcome,
+    StoredRotation,
+    User,
+    UserChanges,
+    decide_rotation,
+)
 from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
 from meshchat_runtime.timestamps import from_micros, to_micros
 
 __all__ = ["SqliteAuthStore"]
+
+# Expired failed-login records deleted per reservation: more than one reservation creates,
+# so the table stays bounded by the records of one window.
+PRUNE_BATCH = 100
 
 _USER_COLUMNS = "id, username, email, role, password_hash, created_at, updated_at"
 
@@ -115,6 +131,12 @@ class SqliteAuthStore:
                 )
                 if cur.rowcount == 0:
                     return None
+                if changes.revoke_families:
+                    await conn.execute(
+                        "UPDATE refresh_families SET revoked_at = ? WHERE user_id = ? "
+                        "AND revoked_at IS NULL AND family_id IS NOT ?",
+                        (to_micros(now), user_id, changes.keep_family),
+                    )
                 async with conn.execute(
                     f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?",  # noqa: S608
                     (user_id,),
@@ -125,9 +147,10 @@ class SqliteAuthStore:
         return _user(row)
 
     async def delete_user(self, user_id: str) -> bool:
-        """Delete the account and all of its refresh tokens."""
+        """Delete the account and all of its refresh families."""
         async with self._db.transaction() as conn:
             await conn.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))
+            await conn.execute("DELETE FROM refresh_families WHERE user_id = ?", (user_id,))
             cur = await conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
             return cur.rowcount > 0
 
@@ -143,103 +166,144 @@ class SqliteAuthStore:
         ):
             return [_user(row) for row in await cur.fetchall()]
 
-    async def add_refresh_token(self, token: RefreshToken) -> None:
-        """Store a new refresh token."""
+    async def start_family(self, family: RefreshFamily, first: RefreshToken) -> None:
+        """Store a new family with its first refresh token."""
         async with self._db.transaction() as conn:
             await conn.execute(
-                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO refresh_families (family_id, user_id, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?)",
                 (
-                    token.token_hash,
-                    token.family_id,
-                    token.user_id,
-                    to_micros(token.issued_at),
-                    to_micros(token.expires_at),
+                    family.family_id,
+                    family.user_id,
+                    to_micros(family.created_at),
+                    to_micros(family.expires_at),
                 ),
             )
-
-    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
-        """The refresh token with this hash."""
-        async with (
-            self._db.reading() as conn,
-            conn.execute(
-                "SELECT token_hash, family_id, user_id, issued_at, expires_at, used_at, revoked_at "
-                "FROM refresh_tokens WHERE token_hash = ?",
-                (token_hash,),
-            ) as cur,
-        ):
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        return RefreshToken(
-            token_hash=row["token_hash"],
-            family_id=row["family_id"],
-            user_id=row["user_id"],
-            issued_at=from_micros(row["issued_at"]),
-            expires_at=from_micros(row["expires_at"]),
-            used_at=_optional(row["used_at"]),
-            revoked_at=_optional(row["revoked_at"]),
-        )
-
-    async def use_refresh_token(self, token_hash: str, now: datetime) -> bool:
-        """Mark the token used if it is unused and not revoked."""
-        async with self._db.transaction() as conn:
-            cur = await conn.execute(
-                "UPDATE refresh_tokens SET used_at = ? "
-                "WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL",
-                (to_micros(now), token_hash),
-            )
-            return cur.rowcount == 1
-
-    async def revoke_family(self, family_id: str, now: datetime) -> None:
-        """Revoke every token of a rotation family."""
-        async with self._db.transaction() as conn:
             await conn.execute(
-                "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
-                (to_micros(now), family_id),
+                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at) "
+                "VALUES (?, ?, ?, ?)",
+                (first.token_hash, first.family_id, first.user_id, to_micros(first.issued_at)),
             )
 
-    async def count_login_failure(
-        self, username_key: str, now: datetime, window_seconds: float
-    ) -> LoginFailures:
-        """Count one failed login."""
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        successor_hash: str,
+        successor_sealed: bytes,
+        now: datetime,
+        grace_seconds: float,
+    ) -> Rotation:
+        """One BEGIN IMMEDIATE transaction: no other writer, in this process or another,
+        runs between the read and the writes."""
         async with self._db.transaction() as conn:
             async with conn.execute(
-                "SELECT window_start, failures FROM login_failures WHERE username_key = ?",
-                (username_key,),
+                "SELECT t.family_id, t.user_id, t.used_at, t.successor_sealed, f.expires_at, "
+                "f.revoked_at, s.used_at AS successor_used_at FROM refresh_tokens t "
+                "JOIN refresh_families f ON f.family_id = t.family_id "
+                "LEFT JOIN refresh_tokens s ON s.token_hash = t.successor_hash "
+                "WHERE t.token_hash = ?",
+                (token_hash,),
             ) as cur:
                 row = await cur.fetchone()
-            if (
-                row is None
-                or from_micros(row["window_start"]) + timedelta(seconds=window_seconds) <= now
-            ):
-                start, failures = now, 1
-            else:
-                start, failures = from_micros(row["window_start"]), row["failures"] + 1
-            await conn.execute(
-                "INSERT INTO login_failures (username_key, window_start, failures) VALUES (?, ?, ?) "
-                "ON CONFLICT (username_key) DO UPDATE SET window_start = excluded.window_start, "
-                "failures = excluded.failures",
-                (username_key, to_micros(start), failures),
-            )
-        return failures, start
+            stored = None
+            if row is not None:
+                stored = StoredRotation(
+                    family_id=row["family_id"],
+                    user_id=row["user_id"],
+                    family_expires_at=from_micros(row["expires_at"]),
+                    family_revoked=row["revoked_at"] is not None,
+                    used_at=_optional(row["used_at"]),
+                    successor_sealed=row["successor_sealed"],
+                    successor_used=row["successor_used_at"] is not None,
+                )
+            outcome = decide_rotation(stored, now, grace_seconds)
+            if stored is None:
+                return Rotation(outcome)
+            if outcome is RotationOutcome.ROTATED:
+                await conn.execute(
+                    "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_hash = ?",
+                    (token_hash,),
+                )
+                await conn.execute(
+                    "UPDATE refresh_tokens SET used_at = ?, successor_hash = ?, "
+                    "successor_sealed = ? WHERE token_hash = ?",
+                    (to_micros(now), successor_hash, successor_sealed, token_hash),
+                )
+                await conn.execute(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (successor_hash, stored.family_id, stored.user_id, to_micros(now)),
+                )
+            elif outcome is RotationOutcome.REUSED:
+                await conn.execute(
+                    "UPDATE refresh_families SET revoked_at = ? WHERE family_id = ?",
+                    (to_micros(now), stored.family_id),
+                )
+        return Rotation(
+            outcome,
+            stored.family_id,
+            stored.user_id,
+            stored.family_expires_at,
+            stored.successor_sealed if outcome is RotationOutcome.REPEATED else None,
+        )
 
-    async def login_failures(self, username_key: str) -> LoginFailures | None:
-        """The current failure count and its window start."""
-        async with (
-            self._db.reading() as conn,
-            conn.execute(
-                "SELECT window_start, failures FROM login_failures WHERE username_key = ?",
-                (username_key,),
-            ) as cur,
-        ):
-            row = await cur.fetchone()
-        return (row["failures"], from_micros(row["window_start"])) if row else None
-
-    async def clear_login_failures(self, username_key: str) -> None:
-        """Forget the failures of an account."""
+    async def revoke_family_of(self, token_hash: str, now: datetime) -> None:
+        """Revoke the family of this refresh token."""
         async with self._db.transaction() as conn:
-            await conn.execute("DELETE FROM login_failures WHERE username_key = ?", (username_key,))
+            await conn.execute(
+                "UPDATE refresh_families SET revoked_at = ? WHERE revoked_at IS NULL AND "
+                "family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = ?)",
+                (to_micros(now), token_hash),
+            )
+
+    async def reserve_login_attempt(
+        self, limits: Sequence[AttemptLimit], now: datetime, window_seconds: float
+    ) -> float | None:
+        """Read, check and count every key in one BEGIN IMMEDIATE transaction."""
+        window = timedelta(seconds=window_seconds)
+        cutoff = to_micros(now - window)
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "DELETE FROM login_failures WHERE attempt_key IN (SELECT attempt_key FROM "
+                "login_failures WHERE window_start <= ? LIMIT ?)",
+                (cutoff, PRUNE_BATCH),
+            )
+            counts: list[tuple[str, int, int]] = []
+            waits: list[float] = []
+            for limit in limits:
+                async with conn.execute(
+                    "SELECT window_start, failures FROM login_failures WHERE attempt_key = ?",
+                    (limit.key,),
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is None or row["window_start"] <= cutoff:
+                    start, count = to_micros(now), 0
+                else:
+                    start, count = row["window_start"], row["failures"]
+                if count >= limit.limit:
+                    waits.append((from_micros(start) + window - now).total_seconds())
+                counts.append((limit.key, start, count + 1))
+            if waits:
+                return max(waits)
+            await conn.executemany(
+                "INSERT INTO login_failures (attempt_key, window_start, failures) "
+                "VALUES (?, ?, ?) ON CONFLICT (attempt_key) DO UPDATE SET "
+                "window_start = excluded.window_start, failures = excluded.failures",
+                counts,
+            )
+        return None
+
+    async def release_login_attempt(self, uncount: Sequence[str], forget: Sequence[str]) -> None:
+        """Take a reserved attempt back."""
+        async with self._db.transaction() as conn:
+            await conn.executemany(
+                "UPDATE login_failures SET failures = failures - 1 "
+                "WHERE attempt_key = ? AND failures > 0",
+                [(key,) for key in uncount],
+            )
+            await conn.executemany(
+                "DELETE FROM login_failures WHERE attempt_key = ?", [(key,) for key in forget]
+            )
 
     async def ping(self) -> bool:
         """Whether the database answers."""

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from meshchat.auth.v1 import access_options_pb2 as meshchat_dot_auth_dot_v1_dot_access__options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshchat/auth/v1/users.proto\x12\x10meshchat.auth.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%meshchat/auth/v1/access_options.proto\"\xbb\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12$\n\x04role\x18\x04 \x01(\x0e\x32\x16.meshchat.auth.v1.Role\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x18\n\x10password_confirm\x18\x04 \x01(\t\x12$\n\x04role\x18\x05 \x01(\x0e\x32\x16.meshchat.auth.v1.Role\"9\n\x0eGetUserRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x12\n\x08username\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"\xc9\x01\n\x11UpdateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05\x65mail\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08password\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10password_confirm\x18\x04 \x01(\tH\x02\x88\x01\x01\x12)\n\x04role\x18\x05 \x01(\x0e\x32\x16.meshchat.auth.v1.RoleH\x03\x88\x01\x01\x42\x08\n\x06_emailB\x0b\n\t_passwordB\x13\n\x11_password_confirmB\x07\n\x05_role\"\x1f\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x11ListUsersResponse\x12%\n\x05users\x18\x01 \x03(\x0b\x32\x16.meshchat.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb1\x03\n\x0bUserService\x12Q\n\nCreateUser\x12#.meshchat.auth.v1.CreateUserRequest\x1a\x16.meshchat.auth.v1.User\"\x06\xca\xf3\x18\x02\x08\x01\x12K\n\x07GetUser\x12 .meshchat.auth.v1.GetUserRequest\x1a\x16.meshchat.auth.v1.User\"\x06\xca\xf3\x18\x02\x10\x01\x12Q\n\nUpdateUser\x12#.meshchat.auth.v1.UpdateUserRequest\x1a\x16.meshchat.auth.v1.User\"\x06\xca\xf3\x18\x02\x10\x01\x12Q\n\nDeleteUser\x12#.meshchat.auth.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"\x06\xca\xf3\x18\x02\x10\x01\x12\\\n\tListUsers\x12\".meshchat.auth.v1.ListUsersRequest\x1a#.meshchat.auth.v1.ListUsersResponse\"\x06\xca\xf3\x18\x02\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmeshchat/auth/v1/users.proto\x12\x10meshchat.auth.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%meshchat/auth/v1/access_options.proto\"\xbb\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12$\n\x04role\x18\x04 \x01(\x0e\x32\x16.meshchat.auth.v1.Role\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x18\n\x10password_confirm\x18\x04 \x01(\t\x12$\n\x04role\x18\x05 \x01(\x0e\x32\x16.meshchat.auth.v1.Role\"9\n\x0eGetUserRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x12\n\x08username\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"\xe3\x01\n\x11UpdateUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05\x65mail\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08password\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10password_confirm\x18\x04 \x01(\tH\x02\x88\x01\x01\x12)\n\x04role\x18\x05 \x01(\x0e\x32\x16.meshchat.auth.v1.RoleH\x03\x88\x01\x01\x12\x18\n\x10\x63urrent_password\x18\x06 \x01(\tB\x08\n\x06_emailB\x0b\n\t_passwordB\x13\n\x11_password_confirmB\x07\n\x05_role\"9\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x02 \x01(\t\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x11ListUsersResponse\x12%\n\x05users\x18\x01 \x03(\x0b\x32\x16.meshchat.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb1\x03\n\x0bUserService\x12Q\n\nCreateUser\x12#.meshchat.auth.v1.CreateUserRequest\x1a\x16.meshchat.auth.v1.User\"\x06\xca\xf3\x18\x02\x08\x01\x12K\n\x07GetUser\x12 .meshchat.auth.v1.GetUserRequest\x1a\x16.meshchat.auth.v1.User\"\x06\xca\xf3\x18\x02\x10\x01\x12Q\n\nUpdateUser\x12#.meshchat.auth.v1.UpdateUserRequest\x1a\x16.meshchat.auth.v1.User\"\x06\xca\xf3\x18\x02\x10\x01\x12Q\n\nDeleteUser\x12#.meshchat.auth.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"\x06\xca\xf3\x18\x02\x10\x01\x12\\\n\tListUsers\x12\".meshchat.auth.v1.ListUsersRequest\x1a#.meshchat.auth.v1.ListUsersResponse\"\x06\xca\xf3\x18\x02\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,13 +51,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSERREQUEST']._serialized_start=478
   _globals['_GETUSERREQUEST']._serialized_end=535
   _globals['_UPDATEUSERREQUEST']._serialized_start=538
-  _globals['_UPDATEUSERREQUEST']._serialized_end=739
-  _globals['_DELETEUSERREQUEST']._serialized_start=741
-  _globals['_DELETEUSERREQUEST']._serialized_end=772
-  _globals['_LISTUSERSREQUEST']._serialized_start=774
-  _globals['_LISTUSERSREQUEST']._serialized_end=831
-  _globals['_LISTUSERSRESPONSE']._serialized_start=833
-  _globals['_LISTUSERSRESPONSE']._serialized_end=916
-  _globals['_USERSERVICE']._serialized_start=919
-  _globals['_USERSERVICE']._serialized_end=1352
+  _globals['_UPDATEUSERREQUEST']._serialized_end=765
+  _globals['_DELETEUSERREQUEST']._serialized_start=767
+  _globals['_DELETEUSERREQUEST']._serialized_end=824
+  _globals['_LISTUSERSREQUEST']._serialized_start=826
+  _globals['_LISTUSERSREQUEST']._serialized_end=883
+  _globals['_LISTUSERSRESPONSE']._serialized_start=885
+  _globals['_LISTUSERSRESPONSE']._serialized_end=968
+  _globals['_USERSERVICE']._serialized_start=971
+  _globals['_USERSERVICE']._serialized_end=1404
 # @@protoc_insertion_point(module_scope)

@@ -70,7 +70,9 @@ class CreateUserRequest(_message.Message):
     """3 to 32 characters: letters, digits, '.', '_' and '-', starting with a letter or digit."""
     email: _builtins.str
     password: _builtins.str
-    """8 to 1024 characters."""
+    """8 to 1024 characters, and not too easy to guess: the zxcvbn estimate must score at
+    least 3 of 4 (the error says why a password is refused).
+    """
     password_confirm: _builtins.str
     """Must equal password."""
     role: _access_options_pb2.Role.ValueType
@@ -125,11 +127,14 @@ class UpdateUserRequest(_message.Message):
     PASSWORD_FIELD_NUMBER: _builtins.int
     PASSWORD_CONFIRM_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     email: _builtins.str
     password: _builtins.str
     password_confirm: _builtins.str
     role: _access_options_pb2.Role.ValueType
+    current_password: _builtins.str
+    """The caller's current password: required to change one's own email or password."""
     def __init__(
         self,
         *,
@@ -138,10 +143,11 @@ class UpdateUserRequest(_message.Message):
         password: _builtins.str | None = ...,
         password_confirm: _builtins.str | None = ...,
         role: _access_options_pb2.Role.ValueType | None = ...,
+        current_password: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_email", b"_email", "_password", b"_password", "_password_confirm", b"_password_confirm", "_role", b"_role", "email", b"email", "password", b"password", "password_confirm", b"password_confirm", "role", b"role"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_email", b"_email", "_password", b"_password", "_password_confirm", b"_password_confirm", "_role", b"_role", "email", b"email", "id", b"id", "password", b"password", "password_confirm", b"password_confirm", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_email", b"_email", "_password", b"_password", "_password_confirm", b"_password_confirm", "_role", b"_role", "current_password", b"current_password", "email", b"email", "id", b"id", "password", b"password", "password_confirm", b"password_confirm", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
     _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
@@ -167,15 +173,19 @@ class DeleteUserRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    current_password: _builtins.str
+    """The caller's current password: required to delete one's own account."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        current_password: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_password", b"current_password", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

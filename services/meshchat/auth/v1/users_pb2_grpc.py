@@ -81,14 +81,17 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateUser(self, request, context):
-        """The user themselves or an admin. Changing a role is admin-only.
+        """The user themselves or an admin. Changing a role is admin-only. Changing one's own
+        email or password needs current_password; a new password revokes every other login
+        (refresh-token family) of the user: all of them when an admin sets it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteUser(self, request, context):
-        """The user themselves or an admin. Revokes all of the user's refresh tokens.
+        """The user themselves (with current_password) or an admin. Revokes all of the user's
+        refresh tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

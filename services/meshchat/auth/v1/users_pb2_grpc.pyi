@@ -39,9 +39,14 @@ class UserServiceStub:
     the user themselves and to admins.
     """
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.User]
-    """The user themselves or an admin. Changing a role is admin-only."""
+    """The user themselves or an admin. Changing a role is admin-only. Changing one's own
+    email or password needs current_password; a new password revokes every other login
+    (refresh-token family) of the user: all of them when an admin sets it.
+    """
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.DeleteUserRequest, _empty_pb2.Empty]
-    """The user themselves or an admin. Revokes all of the user's refresh tokens."""
+    """The user themselves (with current_password) or an admin. Revokes all of the user's
+    refresh tokens.
+    """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]
     """Admin only, paginated by username."""
 
@@ -55,9 +60,14 @@ class UserServiceAsyncStub(UserServiceStub):
     the user themselves and to admins.
     """
     UpdateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.User]  # type: ignore[assignment]
-    """The user themselves or an admin. Changing a role is admin-only."""
+    """The user themselves or an admin. Changing a role is admin-only. Changing one's own
+    email or password needs current_password; a new password revokes every other login
+    (refresh-token family) of the user: all of them when an admin sets it.
+    """
     DeleteUser: _aio.UnaryUnaryMultiCallable[_users_pb2.DeleteUserRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """The user themselves or an admin. Revokes all of the user's refresh tokens."""
+    """The user themselves (with current_password) or an admin. Revokes all of the user's
+    refresh tokens.
+    """
     ListUsers: _aio.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]  # type: ignore[assignment]
     """Admin only, paginated by username."""
 
@@ -86,7 +96,10 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_pb2.UpdateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.User, _abc.Awaitable[_users_pb2.User]]:
-        """The user themselves or an admin. Changing a role is admin-only."""
+        """The user themselves or an admin. Changing a role is admin-only. Changing one's own
+        email or password needs current_password; a new password revokes every other login
+        (refresh-token family) of the user: all of them when an admin sets it.
+        """
 
     @_abc_1.abstractmethod
     def DeleteUser(
@@ -94,7 +107,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _users_pb2.DeleteUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """The user themselves or an admin. Revokes all of the user's refresh tokens."""
+        """The user themselves (with current_password) or an admin. Revokes all of the user's
+        refresh tokens.
+        """
 
     @_abc_1.abstractmethod
     def ListUsers(
