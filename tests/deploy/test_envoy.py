@@ -217,7 +217,7 @@ def test_envoy_validate_rejects_a_broken_bootstrap(
         {
             **bootstrap.files,
             "envoy.yaml": bootstrap.files["envoy.yaml"].replace(
-                "cluster: local_app", "cluster: no_such_cluster"
+                "cluster: local_app_public", "cluster: no_such_cluster"
             ),
         },
     )
@@ -324,11 +324,15 @@ def test_admin_on_loopback_and_limits_set(renderings: dict[str, Rendering]) -> N
 def test_streaming_rpc_has_no_route_timeout(renderings: dict[str, Rendering]) -> None:
     config = bootstraps(renderings["default"])["chat"].config
     routes = _find(_listeners(config)["inbound"], "routes")[0]
-    connect, default = routes
+    *public, connect, default = routes
+    assert [r["route"]["cluster"] for r in public] == ["local_app_public"] * 3
     assert connect["match"] == {"path": "/meshchat.chat.v1.ChatService/Connect"}
-    assert connect["route"]["timeout"] == "0s"
-    assert connect["route"]["idle_timeout"] == "3600s"
-    assert default["route"]["timeout"] == "60s"
+    assert connect["route"] == {
+        "cluster": "local_app_streaming",
+        "timeout": "0s",
+        "idle_timeout": "3600s",
+    }
+    assert default["route"] == {"cluster": "local_app", "timeout": "60s"}
 
 
 def test_health_listener_follows_the_apps_grpc_health(renderings: dict[str, Rendering]) -> None:
@@ -446,7 +450,9 @@ def test_dns_names_of_clusters_are_fully_qualified(renderings: dict[str, Renderi
     assert names[("default", "chat", "auth")] == (
         f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local."
     )
-    assert len(names) == 4  # chat to auth in both renderings, the edge to auth and chat
+    # chat to auth in both renderings; the edge to auth (unary, public) and chat (unary,
+    # streaming, public).
+    assert len(names) == 7
     # With ndots:5, a name without the final dot is first tried with every search domain.
     assert all(host.endswith(".") for host in names.values()), names
 
@@ -489,9 +495,10 @@ def test_edge_terminates_client_tls_and_routes_by_service(
     assert "combined_validation_context" not in tls["common_tls_context"]
     hosts = {vhost["name"]: vhost for vhost in _find(edge, "virtual_hosts")[0]}
     assert hosts["auth"]["domains"][0] == "auth.meshchat.127.0.0.1.nip.io"
-    assert {r["route"]["cluster"] for r in hosts["auth"]["routes"]} == {"auth"}
+    assert {r["route"]["cluster"] for r in hosts["auth"]["routes"]} == {"auth", "auth_public"}
     assert hosts["auth"]["routes"][-1]["match"] == {"prefix": "/"}
-    assert hosts["chat"]["routes"][0]["route"]["timeout"] == "0s"
+    chat = {r["match"].get("prefix") or r["match"].get("path"): r for r in hosts["chat"]["routes"]}
+    assert chat["/meshchat.chat.v1.ChatService/Connect"]["route"]["timeout"] == "0s"
     main = {
         r["match"].get("prefix") or r["match"].get("path"): r["route"]
         for r in hosts["main"]["routes"]
