@@ -28,7 +28,7 @@ from devtools.mesh.volumes import publish_volume
 from devtools.paths import VENV_BIN
 from devtools.postgres import ThrowawayPostgres, throwaway_postgres
 from devtools.processes import health_stub
-from devtools.tools import RELEASE, find_envoy, find_helm
+from devtools.tools import RELEASE, Doc, find_envoy, find_helm
 
 __all__ = ["Mesh", "mesh_ca", "run_mesh"]
 
@@ -43,11 +43,13 @@ def mesh_ca() -> CertificateAuthority:
 
 @dataclass
 class Mesh:
-    """PostgreSQL, auth and chat behind their Envoy sidecars, and the edge Envoy, on this host.
-    Use :func:`run_mesh`, or :meth:`start` and :meth:`stop`."""
+    """PostgreSQL, auth and chat behind their Envoy sidecars, and the edge Envoy, on this host,
+    rendered with the chart's values for one host and ``values`` over them (tests lower limits
+    there). Use :func:`run_mesh`, or :meth:`start` and :meth:`stop`."""
 
     workdir: Path
     edge_port: int = 0
+    values: Doc = field(default_factory=dict)
     ca: CertificateAuthority = field(default_factory=mesh_ca)
     ports: Ports = field(init=False)
     hosts: dict[str, str] = field(init=False)
@@ -163,7 +165,7 @@ class Mesh:
         self.logs.mkdir(parents=True, exist_ok=True)
         for component in ENVOYS:
             self.pods[component] = render_pod(
-                helm, component, self.ports, self.workdir / component, self.ca
+                helm, component, self.ports, self.workdir / component, self.ca, self.values
             )
         self.postgres = self._stack.enter_context(throwaway_postgres())
         for component in COMPONENTS:
@@ -249,12 +251,15 @@ class Mesh:
 
 
 @contextlib.contextmanager
-def run_mesh(workdir: Path | None = None, edge_port: int = 0) -> Iterator[Mesh]:
-    """A started :class:`Mesh`; stopped (and a temporary ``workdir`` removed) on exit."""
+def run_mesh(
+    workdir: Path | None = None, edge_port: int = 0, values: Doc | None = None
+) -> Iterator[Mesh]:
+    """A started :class:`Mesh` (chart values ``values`` over those for one host); stopped (and
+    a temporary ``workdir`` removed) on exit."""
     temporary = workdir is None
     root = Path(tempfile.mkdtemp(prefix="meshchat-mesh-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
-    mesh = Mesh(root, edge_port)
+    mesh = Mesh(root, edge_port, values or {})
     try:
         mesh.start()
         yield mesh

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from devtools.certs import CertificateAuthority
 from devtools.mesh.errors import MeshError
 from devtools.mesh.ports import Ports
-from devtools.mesh.values import shared_host_values
+from devtools.mesh.values import merged, shared_host_values
 from devtools.mesh.volumes import publish_volume
 from devtools.tools import RELEASE, Doc, helm_template, load_docs
 
@@ -66,10 +66,16 @@ def _document(docs: list[Doc], kind: str, name: str) -> Doc:
 
 
 def render_pod(
-    helm: Path, component: str, ports: Ports, base: Path, ca: CertificateAuthority
+    helm: Path,
+    component: str,
+    ports: Ports,
+    base: Path,
+    ca: CertificateAuthority,
+    overrides: Doc | None = None,
 ) -> Pod:
-    """Render the chart for this host, take ``component``'s Deployment and materialise its
-    volumes under ``base`` (certificates signed by ``ca``)."""
+    """Render the chart for this host (with ``overrides`` of its values, if any), take
+    ``component``'s Deployment and materialise its volumes under ``base`` (certificates signed
+    by ``ca``)."""
     base.mkdir(parents=True, exist_ok=True)
     dirs = {
         "envoyConfig": base / "envoy-config",
@@ -77,7 +83,7 @@ def render_pod(
         "edgeTls": base / "client-tls",
         "jwtKeys": base / "jwt-keys",
     }
-    docs = render(helm, shared_host_values(ports, dirs), base)
+    docs = render(helm, merged(shared_host_values(ports, dirs), overrides or {}), base)
     deployment = _document(docs, "Deployment", f"{RELEASE}-{component}")
     spec = deployment["spec"]["template"]["spec"]
     containers = {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}

@@ -12,7 +12,7 @@ from devtools.mesh.ports import Ports
 from devtools.paths import CHART
 from devtools.tools import Doc
 
-__all__ = ["chart_values", "shared_host_values"]
+__all__ = ["chart_values", "merged", "shared_host_values"]
 
 
 def _at(port: int) -> dict[str, Any]:
@@ -61,6 +61,17 @@ def shared_host_values(ports: Ports, dirs: Mapping[str, Path]) -> Doc:
             "tlsDir": str(dirs["edgeTls"]),
         },
     }
+
+
+def merged(base: Doc, overrides: Mapping[str, Any]) -> Doc:
+    """``base`` with ``overrides`` merged in, mappings key by key (neither is changed)."""
+    result = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
 
 
 def chart_values() -> Doc:

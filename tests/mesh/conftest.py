@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from devtools.mesh import Mesh, run_mesh
-from devtools.tools import ToolMissing
+from devtools.tools import Doc, ToolMissing
 from tests.deploy.deploy_support import missing_tool
 
 
-def start_mesh(workdir: Path) -> Iterator[Mesh]:
-    """Run a mesh for a fixture: skip (or, in CI, fail) when a tool is missing."""
+def start_mesh(workdir: Path, values: Doc | None = None) -> Iterator[Mesh]:
+    """Run a mesh for a fixture (with chart ``values`` over those for one host): skip (or, in
+    CI, fail) when a tool is missing."""
     try:
-        context = run_mesh(workdir)
+        context = run_mesh(workdir, values=values)
         mesh = context.__enter__()
     except ToolMissing as exc:
         missing_tool(str(exc))

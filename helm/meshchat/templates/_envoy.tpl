@@ -202,6 +202,7 @@ access_log:
           duration_ms: "%DURATION%"
           upstream_host: "%UPSTREAM_HOST%"
           peer_san: "%DOWNSTREAM_PEER_DNS_SAN%"
+          forwarded_for: "%REQ(X-FORWARDED-FOR)%"
           request_id: "%REQ(X-REQUEST-ID)%"
 {{- end }}
 {{- end -}}
