@@ -69,6 +69,17 @@ $(TOOLS)/helm: scripts/fetch_helm.py | $(STAMP)
 .PHONY: tools
 tools: $(CHECKOV) $(TOOLS)/helm ## helm and checkov for the deployment checks, under .cache/tools/.
 
+# Both service images from the one Dockerfile, with docker or podman (scripts/images.py): on the
+# pinned official Python image, or a stand-in built from Debian's packages where it cannot be
+# pulled; plus an Envoy image when the chart's cannot be pulled. IMAGES_BASE=auto|official|stand-in;
+# CA_BUNDLE=path for pip behind a TLS-intercepting proxy (default: the bundle pip trusts here).
+IMAGES_BASE ?= auto
+CA_BUNDLE ?=
+
+.PHONY: images
+images: $(STAMP) ## Build the auth, chat (and if needed Envoy) images with docker or podman.
+	$(BIN)/python -m scripts.images --base $(IMAGES_BASE) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+
 # The chart's pods as processes on this machine (devtools/mesh; docs/mesh.md).
 .PHONY: mesh
 mesh: $(STAMP) $(TOOLS)/helm ## The chart's pods on this machine: Envoy sidecars, mTLS, edge (Ctrl-C stops).

@@ -20,7 +20,9 @@ __all__ = [
     "CHART",
     "COMBINATIONS",
     "CRD_KINDS",
+    "ENVOY_GATEWAY_PROXIES",
     "NAMESPACE",
+    "RENDER_ONLY",
     "REPO_ROOT",
     "Doc",
     "Rendering",
@@ -32,6 +34,7 @@ __all__ = [
     "pod_specs",
     "require",
     "run",
+    "shared_dir",
     "skaffold_schema",
 ]
 
@@ -55,13 +58,16 @@ def _checkout_roots() -> list[Path]:
     return roots
 
 
+def shared_dir() -> Path:
+    """The `shared` directory beside the repository (schemas, CRDs), or beside the main checkout
+    when this is a git worktree; the first candidate when neither exists."""
+    candidates = [root.parent / "shared" for root in _checkout_roots()]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
 def skaffold_schema() -> Path:
-    """skaffold's v4beta14 JSON schema in the `shared/schemas` directory beside the repository
-    (beside the main checkout when this is a git worktree); the first candidate when none exists."""
-    candidates = [
-        root.parent / "shared" / "schemas" / "skaffold-v4beta14.json" for root in _checkout_roots()
-    ]
-    return next((path for path in candidates if path.is_file()), candidates[0])
+    """skaffold's v4beta14 JSON schema, from the shared directory."""
+    return shared_dir() / "schemas" / "skaffold-v4beta14.json"
 
 
 def in_ci() -> bool:

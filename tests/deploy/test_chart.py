@@ -26,6 +26,7 @@ from tests.deploy.deploy_support import (
     hardening_problems,
     helm_template,
     load_docs,
+    pod_specs,
     run,
 )
 
@@ -343,6 +344,33 @@ def test_the_defaults_render_new_secrets_every_time(
     assert secrets.keys() == first.keys()
     assert secrets[f"{FULLNAME}-mesh-ca"] != first[f"{FULLNAME}-mesh-ca"]
     assert secrets[f"{FULLNAME}-postgresql"] != first[f"{FULLNAME}-postgresql"]
+
+
+def test_postgresql_keeps_on_root_mismatch_whatever_the_value(helm: Path, tmp_path: Path) -> None:
+    values = {"podSecurityContext": {"fsGroupChangePolicy": "Always"}}
+    result = helm_template(helm, _write_values(tmp_path, values))
+    assert result.returncode == 0, result.stderr
+    policies = {
+        where: spec["securityContext"]["fsGroupChangePolicy"]
+        for where, spec in pod_specs(load_docs(result.stdout))
+    }
+    assert policies.pop(f"StatefulSet/{FULLNAME}-postgresql") == "OnRootMismatch"
+    assert set(policies.values()) == {"Always"}, "the other pods follow the value"
+
+
+def test_cert_manager_certificates_fit_long_names(helm: Path, tmp_path: Path) -> None:
+    namespace = "n" * 63
+    values = {"certManager": {"enabled": True}, "namespaceOverride": namespace}
+    result = helm_template(helm, _write_values(tmp_path, values))
+    assert result.returncode == 0, result.stderr
+    certificates = [d for d in load_docs(result.stdout) if d["kind"] == "Certificate"]
+    identity = f"{FULLNAME}-auth.{namespace}.mesh.internal"
+    assert len(identity) > 64, "longer than cert-manager allows a commonName"
+    assert identity in [n for c in certificates for n in c["spec"].get("dnsNames", [])]
+    # cert-manager rejects a commonName over 64 characters; only the CA keeps one (a short one).
+    names = {c["metadata"]["name"]: c["spec"].get("commonName") for c in certificates}
+    assert {name for name, cn in names.items() if cn} == {f"{FULLNAME}-mesh-ca"}
+    assert all(len(cn) <= 64 for cn in names.values() if cn)
 
 
 def test_cert_manager_certificates(renderings: dict[str, Rendering]) -> None:

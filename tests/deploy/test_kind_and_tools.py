@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -36,10 +37,85 @@ def test_create_script_parses_and_rejects_unknown_arguments(tmp_path: Path) -> N
     helped = run(["bash", script, "--help"])
     assert helped.returncode == 0
     assert "--cert-manager" in helped.stdout
+    assert "--preload-images" in helped.stdout
+    assert "Kubernetes 1.30 or later" in helped.stdout
     assert run(["bash", script, "--bogus"]).returncode == 2
     broken = tmp_path / "broken.sh"
     broken.write_text("if true; then\n  echo missing fi\n")
     assert run(["bash", "-n", broken]).returncode != 0
+
+
+FAKE_TOOL = """#!/usr/bin/env bash
+echo "$(basename "$0") $*" >> "$FAKE_LOG"
+case "$(basename "$0") $*" in
+    "kind version") echo "kind v$FAKE_KIND_VERSION go1.24.6 linux/amd64" ;;
+    "kind get clusters") echo meshchat ;;
+    "kubectl get --raw /version") printf '{\\n  "major": "1",\\n  "minor": "%s"\\n}\\n' "$FAKE_MINOR" ;;
+esac
+"""
+
+
+def _run_create_script(
+    tmp_path: Path, helm: Path, *args: str, kind: str = "0.30.0", minor: str = "34"
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """create-cluster.sh with fake kind, kubectl and docker that log their calls (and real helm)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("kind", "kubectl", "docker"):
+        fake = bin_dir / tool
+        fake.write_text(FAKE_TOOL)
+        fake.chmod(0o755)
+    (bin_dir / "helm").unlink(missing_ok=True)
+    (bin_dir / "helm").symlink_to(helm)
+    log = tmp_path / "calls.log"
+    log.write_text("")
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "FAKE_LOG": str(log),
+        "FAKE_KIND_VERSION": kind,
+        "FAKE_MINOR": minor,
+    }
+    result = subprocess.run(
+        ["bash", str(KIND / "create-cluster.sh"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    return result, log.read_text().splitlines()
+
+
+def test_create_script_refuses_a_kind_without_network_policies(tmp_path: Path, helm: Path) -> None:
+    result, _ = _run_create_script(tmp_path, helm, kind="0.23.0")
+    assert result.returncode == 1
+    assert "kind 0.23.0 is too old: meshchat needs kind v0.24.0 or later" in result.stderr
+
+
+def test_create_script_refuses_kubernetes_before_1_30(tmp_path: Path, helm: Path) -> None:
+    result, _ = _run_create_script(tmp_path, helm, minor="29")
+    assert result.returncode == 1
+    assert "the cluster runs Kubernetes 1.29: meshchat needs 1.30 or later" in result.stderr
+
+
+def test_create_script_preloads_the_chart_images_and_installs_metrics_server(
+    tmp_path: Path, helm: Path
+) -> None:
+    result, calls = _run_create_script(tmp_path, helm, "--preload-images", "--metrics-server")
+    assert result.returncode == 0, result.stderr
+    values = yaml.safe_load((REPO_ROOT / "helm" / "meshchat" / "values.yaml").read_text())
+    images = [
+        f"{i['registry']}/{i['repository']}:{i['tag']}"
+        for i in (values["mesh"]["envoy"]["image"], values["postgresql"]["image"])
+    ]
+    for image in images:
+        assert f"docker pull {image}" in calls
+        assert f"kind load docker-image {image} --name meshchat" in calls
+    assert not [c for c in calls if "meshchat-auth" in c or "meshchat-chat" in c], "skaffold's"
+    assert any("ingress-nginx/controller-v1.13.7/" in c for c in calls)
+    patch = [c for c in calls if c.startswith("kubectl --namespace kube-system patch")]
+    assert len(patch) == 1
+    assert "--kubelet-insecure-tls" in patch[0]
 
 
 def _load_fetch_helm() -> ModuleType:

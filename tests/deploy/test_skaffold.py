@@ -67,14 +67,13 @@ def test_a_broken_skaffold_yaml_fails(skaffold: dict[str, Any], schema: dict[str
     assert schema_errors(wrong_type, schema) != []
 
 
-def test_artifacts_are_the_two_dockerfiles(skaffold: dict[str, Any]) -> None:
+def test_artifacts_are_the_dockerfile_for_each_service(skaffold: dict[str, Any]) -> None:
     artifacts = {a["image"]: a for a in skaffold["build"]["artifacts"]}
     assert set(artifacts) == {"meshchat-auth", "meshchat-chat"}
     for image, artifact in artifacts.items():
         assert artifact["context"] == "."
-        dockerfile = REPO_ROOT / artifact["docker"]["dockerfile"]
-        assert dockerfile.is_file()
-        assert dockerfile.parent.name == image.removeprefix("meshchat-")
+        assert artifact["docker"]["dockerfile"] == "Dockerfile"
+        assert artifact["docker"]["buildArgs"] == {"SERVICE": image.removeprefix("meshchat-")}
 
 
 def _release_values(release: dict[str, Any]) -> list[str]:
@@ -313,3 +312,28 @@ def test_the_immutable_check_finds_a_changed_volume_size(
     changed[key][0]["spec"]["resources"]["requests"]["storage"] = "1Gi"
     (difference,) = immutable_differences(base, changed)
     assert difference.startswith("StatefulSet/meshchat-postgresql spec.volumeClaimTemplates")
+
+
+def _startup_budget(spec: dict[str, Any]) -> int:
+    """Seconds the kubelet gives a pod's slowest container to pass its startup probe."""
+    probes = [
+        c["startupProbe"]
+        for c in spec.get("initContainers", []) + spec["containers"]
+        if "startupProbe" in c
+    ]
+    return max(int(p.get("periodSeconds", 10)) * int(p.get("failureThreshold", 3)) for p in probes)
+
+
+def test_the_status_check_tolerates_a_slow_first_start(
+    skaffold: dict[str, Any], renderings: dict[str, Rendering]
+) -> None:
+    deploy = skaffold["deploy"]
+    assert deploy["statusCheck"] is True
+    assert deploy["tolerateFailuresUntilDeadline"] is True
+    # PostgreSQL starts first (pull, initdb), then the services reach it: both budgets fit.
+    postgres = renderings["default"].get("StatefulSet", "meshchat-postgresql")
+    app = renderings["default"].get("Deployment", "meshchat-chat")
+    needed = _startup_budget(postgres["spec"]["template"]["spec"]) + _startup_budget(
+        app["spec"]["template"]["spec"]
+    )
+    assert deploy["statusCheckDeadlineSeconds"] > needed

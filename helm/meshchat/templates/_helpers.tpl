@@ -89,13 +89,14 @@ annotations:
 {{- end -}}
 {{- end -}}
 
-{{/* The pod-level security context ("restricted" Pod Security Standard). */}}
+{{/* The pod-level security context ("restricted" Pod Security Standard): (dict "ctx" $ "fsGroupChangePolicy" "...optional, replaces the value"). */}}
 {{- define "meshchat.podSecurityContext" -}}
+{{- $sc := .ctx.Values.podSecurityContext -}}
 runAsNonRoot: true
-runAsUser: {{ .Values.podSecurityContext.runAsUser }}
-runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
-fsGroup: {{ .Values.podSecurityContext.fsGroup }}
-fsGroupChangePolicy: {{ .Values.podSecurityContext.fsGroupChangePolicy }}
+runAsUser: {{ $sc.runAsUser }}
+runAsGroup: {{ $sc.runAsGroup }}
+fsGroup: {{ $sc.fsGroup }}
+fsGroupChangePolicy: {{ default $sc.fsGroupChangePolicy .fsGroupChangePolicy }}
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}

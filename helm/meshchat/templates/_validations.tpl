@@ -76,7 +76,10 @@ from templates/validate-values.yaml only (see there why).
 {{- range $component := list "auth" "chat" -}}
 {{- $v := index $.Values $component -}}
 {{- if le (int $v.terminationGracePeriodSeconds) (add $v.preStopSleepSeconds $v.gracePeriodSeconds) }}
-{{ printf "%s.terminationGracePeriodSeconds (%v) must exceed %s.preStopSleepSeconds plus %s.gracePeriodSeconds (%v + %v), or Kubernetes kills the service before it has stopped" $component $v.terminationGracePeriodSeconds $component $component $v.preStopSleepSeconds $v.gracePeriodSeconds }}
+{{ list
+  (printf "%s.terminationGracePeriodSeconds (%v) must exceed" $component $v.terminationGracePeriodSeconds)
+  (printf "%s.preStopSleepSeconds plus %s.gracePeriodSeconds (%v + %v)," $component $component $v.preStopSleepSeconds $v.gracePeriodSeconds)
+  "or Kubernetes kills the service before it has stopped" | join " " }}
 {{- end -}}
 {{- end -}}
 {{- $e := .Values.edge -}}
@@ -142,7 +145,11 @@ networkPolicy.externalDatabasePeers is empty: with an external database and Netw
 networkPolicy.ingressControllerPeers is empty: with ingress.enabled and NetworkPolicies on, say which pods are the ingress controller, or nothing reaches the services
 {{- end -}}
 {{- if and .Values.gateway.enabled (not $np.gatewayPeers) }}
-networkPolicy.gatewayPeers is empty: with gateway.enabled and NetworkPolicies on, say which pods are the Gateway's proxies (Envoy Gateway: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: envoy-gateway-system}}, podSelector: {matchLabels: {app.kubernetes.io/name: envoy, app.kubernetes.io/component: proxy}}}]), or every route times out
+{{ list
+  "networkPolicy.gatewayPeers is empty: with gateway.enabled and NetworkPolicies on, say which pods"
+  "are the Gateway's proxies, or every route times out (Envoy Gateway's: [{namespaceSelector:"
+  "{matchLabels: {kubernetes.io/metadata.name: envoy-gateway-system}}, podSelector: {matchLabels:"
+  "{app.kubernetes.io/name: envoy, app.kubernetes.io/component: proxy}}}])" | join " " }}
 {{- end -}}
 {{- end -}}
 {{- end -}}

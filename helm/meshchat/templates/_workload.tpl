@@ -2,7 +2,9 @@
 {{/*
 What the auth and the chat workloads share: the Deployment (the app container and its Envoy
 sidecar), the Service, the ServiceAccount, the Envoy ConfigMap and the PodDisruptionBudget.
-Each takes (dict "ctx" $ "component" "auth"|"chat").
+Each takes (dict "ctx" $ "component" "auth"|"chat"); the Deployment and the ConfigMap also take
+"workload", what sets the component apart, as data (auth/_auth.tpl, chat/_chat.tpl): nothing
+here branches on the component's name.
 */}}
 
 {{/* The environment both services read, as a YAML list: (dict "ctx" $ "component" "auth"). */}}
@@ -202,7 +204,7 @@ spec:
       {{- end }}
       terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
       securityContext:
-        {{- include "meshchat.podSecurityContext" $ctx | nindent 8 }}
+        {{- include "meshchat.podSecurityContext" (dict "ctx" $ctx) | nindent 8 }}
       {{- with $v.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
