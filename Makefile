@@ -41,6 +41,10 @@ lint: $(STAMP) ## ruff and mypy --strict.
 test: lint tools ## The whole suite: lint, types, unit, both storage backends, deployment checks, end to end.
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+.PHONY: unit
+unit: $(STAMP) ## The unit tier alone: both services' use cases on in-memory fakes, in seconds.
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks and write bench-results/.
 	$(BIN)/python -m benchmarks

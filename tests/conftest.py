@@ -14,6 +14,7 @@ from devtools.postgres import (
     PostgresServer,
     throwaway_postgres,
 )
+from tests.support.backends import DATABASES, database_url_of
 from tests.support.stack import RunningAuth, start_auth
 
 
@@ -39,19 +40,22 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.create_database()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The URL of a new SQLite file."""
+    return f"sqlite:///{tmp_path / 'db' / 'test.db'}"
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest) -> str:
     """Runs the test once per storage backend: an SQLite file and a PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'test.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
+    return database_url_of(request, request.param)
 
 
 @pytest.fixture
 async def auth(tmp_path: Path) -> AsyncIterator[RunningAuth]:
     """An auth service on SQLite."""
-    running = await start_auth(tmp_path)
+    running = await start_auth(tmp_path / "auth")
     yield running
     await running.stop()
 
@@ -59,6 +63,6 @@ async def auth(tmp_path: Path) -> AsyncIterator[RunningAuth]:
 @pytest.fixture
 async def auth_any(tmp_path: Path, database_url: str) -> AsyncIterator[RunningAuth]:
     """An auth service, once per storage backend."""
-    running = await start_auth(tmp_path, database_url)
+    running = await start_auth(tmp_path / "auth", database_url)
     yield running
     await running.stop()

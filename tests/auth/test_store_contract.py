@@ -1,4 +1,5 @@
-"""The AuthStore contract, run against SQLite and PostgreSQL alike."""
+"""The AuthStore contract, run against SQLite, PostgreSQL and the unit tier's in-memory fake
+alike, so that the fake cannot drift from the real backends."""
 
 from __future__ import annotations
 
@@ -13,13 +14,20 @@ from meshchat_auth.store import AuthStore, open_store
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
 from meshchat_runtime.settings import parse_database_url
+from tests.support.backends import STORES, database_url_of
+from tests.support.fakes import MemoryAuthStore
+from tests.support.schema import snapshot
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[AuthStore]:
-    opened = await open_store(parse_database_url(database_url))
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[AuthStore]:
+    opened: AuthStore
+    if request.param == "memory":
+        opened = MemoryAuthStore()
+    else:
+        opened = await open_store(parse_database_url(database_url_of(request, request.param)))
     yield opened
     await opened.close()
 
@@ -121,6 +129,14 @@ async def test_revoking_a_family_revokes_all_its_tokens(store: AuthStore) -> Non
     assert await store.use_refresh_token("c", NOW)
 
 
+async def test_text_is_stored_verbatim(store: AuthStore) -> None:
+    email = "o'brien\"--;%s\\@example.org"
+    created = await store.create_user(new_user("o.brien_-x", email), NOW)
+    assert await store.get_user_by_username("O.BRIEN_-X") == created
+    assert created.email == email
+    assert await store.get_user_by_username("x' OR '1'='1") is None
+
+
 async def test_login_failures_count_in_a_window(store: AuthStore) -> None:
     assert await store.login_failures("alice") is None
     assert await store.count_login_failure("alice", NOW, 60) == (1, NOW)
@@ -133,11 +149,20 @@ async def test_login_failures_count_in_a_window(store: AuthStore) -> None:
 
 
 async def test_migrations_are_idempotent(database_url: str) -> None:
+    """A restart opens the migrated database again: its schema and data stay as they were."""
     first = await open_store(parse_database_url(database_url))
-    await first.create_user(new_user("alice"), NOW)
+    alice = await first.create_user(new_user("alice", "a@example.org"), NOW)
+    family = "55555555-5555-5555-5555-555555555555"
+    token = RefreshToken("h1", family, alice.id, NOW, NOW + timedelta(days=1))
+    await first.add_refresh_token(token)
+    await first.count_login_failure("bob", NOW, 60)
     await first.close()
+    before = await snapshot(database_url)
     second = await open_store(parse_database_url(database_url))
     try:
-        assert await second.get_user_by_username("alice") is not None
+        assert await second.get_user(alice.id) == alice
+        assert await second.get_refresh_token("h1") == token
+        assert await second.login_failures("bob") == (1, NOW)
     finally:
         await second.close()
+    assert await snapshot(database_url) == before

@@ -13,8 +13,9 @@ import pytest
 
 from meshchat.auth.v1 import access_pb2, auth_pb2, users_pb2
 from meshchat_auth.keys import KeyRing, generate_key_file
-from tests.auth.conftest import Stubs
-from tests.auth.test_users import code_of
+from tests.support.auth_stubs import Stubs
+from tests.support.passwords import PASSWORD
+from tests.support.rpc import status_of
 from tests.support.stack import RunningAuth, bearer, register_and_login, start_auth
 from tests.support.tokens import mint_access_token
 
@@ -93,12 +94,12 @@ async def test_bad_tokens_are_unauthenticated_everywhere(stubs: Stubs, auth: Run
     tokens["a refresh token"] = pair.refresh_token
     for name, token in tokens.items():
         get = stubs.users.GetUser(users_pb2.GetUserRequest(id=pair.user.id), metadata=bearer(token))
-        assert (await code_of(get))[0] == grpc.StatusCode.UNAUTHENTICATED, name
+        assert (await status_of(get))[0] == grpc.StatusCode.UNAUTHENTICATED, name
         check = stubs.access.Check(
             access_pb2.CheckRequest(endpoint="/meshchat.chat.v1.ChatService/SendMessage"),
             metadata=bearer(token),
         )
-        assert (await code_of(check))[0] == grpc.StatusCode.UNAUTHENTICATED, name
+        assert (await status_of(check))[0] == grpc.StatusCode.UNAUTHENTICATED, name
     # The genuine token still works: the refusals were about the tokens.
     await stubs.users.GetUser(
         users_pb2.GetUserRequest(id=pair.user.id), metadata=bearer(pair.access_token)
@@ -111,7 +112,7 @@ async def test_bad_tokens_are_unauthenticated_everywhere(stubs: Stubs, auth: Run
 async def test_authorization_metadata_must_be_a_bearer_token(
     stubs: Stubs, metadata: tuple[tuple[str, str]]
 ) -> None:
-    code, _ = await code_of(
+    code, _ = await status_of(
         stubs.users.GetUser(users_pb2.GetUserRequest(username="x"), metadata=metadata)
     )
     assert code == grpc.StatusCode.UNAUTHENTICATED
@@ -136,7 +137,7 @@ async def test_key_rotation_keeps_old_tokens_valid(tmp_path: Path) -> None:
             assert len(kids) == 2
             assert old_kid in kids
             fresh = await stubs.auth.Login(
-                auth_pb2.LoginRequest(username="alice", password="correct horse battery")
+                auth_pb2.LoginRequest(username="alice", password=PASSWORD)
             )
             assert jwt.get_unverified_header(fresh.access_token)["kid"] != old_kid
             assert jwt.get_unverified_header(fresh.access_token)["kid"] == kids[0]
@@ -154,7 +155,7 @@ async def test_key_rotation_keeps_old_tokens_valid(tmp_path: Path) -> None:
     third = await start_auth(tmp_path, keys_dir=keys_dir)
     try:
         async with third.channel() as channel:
-            code, _ = await code_of(
+            code, _ = await status_of(
                 Stubs(channel).users.GetUser(
                     users_pb2.GetUserRequest(username="alice"), metadata=bearer(old.access_token)
                 )

@@ -1,43 +1,16 @@
-"""Fixtures of the chat tests: an auth service (SQLite), a chat service on each storage
-backend, and people who sign up, log in and call the chat API."""
+"""Fixtures of the chat tests: a chat service on each storage backend (trusting the SQLite auth
+service of the root conftest), and people who sign up, log in and call the chat API."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
-import grpc.aio
 import pytest
 
-from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc
-from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from meshchat_auth.domain import UserChanges
-from meshchat_runtime.identity import Role
-from tests.support.stack import (
-    DEFAULT_PASSWORD,
-    RunningAuth,
-    RunningChat,
-    bearer,
-    register_and_login,
-    start_auth,
-    start_chat,
-)
-
-# Every wait in these tests is bounded; a test that waits longer than this has failed.
-DEADLINE = 15.0
-
-
-@pytest.fixture
-async def auth(tmp_path: Path) -> AsyncIterator[RunningAuth]:
-    """An auth service on SQLite (the chat tests vary the chat service's backend)."""
-    running = await start_auth(tmp_path / "auth")
-    yield running
-    await running.stop()
+from tests.support.people import People
+from tests.support.stack import RunningAuth, RunningChat, start_chat
 
 
 @pytest.fixture
@@ -57,198 +30,8 @@ async def chat(
     await running.stop()
 
 
-@dataclass
-class Person:
-    """A signed-up, logged-in user and the chat API as seen by them."""
-
-    username: str
-    user_id: str
-    access_token: str
-    stub: chat_pb2_grpc.ChatServiceAsyncStub
-
-    @property
-    def md(self) -> tuple[tuple[str, str]]:
-        """Call metadata with their access token."""
-        return bearer(self.access_token)
-
-    async def create_chat(self, name: str = "general", *members: str) -> chat_pb2.Chat:
-        """A chat owned by them with the named members."""
-        return await self.stub.CreateChat(
-            chat_pb2.CreateChatRequest(name=name, member_usernames=members),
-            metadata=self.md,
-            timeout=DEADLINE,
-        )
-
-    async def send(self, chat_id: str, text: str, client_id: str = "") -> chat_pb2.Message:
-        """Send a message."""
-        return await self.stub.SendMessage(
-            chat_pb2.SendMessageRequest(chat_id=chat_id, text=text, client_message_id=client_id),
-            metadata=self.md,
-            timeout=DEADLINE,
-        )
-
-    async def get_chat(self, chat_id: str) -> chat_pb2.Chat:
-        """Get a chat."""
-        return await self.stub.GetChat(
-            chat_pb2.GetChatRequest(chat_id=chat_id), metadata=self.md, timeout=DEADLINE
-        )
-
-    async def delete_chat(self, chat_id: str) -> None:
-        """Delete a chat."""
-        await self.stub.DeleteChat(
-            chat_pb2.DeleteChatRequest(chat_id=chat_id), metadata=self.md, timeout=DEADLINE
-        )
-
-    async def add_member(self, chat_id: str, username: str) -> chat_pb2.Chat:
-        """Add a member."""
-        return await self.stub.AddMember(
-            chat_pb2.AddMemberRequest(chat_id=chat_id, username=username),
-            metadata=self.md,
-            timeout=DEADLINE,
-        )
-
-    async def remove_member(self, chat_id: str, username: str) -> chat_pb2.Chat:
-        """Remove a member (or leave)."""
-        return await self.stub.RemoveMember(
-            chat_pb2.RemoveMemberRequest(chat_id=chat_id, username=username),
-            metadata=self.md,
-            timeout=DEADLINE,
-        )
-
-    async def list_chats(
-        self, page_size: int = 0, page_token: str = ""
-    ) -> chat_pb2.ListChatsResponse:
-        """A page of their chats."""
-        return await self.stub.ListChats(
-            chat_pb2.ListChatsRequest(page_size=page_size, page_token=page_token),
-            metadata=self.md,
-            timeout=DEADLINE,
-        )
-
-    async def history(
-        self, chat_id: str, limit: int = 0, **cursor: int
-    ) -> chat_pb2.ListMessagesResponse:
-        """A page of a chat's messages (cursor: before_seq= or after_seq=)."""
-        return await self.stub.ListMessages(
-            chat_pb2.ListMessagesRequest(chat_id=chat_id, limit=limit, **cursor),
-            metadata=self.md,
-            timeout=DEADLINE,
-        )
-
-    def connect(
-        self, chat_id: str, after_seq: int = 0
-    ) -> grpc.aio.UnaryStreamCall[chat_pb2.ConnectRequest, chat_pb2.ConnectResponse]:
-        """Open a Connect stream."""
-        return self.stub.Connect(
-            chat_pb2.ConnectRequest(chat_id=chat_id, after_seq=after_seq), metadata=self.md
-        )
-
-
-class People:
-    """Signs people up on the auth service and gives them the chat API."""
-
-    def __init__(
-        self, auth: RunningAuth, auth_channel: grpc.aio.Channel, chat_channel: grpc.aio.Channel
-    ) -> None:
-        self._auth = auth
-        self._auth_channel = auth_channel
-        self._chat_channel = chat_channel
-
-    async def __call__(self, username: str, *, admin: bool = False) -> Person:
-        """Sign up and log in (as an admin when asked)."""
-        pair = await register_and_login(self._auth_channel, username)
-        if admin:
-            await self._auth.app.store.update_user(
-                pair.user.id, UserChanges(role=Role.ADMIN), datetime.now(UTC)
-            )
-            pair = await auth_pb2_grpc.AuthServiceStub(self._auth_channel).Login(
-                auth_pb2.LoginRequest(username=username, password=DEFAULT_PASSWORD)
-            )
-        return Person(
-            username,
-            pair.user.id,
-            pair.access_token,
-            chat_pb2_grpc.ChatServiceStub(self._chat_channel),
-        )
-
-
 @pytest.fixture
 async def people(auth: RunningAuth, chat: RunningChat) -> AsyncIterator[People]:
     """Make people who use ``chat``."""
     async with auth.channel() as auth_channel, chat.channel() as chat_channel:
         yield People(auth, auth_channel, chat_channel)
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], within: float = DEADLINE, what: str = ""
-) -> None:
-    """Return once ``condition()`` holds; fail when it does not within ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        outcome = condition()
-        if outcome if isinstance(outcome, bool) else await outcome:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {within} s: {what or condition}")
-        await asyncio.sleep(0.01)
-
-
-async def status_of(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
-    """Await an RPC that must fail; its status code and details."""
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    return info.value.code(), info.value.details() or ""
-
-
-class Stream:
-    """A Connect stream read with deadlines."""
-
-    def __init__(
-        self, call: grpc.aio.UnaryStreamCall[chat_pb2.ConnectRequest, chat_pb2.ConnectResponse]
-    ) -> None:
-        self.call = call
-        self._events = call.__aiter__()
-
-    async def event(self, within: float = DEADLINE) -> chat_pb2.ConnectResponse:
-        """The next event (heartbeats included)."""
-        return await asyncio.wait_for(self._events.__anext__(), within)
-
-    async def replay(self) -> tuple[list[chat_pb2.Message], int]:
-        """The replayed messages and CaughtUp's last_seq."""
-        messages: list[chat_pb2.Message] = []
-        while True:
-            event = await self.event()
-            if event.HasField("caught_up"):
-                return messages, event.caught_up.last_seq
-            assert event.HasField("message"), event
-            messages.append(event.message)
-
-    async def messages(self, count: int, within: float = DEADLINE) -> list[chat_pb2.Message]:
-        """The next ``count`` messages, skipping heartbeats; all within ``within`` seconds."""
-        messages: list[chat_pb2.Message] = []
-
-        async def collect() -> None:
-            while len(messages) < count:
-                event = await self._events.__anext__()
-                assert not event.HasField("caught_up"), "CaughtUp came twice"
-                if event.HasField("message"):
-                    messages.append(event.message)
-
-        await asyncio.wait_for(collect(), within)
-        return messages
-
-    async def status(self, within: float = DEADLINE) -> tuple[grpc.StatusCode, str]:
-        """Read until the stream ends with an error; its code and details."""
-
-        async def drain() -> None:
-            async for _ in self._events:
-                pass
-
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await asyncio.wait_for(drain(), within)
-        return info.value.code(), info.value.details() or ""
-
-    def cancel(self) -> None:
-        """Close the stream from the client side."""
-        self.call.cancel()

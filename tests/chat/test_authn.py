@@ -16,7 +16,9 @@ from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from meshchat_auth.keys import generate_key_file
 from meshchat_chat.config import AuthzMode
 from meshchat_runtime.settings import HostPort
-from tests.chat.conftest import People, Person, Stream, eventually, status_of
+from tests.support.backends import SQLITE_ONLY
+from tests.support.people import People, Person, Stream
+from tests.support.rpc import eventually, status_of
 from tests.support.stack import (
     RunningAuth,
     RunningChat,
@@ -35,12 +37,6 @@ BOTH_MODES = pytest.mark.parametrize(
 )
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """SQLite only."""
-    return f"sqlite:///{tmp_path / 'chat' / 'chat.db'}"
-
-
 def token_for(auth: RunningAuth, person: Person, **claims: Any) -> str:
     """A token signed with the auth service's real key, with any field overridden."""
     return mint_access_token(
@@ -48,6 +44,7 @@ def token_for(auth: RunningAuth, person: Person, **claims: Any) -> str:
     )
 
 
+@SQLITE_ONLY
 @BOTH_MODES
 async def test_calls_without_a_valid_token_are_unauthenticated(
     auth: RunningAuth, people: People
@@ -83,6 +80,7 @@ async def test_calls_without_a_valid_token_are_unauthenticated(
     assert (await alice.stub.GetChat(request, metadata=bearer(fresh))).id == chat.id
 
 
+@SQLITE_ONLY
 @BOTH_MODES
 async def test_a_stream_ends_when_its_token_expires_and_resumes_without_loss(
     auth: RunningAuth, people: People
@@ -186,6 +184,7 @@ def jwks_fetches(auth: RunningAuth) -> float:
     return value or 0.0
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("chat_options", [{"authz_mode": AuthzMode.REMOTE}])
 async def test_remote_mode_needs_the_auth_service(
     auth: RunningAuth, chat: RunningChat, people: People
@@ -200,6 +199,7 @@ async def test_remote_mode_needs_the_auth_service(
     assert code == grpc.StatusCode.UNAVAILABLE
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize(
     ("chat_options", "still_accepted"),
     [

@@ -1,5 +1,6 @@
-"""Connect: the replay, CaughtUp, live messages, heartbeats, and the end of a stream, on
-each backend. A stream never skips or repeats a message."""
+"""Connect over the wire: the replay, CaughtUp, live messages and heartbeats as stream events,
+errors as the stream's status, HTTP/2 flow control, cancellation and a stopping server. A
+stream never skips or repeats a message. The stream's rules are tested in tests/unit/chat."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import grpc
 import pytest
 
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from tests.chat.conftest import People, Person, Stream, eventually
+from tests.support.backends import SQLITE_ONLY
+from tests.support.people import People, Person, Stream
+from tests.support.rpc import eventually
 from tests.support.stack import RunningChat
 
 
@@ -48,6 +51,7 @@ async def test_replay_then_caught_up_then_live_and_resume_after_a_reconnect(
     empty.cancel()
 
 
+@SQLITE_ONLY
 async def test_streams_opened_during_a_flood_of_sends_see_every_message_once_in_order(
     people: People,
 ) -> None:
@@ -88,6 +92,7 @@ async def test_streams_opened_during_a_flood_of_sends_see_every_message_once_in_
         assert seen == list(range(1, total + 1))
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("chat_options", [{"heartbeat_interval": 0.2}])
 async def test_an_idle_stream_gets_heartbeats_and_then_messages(people: People) -> None:
     alice = await people("alice")
@@ -101,6 +106,7 @@ async def test_an_idle_stream_gets_heartbeats_and_then_messages(people: People) 
     stream.cancel()
 
 
+@SQLITE_ONLY
 async def test_connect_checks_the_chat_the_caller_and_after_seq(people: People) -> None:
     alice, bob = await people("alice"), await people("bob")
     root = await people("root", admin=True)
@@ -119,23 +125,7 @@ async def test_connect_checks_the_chat_the_caller_and_after_seq(people: People) 
     admin_stream.cancel()
 
 
-async def test_a_removed_member_is_cut_off_and_a_deleted_chat_ends_its_streams(
-    people: People,
-) -> None:
-    alice, bob, carol = await people("alice"), await people("bob"), await people("carol")
-    chat = await alice.create_chat("shrinking", "bob", "carol")
-    bobs, carols, alices = (Stream(p.connect(chat.id)) for p in (bob, carol, alice))
-    for stream in (bobs, carols, alices):
-        await stream.replay()
-    await alice.remove_member(chat.id, "bob")
-    assert (await bobs.status())[0] == grpc.StatusCode.PERMISSION_DENIED
-    await alice.send(chat.id, "bob is gone")
-    assert seqs(await carols.messages(1)) == [1]
-    await alice.delete_chat(chat.id)
-    assert (await carols.status())[0] == grpc.StatusCode.NOT_FOUND
-    assert (await alices.status())[0] == grpc.StatusCode.NOT_FOUND
-
-
+@SQLITE_ONLY
 @pytest.mark.parametrize("chat_options", [{"stream_queue_size": 4}])
 async def test_a_subscriber_that_stops_reading_catches_up_without_blocking_senders(
     people: People, chat: RunningChat
@@ -161,6 +151,7 @@ async def test_a_subscriber_that_stops_reading_catches_up_without_blocking_sende
     await slow_channel.close()
 
 
+@SQLITE_ONLY
 async def test_closed_streams_release_their_subscriptions(
     people: People, chat: RunningChat
 ) -> None:
@@ -176,6 +167,7 @@ async def test_closed_streams_release_their_subscriptions(
     assert (await alice.send(room.id, "nobody listening")).seq == 1
 
 
+@SQLITE_ONLY
 async def test_stopping_a_replica_ends_its_streams_at_once_so_clients_resume_elsewhere(
     people: People, chat: RunningChat
 ) -> None:

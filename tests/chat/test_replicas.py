@@ -21,22 +21,15 @@ from grpc_health.v1 import health_pb2
 from devtools.processes import free_port, health_status
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from meshchat_chat.fanout.listener import APPLICATION_NAME
-from tests.chat.conftest import DEADLINE, People, Person, Stream, eventually
 from tests.chat.proxy import TcpProxy
-from tests.support.stack import RunningAuth, RunningChat, start_auth, start_chat
+from tests.support.people import People, Person, Stream
+from tests.support.rpc import DEADLINE, eventually
+from tests.support.stack import RunningAuth, RunningChat, start_chat
 
 pytestmark = pytest.mark.postgres
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-@pytest.fixture
-async def auth(tmp_path: Path) -> AsyncIterator[RunningAuth]:
-    """An auth service on SQLite."""
-    running = await start_auth(tmp_path / "auth")
-    yield running
-    await running.stop()
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
-"""The Store contract, run against both backends (SQLite file and PostgreSQL database)."""
+"""The Store contract, run against both backends (SQLite file and PostgreSQL database) and the
+unit tier's in-memory fake, so that the fake cannot drift from them."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest
 
@@ -14,46 +15,43 @@ from meshchat_chat.store import Store, open_store
 from meshchat_runtime.errors import NotFound
 from meshchat_runtime.settings import parse_database_url
 from meshchat_runtime.timestamps import utc_now
+from tests.support.backends import STORES, database_url_of
+from tests.support.chats import message, new_chat
+from tests.support.fakes import MemoryChatStore
+from tests.support.schema import snapshot
 
 ALICE = UserRef(str(uuid.uuid4()), "alice")
 BOB = UserRef(str(uuid.uuid4()), "bob")
 CAROL = UserRef(str(uuid.uuid4()), "carol")
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(parse_database_url(database_url))
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    opened: Store
+    if request.param == "memory":
+        opened = MemoryChatStore()
+    else:
+        opened = await open_store(parse_database_url(database_url_of(request, request.param)))
     try:
         yield opened
     finally:
         await opened.close()
 
 
-async def new_chat(store: Store, *members: UserRef, name: str = "general", age: float = 0) -> Chat:
-    created = utc_now() - timedelta(seconds=age)
-    chat = Chat(
-        id=str(uuid.uuid4()),
-        name=name,
-        owner_id=members[0].user_id,
-        created_at=created,
-        last_seq=0,
-        members=tuple(
-            Member(m.user_id, m.username, created + timedelta(microseconds=i))
-            for i, m in enumerate(members)
-        ),
-    )
-    await store.create_chat(chat)
-    return chat
-
-
-def message(chat: Chat, sender: UserRef, text: str = "hi", client_id: str = "") -> NewMessage:
-    return NewMessage(chat.id, sender, text, client_id, utc_now())
-
-
 async def test_migrations_are_idempotent(database_url: str) -> None:
-    for _ in range(2):
-        opened = await open_store(parse_database_url(database_url))
-        await opened.close()
+    """A restart opens the migrated database again: its schema and data stay as they were."""
+    first = await open_store(parse_database_url(database_url))
+    chat = await new_chat(first, ALICE, BOB)
+    sent = await first.send_message(message(chat, ALICE, "kept", "c-1"))
+    await first.close()
+    before = await snapshot(database_url)
+    second = await open_store(parse_database_url(database_url))
+    try:
+        assert await second.get_chat(chat.id) == dataclasses.replace(chat, last_seq=1)
+        assert await second.messages_after(chat.id, 0, 10) == [sent.message]
+    finally:
+        await second.close()
+    assert await snapshot(database_url) == before
 
 
 async def test_create_and_get_chat_round_trips(store: Store) -> None:

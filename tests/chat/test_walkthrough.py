@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from devtools.processes import ServiceProcess
-from tests.chat.conftest import DEADLINE
 from tests.support.docs import DOCS, section
+from tests.support.rpc import DEADLINE
 
 DOC = DOCS / "chat-service.md"
 

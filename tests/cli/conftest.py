@@ -1,46 +1,14 @@
-"""A real auth and chat service, as subprocesses on loopback ports, for the CLI's tests."""
+"""Fixtures of the CLI tests: a real auth and chat service as subprocesses, and the CLI."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from devtools.processes import ServiceProcess
 from tests.support.cli import Cli
-
-
-@dataclass
-class Stack:
-    """``meshchat-auth serve`` and ``meshchat-chat serve`` sharing one work directory."""
-
-    auth: ServiceProcess
-    chat: ServiceProcess
-    workdir: Path
-
-    @property
-    def keys_dir(self) -> Path:
-        """The auth service's signing keys."""
-        return self.workdir / ".data" / "auth-keys"
-
-    def stop(self) -> None:
-        """Stop both."""
-        self.chat.stop()
-        self.auth.stop()
-
-
-def start_stack(workdir: Path) -> Stack:
-    """Start auth, then chat (which fetches auth's keys), on the embedded SQLite default."""
-    auth = ServiceProcess("meshchat-auth", {}, workdir).start()
-    try:
-        chat = ServiceProcess("meshchat-chat", {"MESHCHAT_AUTH_ADDR": auth.address}, workdir)
-        chat.start()
-    except BaseException:
-        auth.stop()
-        raise
-    return Stack(auth, chat, workdir)
+from tests.support.service_stack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")

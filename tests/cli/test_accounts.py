@@ -7,8 +7,9 @@ import stat
 import subprocess
 import time
 
-from tests.cli.conftest import Stack
-from tests.support.cli import MESHCHAT, PASSWORD, Cli, unique_name
+from tests.support.cli import MESHCHAT, Cli, unique_name
+from tests.support.passwords import PASSWORD
+from tests.support.service_stack import Stack
 from tests.support.tokens import mint_access_token
 
 

@@ -6,7 +6,8 @@ import re
 import uuid
 
 from devtools.processes import free_port
-from tests.support.cli import PASSWORD, Cli, unique_name
+from tests.support.cli import Cli, unique_name
+from tests.support.passwords import PASSWORD
 
 
 def _one_line(stderr: str) -> str:

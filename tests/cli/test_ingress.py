@@ -14,9 +14,9 @@ import grpc
 import pytest
 
 from devtools.processes import free_port
-from tests.cli.conftest import Stack
 from tests.support.certs import ServerCertificate, make_server_certificate
 from tests.support.cli import ChatLine, Cli, chat_lines, unique_name
+from tests.support.service_stack import Stack
 
 SERVER_NAME = "meshchat.test"
 ENVOY = Path(sys.executable).parent / "envoy"

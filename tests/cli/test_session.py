@@ -8,8 +8,9 @@ import grpc
 
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from tests.cli.conftest import Stack
-from tests.support.cli import PASSWORD, ChatLine, Cli, Terminal
+from tests.support.cli import ChatLine, Cli, Terminal
+from tests.support.passwords import PASSWORD
+from tests.support.service_stack import Stack
 from tests.support.tokens import mint_access_token
 
 

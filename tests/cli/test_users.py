@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 
 from devtools.paths import VENV_BIN
-from tests.cli.conftest import Stack
-from tests.support.cli import PASSWORD, Cli, unique_name
+from tests.support.cli import Cli, unique_name
+from tests.support.passwords import PASSWORD
+from tests.support.service_stack import Stack
 
 
 def _new_admin(cli: Cli, stack: Stack) -> str:

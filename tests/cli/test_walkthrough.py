@@ -8,9 +8,10 @@ import subprocess
 
 import pexpect
 
-from tests.cli.conftest import Stack
-from tests.support.cli import PASSWORD, Cli, Terminal
+from tests.support.cli import Cli, Terminal
 from tests.support.docs import ROOT, section
+from tests.support.passwords import PASSWORD
+from tests.support.service_stack import Stack
 
 HEADING = "Walk-through: two users, three terminals"
 SHELL_PROMPT = "walkthrough$ "

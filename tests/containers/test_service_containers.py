@@ -32,10 +32,10 @@ from tests.containers.container_support import (
     volume_flags,
 )
 from tests.deploy.deploy_support import require, run
+from tests.support.passwords import PASSWORD
 
 pytestmark = pytest.mark.containers
 
-PASSWORD = "correct horse battery"
 OTHER = {"auth": "chat", "chat": "auth"}
 
 

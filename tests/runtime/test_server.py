@@ -16,6 +16,7 @@ from devtools.postgres import throwaway_postgres
 from devtools.processes import health_stub
 from meshchat.auth.v1 import users_pb2, users_pb2_grpc
 from meshchat_runtime.server import GrpcServer, ServiceRegistration
+from meshchat_runtime.settings import HostPort
 from tests.support.stack import loopback_settings, register, start_auth
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -104,7 +105,9 @@ def scrape(port: int) -> str:
 
 
 async def test_metrics_count_rpcs_by_method_and_code(tmp_path: Path) -> None:
-    auth = await start_auth(tmp_path)
+    auth = await start_auth(
+        tmp_path, server=loopback_settings(metrics_listen=HostPort("127.0.0.1", 0))
+    )
     try:
         async with auth.channel() as channel:
             await register(channel, "alice")

@@ -16,6 +16,7 @@ from typing import Any
 import pexpect
 
 from devtools.paths import VENV_BIN
+from tests.support.passwords import PASSWORD
 
 __all__ = [
     "PASSWORD",
@@ -27,7 +28,6 @@ __all__ = [
     "unique_name",
 ]
 
-PASSWORD = "correct horse battery"
 MESHCHAT = str(VENV_BIN / "meshchat")
 # Environment variables of the developer's shell that would change what the CLI does.
 _CLI_VARIABLES = (

@@ -22,9 +22,9 @@ from meshchat_runtime.settings import (
     parse_database_url,
     parse_host_port,
 )
+from tests.support.passwords import PASSWORD
 
 __all__ = [
-    "DEFAULT_PASSWORD",
     "RunningAuth",
     "RunningChat",
     "bearer",
@@ -34,14 +34,13 @@ __all__ = [
     "start_chat",
 ]
 
-DEFAULT_PASSWORD = "correct horse battery"
-
 
 def loopback_settings(**overrides: Any) -> ServerSettings:
-    """Server settings on free loopback ports, with a fast dependency watchdog."""
+    """Server settings on a free loopback port, with a fast dependency watchdog and no
+    /metrics endpoint (stopping one takes half a second; pass ``metrics_listen`` to test it)."""
     settings = ServerSettings(
         listen=HostPort("127.0.0.1", 0),
-        metrics_listen=HostPort("127.0.0.1", 0),
+        metrics_listen=None,
         grace_period=2.0,
         dependency_check_interval=0.2,
     )
@@ -104,7 +103,7 @@ def bearer(access_token: str) -> tuple[tuple[str, str]]:
 
 
 async def register(
-    channel: grpc.aio.Channel, username: str, password: str = DEFAULT_PASSWORD, email: str = ""
+    channel: grpc.aio.Channel, username: str, password: str = PASSWORD, email: str = ""
 ) -> users_pb2.User:
     """Sign up a user."""
     return await users_pb2_grpc.UserServiceStub(channel).CreateUser(
@@ -116,7 +115,7 @@ async def register(
 
 
 async def register_and_login(
-    channel: grpc.aio.Channel, username: str, password: str = DEFAULT_PASSWORD
+    channel: grpc.aio.Channel, username: str, password: str = PASSWORD
 ) -> auth_pb2.TokenPair:
     """Sign up a user and log in; returns the token pair."""
     await register(channel, username, password)

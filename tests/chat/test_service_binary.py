@@ -14,7 +14,7 @@ import pytest
 
 from devtools.processes import free_port, health_status
 from meshchat_chat.config import SETTINGS
-from tests.chat.conftest import eventually
+from tests.support.rpc import eventually
 
 PROGRAM = [sys.executable, "-m", "meshchat_chat"]
 
