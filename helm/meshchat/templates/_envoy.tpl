@@ -375,15 +375,11 @@ a flood of the listeners that take calls cannot fail the probes: (dict "ctx" $ "
   ignore_global_conn_limit: true
   filter_chains:
     - filters:
-<<<<<<< HEAD
-        {{- include "meshchat.envoy.plainConnectionManager" (dict "ctx" .ctx "name" "health" "headersKb" 8 "idle" "10s" "routes" (toYaml $routes) "filters" (ternary (toYaml $filters) "" (gt (len $filters) 0))) | nindent 8 }}
-=======
-        {{- $manager := dict "name" "health" "headersKb" 8 "idle" "10s" "routes" (toYaml $routes) }}
+        {{- $manager := dict "ctx" .ctx "name" "health" "headersKb" 8 "idle" "10s" "routes" (toYaml $routes) }}
         {{- if $filters }}
         {{- $_ := set $manager "filters" (toYaml $filters) }}
         {{- end }}
         {{- include "meshchat.envoy.plainConnectionManager" $manager | nindent 8 }}
->>>>>>> chart
 {{- end -}}
 
 {{/* A health_check filter: .path answers 200 only while every host of .cluster passes its health check, else 503. */}}
@@ -564,12 +560,8 @@ address (use_remote_address is off), so it neither appends to the header nor tru
 {{- end -}}
 {{- $callers = concat $callers $v.sidecar.extraAllowedCallers -}}
 {{- $api := index (include "meshchat.grpcApi" . | fromYaml) .component -}}
-<<<<<<< HEAD
-{{- $hosts := list (dict "name" .component "domains" (list "*") "routes" (include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" "local_app" "api" $api "prefixes" (list "/") "split" true "public" true "reflection" true) | fromYamlArray)) -}}
-=======
-{{- $routes := dict "ctx" $ctx "cluster" "local_app" "api" $api "prefixes" (list "/") -}}
+{{- $routes := dict "ctx" $ctx "cluster" "local_app" "api" $api "prefixes" (list "/") "split" true "public" true "reflection" true -}}
 {{- $hosts := list (dict "name" .component "domains" (list "*") "routes" (include "meshchat.envoy.grpcRoutes" $routes | fromYamlArray)) -}}
->>>>>>> chart
 {{- $options := dict "server_header_transformation" "PASS_THROUGH" "forward_client_cert_details" "SANITIZE_SET" "set_current_client_cert_details" (dict "dns" true "uri" true) -}}
 {{- include "meshchat.envoy.listenerAddress" (dict "name" "inbound" "listen" $v.sidecar.inbound) }}
   per_connection_buffer_limit_bytes: {{ $ctx.Values.mesh.envoy.limits.perConnectionBufferLimitBytes }}
