@@ -95,31 +95,26 @@ circuit_breakers:
       max_retries: 3
 {{- end -}}
 
-{{/*
-A Kubernetes memory quantity in bytes (256Mi, 1Gi, 500M, 1000000); empty when .quantity is empty.
-*/}}
+{{/* A Kubernetes memory quantity as values.schema.json admits it (256Mi, 1.5Gi, 500M, 1000000) in bytes, rounded down. */}}
 {{- define "meshchat.envoy.bytes" -}}
-{{- $q := toString .quantity -}}
-{{- if $q -}}
-{{- $number := regexFind "^[0-9]+" $q -}}
-{{- $suffix := trimPrefix $number $q -}}
-{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
-{{- if or (not $number) (not (hasKey $units $suffix)) -}}
-{{- fail (printf "%s: %q is not a memory quantity this chart reads (an integer with k, M, G, T, Ki, Mi, Gi or Ti)" .what $q) -}}
-{{- end -}}
-{{- mul (int64 $number) (index $units $suffix) -}}
+{{- if kindIs "string" . -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" . -}}
+{{- $units := dict "" 1 "m" 0.001 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 -}}
+{{- mulf $number (index $units (trimPrefix $number .)) | floor | int64 -}}
+{{- else -}}
+{{- float64 . | floor | int64 -}}
 {{- end -}}
 {{- end -}}
 
 {{/*
-The overload manager: the global connection limit, and, with a memory limit, the heap
-(fixed_heap, mesh.envoy.overload.heapPercent of the limit) with its actions: shrink the heap,
-then stop accepting requests, then connections: (dict "ctx" $ "memory" "256Mi" "what" "mesh.envoy.resources.limits.memory").
+The overload manager: the global connection limit, and the heap (fixed_heap:
+mesh.envoy.overload.heapPercent of the container's memory limit) with its actions: shrink the
+heap, then stop accepting requests, then connections: (dict "ctx" $ "memory" "256Mi").
 */}}
 {{- define "meshchat.envoy.overloadManager" -}}
 {{- $envoy := .ctx.Values.mesh.envoy -}}
 {{- $o := $envoy.overload -}}
-{{- $limit := include "meshchat.envoy.bytes" (dict "quantity" .memory "what" .what) -}}
+{{- $limit := include "meshchat.envoy.bytes" .memory -}}
 overload_manager:
   refresh_interval: 0.25s
   resource_monitors:
@@ -127,11 +122,10 @@ overload_manager:
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
         max_active_downstream_connections: {{ $envoy.limits.maxDownstreamConnections }}
-    {{- if $limit }}
     - name: envoy.resource_monitors.fixed_heap
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
-        max_heap_size_bytes: {{ div (mul (int64 $limit) (int64 $o.heapPercent)) 100 }}
+        max_heap_size_bytes: {{ mulf $limit $o.heapPercent 0.01 | floor | int64 }}
   actions:
     - name: envoy.overload_actions.shrink_heap
       triggers:
@@ -148,7 +142,6 @@ overload_manager:
         - name: envoy.resource_monitors.fixed_heap
           threshold:
             value: {{ $o.stopAcceptingConnectionsAt }}
-    {{- end }}
 {{- end -}}
 
 {{/*
@@ -233,7 +226,7 @@ access_log:
 {{/*
 The node, the admin interface (loopback, outside the global connection limit), the overload
 manager and the listeners' connection limits: (dict "ctx" $ "name" "..." "admin" {address, port}
-"memory" (the container's memory limit) "what" (its value's name) "listeners" (list of the listeners that take calls)).
+"memory" (the container's memory limit) "listeners" (list of the listeners that take calls)).
 */}}
 {{- define "meshchat.envoy.node" -}}
 {{- $limits := .ctx.Values.mesh.envoy.limits -}}
@@ -725,7 +718,7 @@ the component's specifics (callers, upstreams) come from .workload.
 {{- range .workload.upstreams -}}
 {{- $listeners = append $listeners (printf "outbound_%s" .name) -}}
 {{- end }}
-{{ include "meshchat.envoy.node" (dict "ctx" $ctx "name" $name "admin" $v.sidecar.admin "memory" (dig "limits" "memory" "" $envoy.resources) "what" "mesh.envoy.resources.limits.memory" "listeners" $listeners) }}
+{{ include "meshchat.envoy.node" (dict "ctx" $ctx "name" $name "admin" $v.sidecar.admin "memory" $envoy.resources.limits.memory "listeners" $listeners) }}
 static_resources:
   listeners:
     {{- include "meshchat.envoy.inboundListener" . | nindent 4 }}

@@ -154,7 +154,7 @@ resources:
 {{- $edge := .Values.edge -}}
 {{- $name := include "meshchat.componentName" (dict "ctx" . "component" "edge") -}}
 # Edge Envoy of {{ $name }}, rendered by the meshchat chart. Do not edit: change the values.
-{{ include "meshchat.envoy.node" (dict "ctx" . "name" $name "admin" $edge.admin "memory" (dig "limits" "memory" "" $edge.resources) "what" "edge.resources.limits.memory" "listeners" (list "edge")) }}
+{{ include "meshchat.envoy.node" (dict "ctx" . "name" $name "admin" $edge.admin "memory" $edge.resources.limits.memory "listeners" (list "edge")) }}
 static_resources:
   listeners:
     {{- include "meshchat.envoy.edgeListener" . | nindent 4 }}
