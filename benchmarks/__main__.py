@@ -25,6 +25,7 @@ import grpc.aio
 import psycopg
 
 from benchmarks.echo_server import METHOD as ECHO_METHOD
+from benchmarks.login_storm import login_storm
 from devtools.paths import REPO_ROOT
 from devtools.postgres import ThrowawayPostgres, throwaway_postgres
 from devtools.processes import ServiceProcess, free_port
@@ -406,6 +407,9 @@ async def run() -> Report:
                     if mode == "local":
                         names = ["owner", *(f"member{i:03d}" for i in range(MEMBERS))]
                         tokens = await make_users(channel, names)
+                        await login_storm(
+                            report, auth.address, "owner", PASSWORD, tokens["owner"], DURATION
+                        )
                     else:
                         pair = await auth_pb2_grpc.AuthServiceStub(channel).Login(
                             auth_pb2.LoginRequest(username="owner", password=PASSWORD), timeout=30

@@ -36,6 +36,11 @@ DEFAULT_TIMEOUT = 10.0
 """The deadline of every unary call, in seconds."""
 STREAM_TIMEOUT = 1800.0
 """The deadline of a Connect stream; the session reconnects seamlessly when it passes."""
+REFRESH_TIMEOUT = 5.0
+REFRESH_ATTEMPTS = 3
+"""A Refresh is tried this often, with this deadline, when its outcome is unknown: all of
+them end within the auth service's default grace window of 30 s."""
+_OUTCOME_UNKNOWN = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
 
 _PAGE_SIZE = 200
 # Advice that fits the call better than the general one of failures.rpc_failure.
@@ -160,9 +165,17 @@ class Api:
         return self._call(endpoint, method, request, action, token, hints)
 
     def _refresh(self, refresh_token: str) -> auth_pb2.TokenPair:
-        return self._auth().Refresh(
-            auth_pb2.RefreshRequest(refresh_token=refresh_token), timeout=DEFAULT_TIMEOUT
-        )
+        # A Refresh whose outcome is unknown may have rotated the token on the server; asking
+        # again with the same token within the server's grace window (30 s by default) gets
+        # the same successor, so it is retried rather than the login given up.
+        request = auth_pb2.RefreshRequest(refresh_token=refresh_token)
+        for _ in range(REFRESH_ATTEMPTS - 1):
+            try:
+                return self._auth().Refresh(request, timeout=REFRESH_TIMEOUT)
+            except grpc.RpcError as error:
+                if error.code() not in _OUTCOME_UNKNOWN:
+                    raise
+        return self._auth().Refresh(request, timeout=REFRESH_TIMEOUT)
 
     # Accounts -----------------------------------------------------------------------------
 

@@ -210,7 +210,9 @@ def decide_rotation(
         return RotationOutcome.EXPIRED
     if stored.used_at is None:
         return RotationOutcome.ROTATED
-    in_grace = now - stored.used_at < timedelta(seconds=grace_seconds)
+    # A concurrent call may have taken its ``now`` before the use it waited for: a negative
+    # age is "just now", and without a grace window nothing is.
+    in_grace = grace_seconds > 0 and now - stored.used_at < timedelta(seconds=grace_seconds)
     if in_grace and not stored.successor_used and stored.successor_sealed is not None:
         return RotationOutcome.REPEATED
     return RotationOutcome.REUSED

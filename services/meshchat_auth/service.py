@@ -122,9 +122,7 @@ class PasswordCheck:
             limits, self._clock(), policy.failed_login_window
         )
         if wait is not None:
-            raise ResourceExhausted(
-                f"too many failed logins for this account; try again in {int(wait) + 1} s", wait
-            )
+            raise ResourceExhausted(f"too many failed logins; try again in {int(wait) + 1} s", wait)
         try:
             if user is None:
                 await self._hasher.verify_nothing(password)
@@ -236,15 +234,17 @@ class AccountService:
             await self._confirm_self(
                 caller, user, current_password, address, "change your email or password"
             )
-        changes = UserChanges(email=email, role=role)
+        password_hash = None
         if password is not None:
-            changes = UserChanges(
-                email=email,
-                role=role,
-                password_hash=await self._hasher.hash_new(password, (user.username, user.email)),
-                revoke_families=True,
-                keep_family=(caller.session_id or None) if caller.user_id == user_id else None,
-            )
+            password_hash = await self._hasher.hash_new(password, (user.username, user.email))
+        own_session = caller.session_id if caller.user_id == user_id else ""
+        changes = UserChanges(
+            email=email,
+            role=role,
+            password_hash=password_hash,
+            revoke_families=password_hash is not None,
+            keep_family=own_session or None,
+        )
         updated = await self._store.update_user(user_id, changes, self._clock())
         if updated is None:
             raise NotFound(f"no user {user_id!r}")
@@ -320,12 +320,7 @@ class SessionService:
             raise Unauthenticated(WRONG_CREDENTIALS)
         now = self._clock()
         if self._hasher.needs_rehash(user.password_hash):
-            new_hash = await self._hasher.hash(password)
-            user = (
-                await self._store.update_user(user.id, UserChanges(password_hash=new_hash), now)
-                or user
-            )
-            log.info("password hash upgraded", extra={"user_id": user.id})
+            user = await self._upgrade_hash(user, password, now)
         family = RefreshFamily(
             str(uuid.uuid4()), user.id, now, now + timedelta(seconds=self._policy.refresh_ttl)
         )
@@ -334,6 +329,17 @@ class SessionService:
             family, RefreshToken(hash_refresh_token(refresh), family.family_id, user.id, now)
         )
         return self._tokens(user, family.family_id, refresh, family.expires_at, now)
+
+    async def _upgrade_hash(self, user: User, password: str, now: datetime) -> User:
+        """Rehash with the current parameters; when the pool is full, the next login does
+        it instead (the password was right: the login must not fail for this)."""
+        try:
+            new_hash = await self._hasher.hash(password)
+        except ResourceExhausted:
+            return user
+        upgraded = await self._store.update_user(user.id, UserChanges(password_hash=new_hash), now)
+        log.info("password hash upgraded", extra={"user_id": user.id})
+        return upgraded or user
 
     def _tokens(
         self, user: User, family_id: str, refresh: str, refresh_expires: datetime, now: datetime
@@ -400,7 +406,14 @@ class AccessChecker:
         user = await self._store.get_user(claims.user_id)
         if user is None:
             raise Unauthenticated("the account of this token no longer exists")
-        return Principal(user.id, user.username, user.role, claims.expires_at, claims.token_id)
+        return Principal(
+            user.id,
+            user.username,
+            user.role,
+            claims.expires_at,
+            claims.token_id,
+            claims.session_id,
+        )
 
     async def check(self, token: str | None, endpoint: str) -> Principal:
         """The caller when ``token`` may call ``endpoint``; Unauthenticated or

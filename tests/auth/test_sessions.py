@@ -112,7 +112,8 @@ async def test_throttled_logins_say_when_to_retry_in_the_trailers(tmp_path: Path
 async def test_a_deleted_users_tokens_stop_working(stubs: Stubs) -> None:
     pair = await register_and_login(stubs.channel, "alice")
     await stubs.users.DeleteUser(
-        users_pb2.DeleteUserRequest(id=pair.user.id), metadata=bearer(pair.access_token)
+        users_pb2.DeleteUserRequest(id=pair.user.id, current_password=PASSWORD),
+        metadata=bearer(pair.access_token),
     )
     code, _ = await status_of(
         stubs.users.GetUser(
@@ -130,7 +131,7 @@ async def test_login_upgrades_a_hash_to_the_configured_argon2_parameters(
     stubs: Stubs, auth: RunningAuth
 ) -> None:
     user = await register(stubs.channel, "alice")
-    old = PasswordHasher(Argon2Parameters(memory_kib=19 * 1024, time_cost=3))
+    old = PasswordHasher(Argon2Parameters(memory_kib=19 * 1024, time_cost=3), auth.app.hashing)
     old_hash = await old.hash(PASSWORD)
     await auth.app.store.update_user(
         user.id, UserChanges(password_hash=old_hash), datetime.now(UTC)

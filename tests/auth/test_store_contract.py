@@ -4,12 +4,22 @@ alike, so that the fake cannot drift from the real backends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
-from meshchat_auth.domain import NewUser, RefreshToken, UserChanges
+from meshchat_auth.domain import (
+    AttemptLimit,
+    NewUser,
+    RefreshFamily,
+    RefreshToken,
+    RotationOutcome,
+    UserChanges,
+)
 from meshchat_auth.store import AuthStore, open_store
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
@@ -79,15 +89,24 @@ async def test_update_changes_only_given_fields_and_keeps_data_on_conflict(
     )
 
 
+async def start(store: AuthStore, user_id: str, family_id: str, token_hash: str) -> None:
+    await store.start_family(
+        RefreshFamily(family_id, user_id, NOW, NOW + timedelta(days=1)),
+        RefreshToken(token_hash, family_id, user_id, NOW),
+    )
+
+
+FAMILY = "11111111-1111-1111-1111-111111111111"
+OTHER_FAMILY = "44444444-4444-4444-4444-444444444444"
+
+
 async def test_delete_removes_the_user_and_their_tokens(store: AuthStore) -> None:
     alice = await store.create_user(new_user("alice"), NOW)
-    token = RefreshToken(
-        "h1", "11111111-1111-1111-1111-111111111111", alice.id, NOW, NOW + timedelta(days=1)
-    )
-    await store.add_refresh_token(token)
+    await start(store, alice.id, FAMILY, "h1")
     assert await store.delete_user(alice.id)
     assert await store.get_user(alice.id) is None
-    assert await store.get_refresh_token("h1") is None
+    rotation = await store.rotate_refresh_token("h1", "h2", b"sealed", NOW, 0)
+    assert rotation.outcome is RotationOutcome.UNKNOWN
     assert not await store.delete_user(alice.id)
 
 
@@ -100,33 +119,125 @@ async def test_list_users_pages_by_lowercase_username(store: AuthStore) -> None:
     assert [u.username for u in rest] == ["carol", "dave"]
 
 
-async def test_a_refresh_token_is_used_exactly_once(store: AuthStore) -> None:
+async def test_a_refresh_token_rotates_exactly_once_and_reuse_revokes_the_family(
+    store: AuthStore,
+) -> None:
     alice = await store.create_user(new_user("alice"), NOW)
-    family = "22222222-2222-2222-2222-222222222222"
-    await store.add_refresh_token(
-        RefreshToken("h1", family, alice.id, NOW, NOW + timedelta(days=1))
+    await start(store, alice.id, FAMILY, "h1")
+    rotations = await asyncio.gather(
+        *(store.rotate_refresh_token("h1", f"next{i}", b"sealed", NOW, 0) for i in range(8))
     )
-    results = await asyncio.gather(*(store.use_refresh_token("h1", NOW) for _ in range(5)))
-    assert sorted(results) == [False, False, False, False, True]
-    stored = await store.get_refresh_token("h1")
-    assert stored is not None
-    assert stored.used_at == NOW
+    # One wins; the first loser detects the reuse and revokes, the others find it revoked.
+    outcomes = sorted(r.outcome.value for r in rotations)
+    assert outcomes == ["reused"] + ["revoked"] * 6 + ["rotated"]
+    winner = next(i for i, r in enumerate(rotations) if r.outcome is RotationOutcome.ROTATED)
+    assert rotations[winner].family_id == FAMILY
+    assert rotations[winner].user_id == alice.id
+    # The reuse came after the winner's successor was stored, and revoked it too.
+    late = await store.rotate_refresh_token(f"next{winner}", "h3", b"sealed", NOW, 0)
+    assert late.outcome is RotationOutcome.REVOKED
+
+
+async def test_within_the_grace_window_the_same_successor_is_returned(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    await start(store, alice.id, FAMILY, "h1")
+    first = await store.rotate_refresh_token("h1", "h2", b"sealed h2", NOW, 30)
+    assert first.outcome is RotationOutcome.ROTATED
+    again = await store.rotate_refresh_token(
+        "h1", "other", b"sealed other", NOW + timedelta(seconds=5), 30
+    )
+    assert again.outcome is RotationOutcome.REPEATED
+    assert again.successor_sealed == b"sealed h2"
+    # Once the successor is used, the old token is a reuse even within the window.
+    assert (await store.rotate_refresh_token("h2", "h3", b"sealed h3", NOW, 30)).outcome is (
+        RotationOutcome.ROTATED
+    )
+    late = await store.rotate_refresh_token("h1", "h4", b"x", NOW + timedelta(seconds=6), 30)
+    assert late.outcome is RotationOutcome.REUSED
+    assert (await store.rotate_refresh_token("h3", "h5", b"x", NOW, 30)).outcome is (
+        RotationOutcome.REVOKED
+    )
+
+
+async def test_after_the_grace_window_a_repeat_is_a_reuse(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    await start(store, alice.id, FAMILY, "h1")
+    await store.rotate_refresh_token("h1", "h2", b"sealed", NOW, 30)
+    late = await store.rotate_refresh_token("h1", "h3", b"x", NOW + timedelta(seconds=31), 30)
+    assert late.outcome is RotationOutcome.REUSED
+
+
+async def test_an_expired_family_does_not_rotate(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    await start(store, alice.id, FAMILY, "h1")
+    late = await store.rotate_refresh_token("h1", "h2", b"x", NOW + timedelta(days=2), 30)
+    assert late.outcome is RotationOutcome.EXPIRED
 
 
 async def test_revoking_a_family_revokes_all_its_tokens(store: AuthStore) -> None:
     alice = await store.create_user(new_user("alice"), NOW)
-    family = "33333333-3333-3333-3333-333333333333"
-    other = "44444444-4444-4444-4444-444444444444"
-    for token_hash, fam in (("a", family), ("b", family), ("c", other)):
-        await store.add_refresh_token(
-            RefreshToken(token_hash, fam, alice.id, NOW, NOW + timedelta(days=1))
-        )
-    await store.revoke_family(family, NOW)
-    assert not await store.use_refresh_token("b", NOW)
-    revoked = await store.get_refresh_token("a")
-    assert revoked is not None
-    assert revoked.revoked_at == NOW
-    assert await store.use_refresh_token("c", NOW)
+    await start(store, alice.id, FAMILY, "a")
+    await store.rotate_refresh_token("a", "b", b"x", NOW, 0)
+    await start(store, alice.id, OTHER_FAMILY, "c")
+    await store.revoke_family_of("a", NOW)
+    assert (await store.rotate_refresh_token("b", "d", b"x", NOW, 0)).outcome is (
+        RotationOutcome.REVOKED
+    )
+    assert (await store.rotate_refresh_token("c", "e", b"x", NOW, 0)).outcome is (
+        RotationOutcome.ROTATED
+    )
+
+
+async def test_a_password_change_revokes_the_other_families(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    await start(store, alice.id, FAMILY, "a")
+    await start(store, alice.id, OTHER_FAMILY, "b")
+    changes = UserChanges(password_hash="$argon2id$new", revoke_families=True, keep_family=FAMILY)
+    await store.update_user(alice.id, changes, NOW)
+    assert (await store.rotate_refresh_token("a", "c", b"x", NOW, 0)).outcome is (
+        RotationOutcome.ROTATED
+    )
+    assert (await store.rotate_refresh_token("b", "d", b"x", NOW, 0)).outcome is (
+        RotationOutcome.REVOKED
+    )
+    everything = UserChanges(password_hash="$argon2id$newer", revoke_families=True)
+    await store.update_user(alice.id, everything, NOW)
+    assert (await store.rotate_refresh_token("c", "e", b"x", NOW, 0)).outcome is (
+        RotationOutcome.REVOKED
+    )
+
+
+async def test_login_attempts_are_reserved_atomically_within_their_limits(
+    store: AuthStore,
+) -> None:
+    limits = [AttemptLimit("pair", 3), AttemptLimit("address", 10)]
+    reservations = await asyncio.gather(
+        *(store.reserve_login_attempt(limits, NOW, 60) for _ in range(10))
+    )
+    assert reservations.count(None) == 3
+    waits = [wait for wait in reservations if wait is not None]
+    assert all(59 <= wait <= 60 for wait in waits)
+    # Refused attempts were not counted: the address has room for 7 more under another pair.
+    others = [AttemptLimit("other pair", 100), AttemptLimit("address", 10)]
+    again = [await store.reserve_login_attempt(others, NOW, 60) for _ in range(8)]
+    assert again.count(None) == 7
+
+
+async def test_a_released_attempt_gives_its_count_back(store: AuthStore) -> None:
+    limits = [AttemptLimit("pair", 1), AttemptLimit("address", 2)]
+    assert await store.reserve_login_attempt(limits, NOW, 60) is None
+    assert await store.reserve_login_attempt(limits, NOW, 60) is not None
+    await store.release_login_attempt(["address"], ["pair"])
+    assert await store.reserve_login_attempt(limits, NOW, 60) is None
+    assert await store.reserve_login_attempt(limits, NOW, 60) is not None
+
+
+async def test_a_window_ends(store: AuthStore) -> None:
+    limits = [AttemptLimit("pair", 1)]
+    assert await store.reserve_login_attempt(limits, NOW, 60) is None
+    later = NOW + timedelta(seconds=61)
+    assert await store.reserve_login_attempt(limits, NOW + timedelta(seconds=30), 60) == 30
+    assert await store.reserve_login_attempt(limits, later, 60) is None
 
 
 async def test_text_is_stored_verbatim(store: AuthStore) -> None:
@@ -137,32 +248,47 @@ async def test_text_is_stored_verbatim(store: AuthStore) -> None:
     assert await store.get_user_by_username("x' OR '1'='1") is None
 
 
-async def test_login_failures_count_in_a_window(store: AuthStore) -> None:
-    assert await store.login_failures("alice") is None
-    assert await store.count_login_failure("alice", NOW, 60) == (1, NOW)
-    assert await store.count_login_failure("alice", NOW + timedelta(seconds=30), 60) == (2, NOW)
-    later = NOW + timedelta(seconds=61)
-    assert await store.count_login_failure("alice", later, 60) == (1, later)
-    assert await store.login_failures("alice") == (1, later)
-    await store.clear_login_failures("alice")
-    assert await store.login_failures("alice") is None
+async def count_login_records(database_url: str) -> int:
+    """The rows of the failed-login table, read beside the store."""
+    url = parse_database_url(database_url)
+    if url.sqlite_path is not None:
+        with contextlib.closing(sqlite3.connect(url.sqlite_path)) as conn:
+            row = conn.execute("SELECT count(*) FROM login_failures").fetchone()
+    else:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            cur = await conn.execute("SELECT count(*) FROM login_failures")
+            row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_expired_login_records_are_pruned(database_url: str) -> None:
+    store = await open_store(parse_database_url(database_url))
+    try:
+        for i in range(150):
+            await store.reserve_login_attempt([AttemptLimit(f"spray {i}", 5)], NOW, 60)
+        assert await count_login_records(database_url) == 150
+        later = NOW + timedelta(seconds=61)
+        for i in range(2):
+            await store.reserve_login_attempt([AttemptLimit(f"later {i}", 5)], later, 60)
+    finally:
+        await store.close()
+    # Two reservations pruned up to 100 expired records each, and added their own.
+    assert await count_login_records(database_url) == 2
 
 
 async def test_migrations_are_idempotent(database_url: str) -> None:
     """A restart opens the migrated database again: its schema and data stay as they were."""
     first = await open_store(parse_database_url(database_url))
     alice = await first.create_user(new_user("alice", "a@example.org"), NOW)
-    family = "55555555-5555-5555-5555-555555555555"
-    token = RefreshToken("h1", family, alice.id, NOW, NOW + timedelta(days=1))
-    await first.add_refresh_token(token)
-    await first.count_login_failure("bob", NOW, 60)
+    await start(first, alice.id, "55555555-5555-5555-5555-555555555555", "h1")
+    await first.reserve_login_attempt([AttemptLimit("bob", 1)], NOW, 60)
     await first.close()
     before = await snapshot(database_url)
     second = await open_store(parse_database_url(database_url))
     try:
         assert await second.get_user(alice.id) == alice
-        assert await second.get_refresh_token("h1") == token
-        assert await second.login_failures("bob") == (1, NOW)
+        assert await second.reserve_login_attempt([AttemptLimit("bob", 1)], NOW, 60) == 60
     finally:
         await second.close()
     assert await snapshot(database_url) == before

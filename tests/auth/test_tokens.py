@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import grpc
@@ -31,8 +32,10 @@ async def test_access_token_header_and_claims(stubs: Stubs, auth: RunningAuth) -
     assert header["typ"] == "at+jwt"
     assert header["kid"] == auth.app.keys.signing_key.kid
     claims = jwt.decode(pair.access_token, options={"verify_signature": False})
-    assert set(claims) == {"sub", "username", "role", "iss", "aud", "iat", "exp", "jti"}
+    assert set(claims) == {"sub", "username", "role", "iss", "aud", "iat", "exp", "jti", "sid"}
     assert claims["exp"] - claims["iat"] == 300
+    # sid names the login (the refresh family): a password change keeps this one alone.
+    assert str(uuid.UUID(claims["sid"])) == claims["sid"]
     assert (claims["iss"], claims["aud"], claims["role"]) == ("meshchat-auth", "meshchat", "USER")
 
 

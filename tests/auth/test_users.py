@@ -96,7 +96,9 @@ async def test_update_self_but_not_others_and_roles_only_by_admin(
     alice = await register_and_login(stubs.channel, "alice")
     bob = await register_and_login(stubs.channel, "bob")
     updated = await stubs.users.UpdateUser(
-        users_pb2.UpdateUserRequest(id=alice.user.id, email="new@example.org"),
+        users_pb2.UpdateUserRequest(
+            id=alice.user.id, email="new@example.org", current_password=PASSWORD
+        ),
         metadata=bearer(alice.access_token),
     )
     assert updated.email == "new@example.org"
@@ -148,7 +150,8 @@ async def test_delete_self_or_as_admin(stubs: Stubs, auth: RunningAuth) -> None:
     )
     assert code == grpc.StatusCode.PERMISSION_DENIED
     await stubs.users.DeleteUser(
-        users_pb2.DeleteUserRequest(id=alice.user.id), metadata=bearer(alice.access_token)
+        users_pb2.DeleteUserRequest(id=alice.user.id, current_password=PASSWORD),
+        metadata=bearer(alice.access_token),
     )
     admin_token = await login_admin(stubs, auth)
     await stubs.users.DeleteUser(

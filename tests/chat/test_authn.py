@@ -17,6 +17,7 @@ from meshchat_auth.keys import generate_key_file
 from meshchat_chat.config import AuthzMode
 from meshchat_runtime.settings import HostPort
 from tests.support.backends import SQLITE_ONLY
+from tests.support.passwords import PASSWORD
 from tests.support.people import People, Person, Stream
 from tests.support.rpc import eventually, status_of
 from tests.support.stack import (
@@ -215,7 +216,8 @@ async def test_a_deleted_users_token(
     room = await alice.create_chat("soon orphaned")
     async with auth.channel() as channel:
         await users_pb2_grpc.UserServiceStub(channel).DeleteUser(
-            users_pb2.DeleteUserRequest(id=alice.user_id), metadata=alice.md
+            users_pb2.DeleteUserRequest(id=alice.user_id, current_password=PASSWORD),
+            metadata=alice.md,
         )
 
     async def accepted() -> bool:

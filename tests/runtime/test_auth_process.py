@@ -17,6 +17,7 @@ from devtools.paths import VENV_BIN
 from devtools.processes import ServiceProcess, health_stub
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat_auth.config import SETTINGS
+from tests.support.passwords import PASSWORD
 
 PROGRAM = str(VENV_BIN / "meshchat-auth")
 
@@ -129,7 +130,7 @@ def test_logs_are_json_lines(tmp_path: Path) -> None:
         with grpc.insecure_channel(service.address) as channel:
             users_pb2_grpc.UserServiceStub(channel).CreateUser(
                 users_pb2.CreateUserRequest(
-                    username="alice", password="12345678", password_confirm="12345678"
+                    username="alice", password=PASSWORD, password_confirm=PASSWORD
                 ),
                 timeout=10,
             )

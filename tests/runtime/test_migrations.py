@@ -21,6 +21,7 @@ from meshchat_runtime.database import (
     split_statements,
 )
 from meshchat_runtime.settings import parse_database_url
+from meshchat_runtime.timestamps import to_micros
 
 
 async def test_concurrent_starts_migrate_once(postgres_url: str) -> None:
@@ -30,7 +31,10 @@ async def test_concurrent_starts_migrate_once(postgres_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
         cur = await conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
         rows = await cur.fetchall()
-    assert rows == [(1, "0001_users_and_tokens.sql")]
+    assert rows == [
+        (1, "0001_users_and_tokens.sql"),
+        (2, "0002_refresh_families_and_attempts.sql"),
+    ]
 
 
 def test_a_comment_before_a_statement_does_not_hide_it() -> None:
@@ -80,37 +84,33 @@ def _write_auth_database_of_0001(path: Path) -> None:
 
 
 async def test_auth_sqlite_timestamps_of_0001_become_microseconds(tmp_path: Path) -> None:
+    """0002 turns ISO text into microseconds; 0003 moves each token family into a row of its
+    own (taking the tokens' expiry) and starts the failed-login counters afresh."""
     path = tmp_path / "auth.db"
     _write_auth_database_of_0001(path)
     store = await open_store(parse_database_url(f"sqlite:///{path}"))
     try:
         user = await store.get_user(USER_ID)
-        used = await store.get_refresh_token("used")
-        fresh = await store.get_refresh_token("fresh")
-        failures = await store.login_failures("alice")
         assert user is not None
-        assert used is not None
-        assert fresh is not None
         assert (user.username, user.created_at, user.updated_at) == (
             "alice",
             ISO_ROWS["created"],
             ISO_ROWS["updated"],
         )
-        assert (used.issued_at, used.expires_at, used.used_at, used.revoked_at) == (
-            ISO_ROWS["issued"],
-            ISO_ROWS["expires"],
-            ISO_ROWS["used"],
-            None,
-        )
-        assert (fresh.user_id, fresh.used_at) == (USER_ID, None)
-        assert failures == (3, ISO_ROWS["window"])
     finally:
         await store.close()
     with contextlib.closing(sqlite3.connect(path)) as conn:
+        tokens = conn.execute(
+            "SELECT token_hash, family_id, user_id, issued_at, used_at FROM refresh_tokens "
+            "ORDER BY token_hash"
+        ).fetchall()
+        families = conn.execute(
+            "SELECT family_id, user_id, created_at, expires_at, revoked_at FROM refresh_families"
+        ).fetchall()
+        failures = conn.execute("SELECT count(*) FROM login_failures").fetchone()
         kinds = conn.execute(
             "SELECT DISTINCT typeof(u.created_at), typeof(u.updated_at), typeof(t.issued_at), "
-            "typeof(t.expires_at), typeof(f.window_start) "
-            "FROM users u, refresh_tokens t, login_failures f"
+            "typeof(f.expires_at) FROM users u, refresh_tokens t, refresh_families f"
         ).fetchall()
         references = conn.execute("PRAGMA foreign_key_list(refresh_tokens)").fetchall()
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
@@ -119,12 +119,20 @@ async def test_auth_sqlite_timestamps_of_0001_become_microseconds(tmp_path: Path
         with conn:
             conn.execute("DELETE FROM users")
         tokens_left = conn.execute("SELECT count(*) FROM refresh_tokens").fetchone()
-    assert kinds == [("integer",) * 5]
+        families_left = conn.execute("SELECT count(*) FROM refresh_families").fetchone()
+    issued = to_micros(ISO_ROWS["issued"])
+    assert tokens == [
+        ("fresh", FAMILY_ID, USER_ID, issued, None),
+        ("used", FAMILY_ID, USER_ID, issued, to_micros(ISO_ROWS["used"])),
+    ]
+    assert families == [(FAMILY_ID, USER_ID, issued, to_micros(ISO_ROWS["expires"]), None)]
+    assert failures == (0,)
+    assert kinds == [("integer",) * 4]
     assert [(row[2], row[3], row[4], row[6]) for row in references] == [
         ("users", "user_id", "id", "CASCADE")
     ]
-    assert versions == [(1,), (2,)]
-    assert tokens_left == (0,)
+    assert versions == [(1,), (2,), (3,)]
+    assert tokens_left == families_left == (0,)
 
 
 BROKEN = [Migration(1, "0001_broken.sql", "CREATE TABLE a (x INT);\nTHIS IS NOT SQL;\n")]

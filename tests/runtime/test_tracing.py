@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from devtools.processes import ServiceProcess
 from meshchat.auth.v1 import users_pb2, users_pb2_grpc
+from tests.support.passwords import PASSWORD
 
 
 class Collector(trace_service_pb2_grpc.TraceServiceServicer):
@@ -50,7 +51,7 @@ async def test_spans_are_exported_over_otlp_and_logs_carry_their_trace_id(tmp_pa
         async with grpc.aio.insecure_channel(auth.address) as channel:
             await users_pb2_grpc.UserServiceStub(channel).CreateUser(
                 users_pb2.CreateUserRequest(
-                    username="alice", password="12345678", password_confirm="12345678"
+                    username="alice", password=PASSWORD, password_confirm=PASSWORD
                 ),
                 timeout=10,
             )

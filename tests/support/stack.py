@@ -84,13 +84,16 @@ async def start_auth(
     keys_dir: Path | None = None,
     tokens: TokenPolicy | None = None,
     server: ServerSettings | None = None,
+    **config_overrides: Any,
 ) -> RunningAuth:
-    """Build and start an auth service; SQLite under ``tmp_path`` unless a URL is given."""
+    """Build and start an auth service; SQLite under ``tmp_path`` unless a URL is given.
+    ``config_overrides`` are AuthConfig fields (hashing, trust_forwarded_for, ...)."""
     config = AuthConfig(
         server=server or loopback_settings(),
         database=parse_database_url(database_url or f"sqlite:///{tmp_path / 'auth.db'}"),
         keys_dir=keys_dir or tmp_path / "auth-keys",
         tokens=tokens or TokenPolicy(),
+        **config_overrides,
     )
     app = await build_server(config)
     await app.start()

@@ -8,7 +8,7 @@ import pytest
 from meshchat_auth.config import TokenPolicy
 from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
-from meshchat_auth.service import AccessChecker, AccountService, SessionService
+from meshchat_auth.service import AccessChecker, AccountService, PasswordCheck, SessionService
 from meshchat_chat.fanout.hub import Hub
 from meshchat_chat.service import ChatLimits, ChatService
 from meshchat_runtime.access import default_policy
@@ -52,23 +52,35 @@ def keys() -> KeyRing:
 
 
 @pytest.fixture
+def passwords(
+    auth_store: MemoryAuthStore, hasher: FakePasswordHasher, policy: TokenPolicy, clock: FakeClock
+) -> PasswordCheck:
+    """Password checks behind the failed-attempt limits."""
+    return PasswordCheck(auth_store, hasher, policy, clock)
+
+
+@pytest.fixture
 def accounts(
-    auth_store: MemoryAuthStore, hasher: FakePasswordHasher, clock: FakeClock
+    auth_store: MemoryAuthStore,
+    hasher: FakePasswordHasher,
+    passwords: PasswordCheck,
+    clock: FakeClock,
 ) -> AccountService:
     """Account use cases."""
-    return AccountService(auth_store, hasher, clock)
+    return AccountService(auth_store, hasher, passwords, clock)
 
 
 @pytest.fixture
 def sessions(
     auth_store: MemoryAuthStore,
     hasher: FakePasswordHasher,
+    passwords: PasswordCheck,
     keys: KeyRing,
     policy: TokenPolicy,
     clock: FakeClock,
 ) -> SessionService:
     """Session use cases."""
-    return SessionService(auth_store, hasher, TokenIssuer(keys, policy), policy, clock)
+    return SessionService(auth_store, hasher, passwords, TokenIssuer(keys, policy), policy, clock)
 
 
 @pytest.fixture

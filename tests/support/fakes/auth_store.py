@@ -5,16 +5,42 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from meshchat_auth.domain import LoginFailures, NewUser, RefreshToken, User, UserChanges
+from meshchat_auth.domain import (
+    AttemptLimit,
+    NewUser,
+    RefreshFamily,
+    RefreshToken,
+    Rotation,
+    RotationOutcome,
+    StoredRotation,
+    User,
+    UserChanges,
+    decide_rotation,
+)
 from meshchat_runtime.errors import AlreadyExists
 
 __all__ = ["MemoryAuthStore"]
 
 
+@dataclasses.dataclass(slots=True)
+class _Family:
+    family: RefreshFamily
+    revoked_at: datetime | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class _Token:
+    token: RefreshToken
+    used_at: datetime | None = None
+    successor_hash: str | None = None
+    successor_sealed: bytes | None = None
+
+
 class MemoryAuthStore:
-    """Users, refresh tokens and login failures in dictionaries.
+    """Users, refresh families and tokens, and login attempts in dictionaries.
 
     Every change runs under one lock, as the real stores run it in one transaction, so a
     change that awaits in the middle can never interleave with another.
@@ -23,8 +49,9 @@ class MemoryAuthStore:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._users: dict[str, User] = {}
-        self._tokens: dict[str, RefreshToken] = {}
-        self._failures: dict[str, LoginFailures] = {}
+        self._families: dict[str, _Family] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._attempts: dict[str, tuple[int, datetime]] = {}
         self._open = True
 
     def _check_unique(self, username: str, email: str, except_id: str = "") -> None:
@@ -79,16 +106,24 @@ class MemoryAuthStore:
                 updated_at=now,
             )
             self._users[user_id] = updated
+            if changes.revoke_families:
+                for family in self._families.values():
+                    kept = family.family.family_id == changes.keep_family
+                    if family.family.user_id == user_id and not kept:
+                        family.revoked_at = family.revoked_at or now
             return updated
 
     async def delete_user(self, user_id: str) -> bool:
-        """Delete the account and all of its refresh tokens."""
+        """Delete the account and all of its refresh families."""
         async with self._lock:
             if self._users.pop(user_id, None) is None:
                 return False
             for token_hash, token in list(self._tokens.items()):
-                if token.user_id == user_id:
+                if token.token.user_id == user_id:
                     del self._tokens[token_hash]
+            for family_id, family in list(self._families.items()):
+                if family.family.user_id == user_id:
+                    del self._families[family_id]
             return True
 
     async def list_users(self, after_username: str | None, limit: int) -> list[User]:
@@ -97,52 +132,95 @@ class MemoryAuthStore:
         ordered = sorted(self._users.values(), key=lambda u: u.username.lower())
         return [u for u in ordered if u.username.lower() > after][:limit]
 
-    async def add_refresh_token(self, token: RefreshToken) -> None:
-        """Store a new refresh token."""
+    async def start_family(self, family: RefreshFamily, first: RefreshToken) -> None:
+        """Store a new family with its first refresh token."""
         async with self._lock:
-            self._tokens[token.token_hash] = token
+            self._families[family.family_id] = _Family(family)
+            self._tokens[first.token_hash] = _Token(first)
 
-    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
-        """The refresh token with this hash."""
-        return self._tokens.get(token_hash)
-
-    async def use_refresh_token(self, token_hash: str, now: datetime) -> bool:
-        """Mark the token used if it is unused and not revoked."""
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        successor_hash: str,
+        successor_sealed: bytes,
+        now: datetime,
+        grace_seconds: float,
+    ) -> Rotation:
+        """Read, decide and apply under the lock."""
         async with self._lock:
             token = self._tokens.get(token_hash)
-            if token is None or token.used_at is not None or token.revoked_at is not None:
-                return False
-            self._tokens[token_hash] = dataclasses.replace(token, used_at=now)
-            return True
+            if token is None:
+                return Rotation(RotationOutcome.UNKNOWN)
+            family = self._families[token.token.family_id]
+            successor = self._tokens.get(token.successor_hash or "")
+            stored = StoredRotation(
+                family_id=family.family.family_id,
+                user_id=family.family.user_id,
+                family_expires_at=family.family.expires_at,
+                family_revoked=family.revoked_at is not None,
+                used_at=token.used_at,
+                successor_sealed=token.successor_sealed,
+                successor_used=successor is not None and successor.used_at is not None,
+            )
+            outcome = decide_rotation(stored, now, grace_seconds)
+            if outcome is RotationOutcome.ROTATED:
+                for other in self._tokens.values():
+                    if other.successor_hash == token_hash:
+                        other.successor_sealed = None
+                token.used_at = now
+                token.successor_hash = successor_hash
+                token.successor_sealed = successor_sealed
+                self._tokens[successor_hash] = _Token(
+                    RefreshToken(successor_hash, stored.family_id, stored.user_id, now)
+                )
+            elif outcome is RotationOutcome.REUSED:
+                family.revoked_at = now
+            return Rotation(
+                outcome,
+                stored.family_id,
+                stored.user_id,
+                stored.family_expires_at,
+                stored.successor_sealed if outcome is RotationOutcome.REPEATED else None,
+            )
 
-    async def revoke_family(self, family_id: str, now: datetime) -> None:
-        """Revoke every token of a rotation family."""
+    async def revoke_family_of(self, token_hash: str, now: datetime) -> None:
+        """Revoke the family of this refresh token."""
         async with self._lock:
-            for token_hash, token in list(self._tokens.items()):
-                if token.family_id == family_id and token.revoked_at is None:
-                    self._tokens[token_hash] = dataclasses.replace(token, revoked_at=now)
+            token = self._tokens.get(token_hash)
+            if token is not None:
+                family = self._families[token.token.family_id]
+                family.revoked_at = family.revoked_at or now
 
-    async def count_login_failure(
-        self, username_key: str, now: datetime, window_seconds: float
-    ) -> LoginFailures:
-        """Count one failed login, starting a new window when the last one has passed."""
+    async def reserve_login_attempt(
+        self, limits: Sequence[AttemptLimit], now: datetime, window_seconds: float
+    ) -> float | None:
+        """Check and count every key under the lock; expired records are dropped."""
+        window = timedelta(seconds=window_seconds)
         async with self._lock:
-            current = self._failures.get(username_key)
-            if current is None or current[1] + timedelta(seconds=window_seconds) <= now:
-                counted = (1, now)
-            else:
-                counted = (current[0] + 1, current[1])
-            self._failures[username_key] = counted
-            return counted
+            for key, (_, start) in list(self._attempts.items()):
+                if start + window <= now:
+                    del self._attempts[key]
+            counts = {limit.key: self._attempts.get(limit.key, (0, now)) for limit in limits}
+            waits = [
+                (counts[limit.key][1] + window - now).total_seconds()
+                for limit in limits
+                if counts[limit.key][0] >= limit.limit
+            ]
+            if waits:
+                return max(waits)
+            for key, (count, start) in counts.items():
+                self._attempts[key] = (count + 1, start)
+            return None
 
-    async def login_failures(self, username_key: str) -> LoginFailures | None:
-        """The current failure count and its window start, if any."""
-        return self._failures.get(username_key)
-
-    async def clear_login_failures(self, username_key: str) -> None:
-        """Forget the failures of an account."""
+    async def release_login_attempt(self, uncount: Sequence[str], forget: Sequence[str]) -> None:
+        """Take a reserved attempt back."""
         async with self._lock:
-            self._failures.pop(username_key, None)
+            for key in uncount:
+                if key in self._attempts and self._attempts[key][0] > 0:
+                    count, start = self._attempts[key]
+                    self._attempts[key] = (count - 1, start)
+            for key in forget:
+                self._attempts.pop(key, None)
 
     async def ping(self) -> bool:
         """Whether the store is open."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 
+from meshchat_auth.domain import check_password_strength
 from meshchat_auth.passwords import PasswordHasher
 
 __all__ = ["FakePasswordHasher"]
@@ -43,6 +45,11 @@ class FakePasswordHasher(PasswordHasher):
         self.hashes += 1
         salt = secrets.token_hex(8)
         return f"{_SCHEME}{self._cost}${salt}${self._digest(salt, password)}"
+
+    async def hash_new(self, password: str, user_inputs: Sequence[str]) -> str:
+        """Check a new password's strength as the real hasher does, then hash it."""
+        check_password_strength(password, user_inputs)
+        return await self.hash(password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
         """Whether ``password`` matches; False for a mismatch or a damaged hash."""

@@ -90,7 +90,7 @@ async def test_a_deleted_users_access_tokens_stop_working_at_once(
 ) -> None:
     alice = await sign_up(accounts, "alice")
     token = await token_of(sessions, "alice")
-    await accounts.delete(await access.authenticate(token), alice.id)
+    await accounts.delete(await access.authenticate(token), alice.id, current_password=PASSWORD)
     with pytest.raises(Unauthenticated, match="no longer exists"):
         await access.check(token, SEND)
 

@@ -20,6 +20,8 @@ from tests.support.fakes import MemoryAuthStore
 from tests.support.fakes.hasher import FakePasswordHasher
 from tests.support.passwords import PASSWORD
 
+NEW_PASSWORD = "staple orbit lantern quietly"
+
 
 async def create(accounts: AccountService, username: str, email: str = "", **kw: Any) -> User:
     """CreateUser with the fields a test varies."""
@@ -146,7 +148,9 @@ async def test_update_self_but_not_others_and_roles_only_by_admin(
     alice_user = await sign_up(accounts, "alice")
     alice = principal(alice_user)
     bob = await sign_up(accounts, "bob")
-    updated = await accounts.update(alice, alice.user_id, email="new@example.org")
+    updated = await accounts.update(
+        alice, alice.user_id, email="new@example.org", current_password=PASSWORD
+    )
     assert updated.email == "new@example.org"
     assert updated.password_hash == alice_user.password_hash
     with pytest.raises(PermissionDenied):
@@ -173,11 +177,15 @@ async def test_a_new_password_is_hashed_and_works(
 ) -> None:
     alice = principal(await sign_up(accounts, "alice"))
     await accounts.update(
-        alice, alice.user_id, password="newpassword1", password_confirm="newpassword1"
+        alice,
+        alice.user_id,
+        password=NEW_PASSWORD,
+        password_confirm=NEW_PASSWORD,
+        current_password=PASSWORD,
     )
     stored = await auth_store.get_user(alice.user_id)
     assert stored is not None
-    assert await hasher.verify(stored.password_hash, "newpassword1")
+    assert await hasher.verify(stored.password_hash, NEW_PASSWORD)
     assert not await hasher.verify(stored.password_hash, PASSWORD)
 
 
@@ -187,7 +195,9 @@ async def test_update_with_another_users_email_changes_nothing(
     await sign_up(accounts, "alice", "alice@example.org")
     bob = await sign_up(accounts, "bob", "bob@example.org")
     with pytest.raises(AlreadyExists):
-        await accounts.update(principal(bob), bob.id, email="ALICE@example.org")
+        await accounts.update(
+            principal(bob), bob.id, email="ALICE@example.org", current_password=PASSWORD
+        )
     assert await auth_store.get_user(bob.id) == bob
 
 
@@ -198,7 +208,7 @@ async def test_delete_self_or_as_admin(
     bob = await sign_up(accounts, "bob")
     with pytest.raises(PermissionDenied):
         await accounts.delete(alice, bob.id)
-    await accounts.delete(alice, alice.user_id)
+    await accounts.delete(alice, alice.user_id, current_password=PASSWORD)
     assert await auth_store.get_user(alice.user_id) is None
     root = await admin(accounts, auth_store)
     await accounts.delete(root, bob.id)
@@ -240,3 +250,42 @@ async def test_list_refuses_bad_page_sizes_and_tokens(
     root = await admin(accounts, auth_store)
     with pytest.raises(InvalidArgument):
         await accounts.list(root, size, token)
+
+
+async def test_own_changes_need_the_current_password(
+    accounts: AccountService, auth_store: MemoryAuthStore
+) -> None:
+    alice_user = await sign_up(accounts, "alice")
+    alice = principal(alice_user)
+    changes: list[dict[str, Any]] = [
+        {"email": "eve@example.org"},
+        {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+    ]
+    for change in changes:
+        with pytest.raises(InvalidArgument) as info:
+            await accounts.update(alice, alice.user_id, **change)
+        assert info.value.field == "current_password"
+        with pytest.raises(PermissionDenied, match="current_password"):
+            await accounts.update(alice, alice.user_id, current_password="a wrong guess", **change)
+    with pytest.raises(InvalidArgument):
+        await accounts.delete(alice, alice.user_id)
+    with pytest.raises(PermissionDenied):
+        await accounts.delete(alice, alice.user_id, current_password="a wrong guess")
+    assert await auth_store.get_user(alice.user_id) == alice_user
+    # An admin changing another account needs no password of theirs.
+    root = await admin(accounts, auth_store)
+    await accounts.update(root, alice.user_id, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD)
+
+
+async def test_a_weak_new_password_is_refused_saying_why(accounts: AccountService) -> None:
+    alice = principal(await sign_up(accounts, "alice"))
+    with pytest.raises(InvalidArgument, match=r"too weak .*common password"):
+        await accounts.update(
+            alice,
+            alice.user_id,
+            password="password",
+            password_confirm="password",
+            current_password=PASSWORD,
+        )
+    with pytest.raises(InvalidArgument, match="too weak"):
+        await sign_up(accounts, "bob", password="aaaaaaaa")

@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from meshchat_auth.config import Argon2Parameters
-from meshchat_auth.passwords import PasswordHasher
+from meshchat_auth.passwords import HashingPool, PasswordHasher
+from meshchat_runtime.errors import InvalidArgument, ResourceExhausted
 from tests.support.fakes.hasher import FakePasswordHasher
 from tests.support.passwords import PASSWORD
+from tests.support.rpc import eventually
 
-# Each entry makes a hasher of a given strength: 0 is the default, 1 a stronger one.
-HASHERS: dict[str, Callable[[int], PasswordHasher]] = {
-    "argon2id": lambda strength: PasswordHasher(Argon2Parameters(time_cost=2 + strength)),
-    "fake": lambda strength: FakePasswordHasher(cost=1 + strength),
+# Each entry makes a hasher of a given strength (0 is the default, 1 a stronger one) with
+# the pool it may use.
+HASHERS: dict[str, Callable[[int, HashingPool], PasswordHasher]] = {
+    "argon2id": lambda strength, pool: PasswordHasher(
+        Argon2Parameters(time_cost=2 + strength), pool
+    ),
+    "fake": lambda strength, pool: FakePasswordHasher(cost=1 + strength),
 }
 
 
 @pytest.fixture(params=sorted(HASHERS))
-def make(request: pytest.FixtureRequest) -> Callable[[int], PasswordHasher]:
-    return HASHERS[request.param]
+def make(request: pytest.FixtureRequest) -> Iterator[Callable[[int], PasswordHasher]]:
+    pool = HashingPool(workers=1, queue=4)
+    yield lambda strength: HASHERS[request.param](strength, pool)
+    pool.close()
+
+
+async def test_a_new_password_is_checked_for_strength_before_it_is_hashed(
+    make: Callable[[int], PasswordHasher],
+) -> None:
+    hasher = make(0)
+    with pytest.raises(InvalidArgument, match="too weak"):
+        await hasher.hash_new("password", ())
+    with pytest.raises(InvalidArgument, match="too weak"):
+        await hasher.hash_new("zorblat2026!", ("zorblat",))
+    assert await hasher.verify(await hasher.hash_new(PASSWORD, ("alice",)), PASSWORD)
 
 
 async def test_a_hash_verifies_its_password_only(make: Callable[[int], PasswordHasher]) -> None:
@@ -54,3 +74,20 @@ async def test_a_hash_of_other_parameters_needs_a_rehash(
     assert strong.needs_rehash(old)
     assert await strong.verify(old, PASSWORD)  # still verifies, so login can upgrade it
     assert strong.needs_rehash("garbage")
+
+
+async def test_a_full_pool_refuses_at_once_with_a_retry_hint() -> None:
+    pool = HashingPool(workers=1, queue=1)
+    release = threading.Event()
+    try:
+        running = [asyncio.ensure_future(pool.run(release.wait, 10)) for _ in range(2)]
+        await eventually(lambda: pool.pending == 2, what="two jobs in the pool")
+        with pytest.raises(ResourceExhausted, match="busy") as info:
+            await pool.run(release.wait, 10)
+        assert info.value.retry_after > 0
+        release.set()
+        assert await asyncio.gather(*running) == [True, True]
+        await eventually(lambda: pool.pending == 0, what="the pool drained")
+    finally:
+        release.set()
+        pool.close()

@@ -12,9 +12,9 @@ from meshchat_auth.config import TokenPolicy
 from meshchat_auth.domain import UserChanges
 from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
-from meshchat_auth.service import AccountService, SessionService
+from meshchat_auth.service import AccessChecker, AccountService, PasswordCheck, SessionService
 from meshchat_runtime.errors import InvalidArgument, ResourceExhausted, Unauthenticated
-from tests.support.accounts import sign_up
+from tests.support.accounts import principal, sign_up
 from tests.support.clock import FakeClock
 from tests.support.fakes import MemoryAuthStore
 from tests.support.fakes.hasher import FakePasswordHasher
@@ -87,10 +87,12 @@ async def test_login_refuses_empty_fields_and_overlong_passwords_unhashed(
 async def test_a_1024_character_password_is_kept_whole(
     accounts: AccountService, sessions: SessionService
 ) -> None:
-    await sign_up(accounts, "alice", password="p" * 1024)
-    await sessions.login("alice", "p" * 1024)
+    # Strong in its first 72 characters, which are all that the strength check reads.
+    long_password = ("Tr0ub4dor&3 staple battery horse " * 32)[:1024]
+    await sign_up(accounts, "alice", password=long_password)
+    await sessions.login("alice", long_password)
     with pytest.raises(Unauthenticated):
-        await sessions.login("alice", "p" * 1023)
+        await sessions.login("alice", long_password[:-1])
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(
@@ -112,16 +114,62 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
     await sessions.refresh(other.refresh_token)
 
 
-async def test_concurrent_refreshes_of_one_token_let_one_through(
+async def test_concurrent_refreshes_of_one_token_share_one_successor(
     accounts: AccountService, sessions: SessionService
 ) -> None:
     await sign_up(accounts, "alice")
     token = (await sessions.login("alice", PASSWORD)).refresh_token
+    results = await asyncio.gather(*(sessions.refresh(token) for _ in range(5)))
+    assert len({r.refresh_token for r in results}) == 1
+
+
+async def test_without_a_grace_window_concurrent_refreshes_let_one_through(
+    accounts: AccountService,
+    auth_store: MemoryAuthStore,
+    hasher: FakePasswordHasher,
+    passwords: PasswordCheck,
+    keys: KeyRing,
+    clock: FakeClock,
+) -> None:
+    policy = TokenPolicy(refresh_grace=0)
+    strict = SessionService(auth_store, hasher, passwords, TokenIssuer(keys, policy), policy, clock)
+    await sign_up(accounts, "alice")
+    token = (await strict.login("alice", PASSWORD)).refresh_token
     results = await asyncio.gather(
-        *(sessions.refresh(token) for _ in range(5)), return_exceptions=True
+        *(strict.refresh(token) for _ in range(5)), return_exceptions=True
     )
-    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    won = [r for r in results if not isinstance(r, BaseException)]
+    assert len(won) == 1
     assert all(isinstance(r, Unauthenticated) for r in results if isinstance(r, BaseException))
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await strict.refresh(won[0].refresh_token)
+
+
+async def test_a_repeat_within_the_grace_window_gets_the_same_successor(
+    accounts: AccountService, sessions: SessionService, policy: TokenPolicy, clock: FakeClock
+) -> None:
+    await sign_up(accounts, "alice")
+    first = await sessions.login("alice", PASSWORD)
+    lost = await sessions.refresh(first.refresh_token)
+    clock.advance(policy.refresh_grace - 1)
+    again = await sessions.refresh(first.refresh_token)
+    assert again.refresh_token == lost.refresh_token
+    clock.advance(2)
+    with pytest.raises(Unauthenticated, match="already used"):
+        await sessions.refresh(first.refresh_token)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await sessions.refresh(lost.refresh_token)
+
+
+async def test_a_repeat_after_the_successor_was_used_is_reuse(
+    accounts: AccountService, sessions: SessionService
+) -> None:
+    await sign_up(accounts, "alice")
+    first = await sessions.login("alice", PASSWORD)
+    second = await sessions.refresh(first.refresh_token)
+    await sessions.refresh(second.refresh_token)
+    with pytest.raises(Unauthenticated, match="already used"):
+        await sessions.refresh(first.refresh_token)
 
 
 async def test_refresh_tokens_expire(
@@ -178,6 +226,27 @@ async def test_failed_logins_are_throttled_per_account_for_the_window(
     await sessions.login("alice", PASSWORD)
 
 
+async def test_past_the_limit_no_password_is_verified(
+    accounts: AccountService,
+    sessions: SessionService,
+    policy: TokenPolicy,
+    hasher: FakePasswordHasher,
+) -> None:
+    await sign_up(accounts, "alice")
+    results = await asyncio.gather(
+        *(sessions.login("alice", "wrong-one", "203.0.113.7") for _ in range(20)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, Unauthenticated) for r in results) == policy.max_failed_logins
+    assert sum(isinstance(r, ResourceExhausted) for r in results) == 20 - policy.max_failed_logins
+    verified = hasher.verifications
+    with pytest.raises(ResourceExhausted):
+        await sessions.login("alice", PASSWORD, "203.0.113.7")
+    assert hasher.verifications == verified
+    # The lockout is the pair's: from another address the user logs in.
+    await sessions.login("alice", PASSWORD, "198.51.100.2")
+
+
 async def test_a_successful_login_clears_the_failures(
     accounts: AccountService, sessions: SessionService, policy: TokenPolicy
 ) -> None:
@@ -222,3 +291,33 @@ def test_the_issuer_publishes_every_key_newest_first(policy: TokenPolicy) -> Non
     jwks = TokenIssuer(ring, policy).jwks()
     assert jwks[0]["kid"] == ring.signing_key.kid
     assert len(jwks) == 2
+
+
+async def test_a_password_change_revokes_the_other_sessions_only(
+    accounts: AccountService, sessions: SessionService, access: AccessChecker
+) -> None:
+    await sign_up(accounts, "alice")
+    mine = await sessions.login("alice", PASSWORD)
+    other = await sessions.login("alice", PASSWORD)
+    caller = await access.authenticate(mine.access_token)
+    assert caller.session_id
+    new = "staple orbit lantern quietly"
+    await accounts.update(
+        caller, caller.user_id, password=new, password_confirm=new, current_password=PASSWORD
+    )
+    await sessions.refresh(mine.refresh_token)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await sessions.refresh(other.refresh_token)
+
+
+async def test_a_caller_without_a_session_id_loses_every_session(
+    accounts: AccountService, sessions: SessionService
+) -> None:
+    alice = await sign_up(accounts, "alice")
+    mine = await sessions.login("alice", PASSWORD)
+    new = "staple orbit lantern quietly"
+    await accounts.update(
+        principal(alice), alice.id, password=new, password_confirm=new, current_password=PASSWORD
+    )
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await sessions.refresh(mine.refresh_token)
