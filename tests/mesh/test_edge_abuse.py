@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,32 @@ def test_connections_that_never_handshake_are_closed_and_cannot_fail_the_probes(
     assert "overload.envoy.overload_actions.shrink_heap.active" in after
     # Real clients are served again.
     wait_until(lambda: guarded.serving_through_edge("chat"), "chat through the edge", 10)
+
+
+def h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    """One HTTP/2 frame (RFC 9113, section 4.1)."""
+    return (
+        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    )
+
+
+def test_request_headers_that_never_end_are_cut_off(guarded: Mesh) -> None:
+    context = ssl.create_default_context(cafile=str(guarded.ca_file))
+    context.set_alpn_protocols(["h2"])
+    host = guarded.hosts["chat"]
+    counter = "http.edge.downstream_rq_header_timeout"
+    before = guarded.envoy_stats("edge").get(counter, 0)
+    with (
+        socket.create_connection(("127.0.0.1", guarded.ports.edge), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "h2"
+        # The preface, empty SETTINGS, then the start of a header block (:method POST,
+        # :scheme https) whose END_HEADERS never comes.
+        tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0))
+        tls.sendall(h2_frame(1, 0, 1, b"\x83\x87"))
+        wait_until(
+            lambda: guarded.envoy_stats("edge").get(counter, 0) > before,
+            "the edge to give up on the request's headers",
+            10,
+        )
