@@ -127,7 +127,7 @@ resources:
 {{- $byService = concat $byService (include "meshchat.envoy.grpcRoutes" (dict "ctx" $ctx "cluster" $component "api" $grpc "prefixes" $prefixes "retries" true "split" true "rateLimited" true) | fromYamlArray) -}}
 {{- end -}}
 {{- $hosts = append $hosts (dict "name" "main" "domains" (list "*") "routes" $byService "request_headers_to_add" $forwardedFor) -}}
-{{- $options := dict "use_remote_address" true "xff_num_trusted_hops" 0 "skip_xff_append" false "forward_client_cert_details" "SANITIZE" -}}
+{{- $options := dict "use_remote_address" true "xff_num_trusted_hops" 0 "forward_client_cert_details" "SANITIZE" -}}
 {{- include "meshchat.envoy.listenerAddress" (dict "name" "edge" "listen" .Values.edge.listener) }}
   per_connection_buffer_limit_bytes: {{ .Values.mesh.envoy.limits.perConnectionBufferLimitBytes }}
   filter_chains:
