@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2
 from devtools.mesh import Mesh, http_get, wait_until
 from devtools.processes import health_stub
 from devtools.tools import Doc
+from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from tests.mesh.clients import access_log, curl_grpc, edge_cli, inbound_port
 from tests.mesh.conftest import start_mesh
 from tests.support.cli import unique_name
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.mesh
 
 LISTENER_CONNECTIONS = 24
 PUBLIC_STREAMS = 6
+CONNECT_STREAMS = 6
 PUBLIC_BURST = 40
 HANDSHAKE_SECONDS = 2
 GUARDED: Doc = {
@@ -39,12 +41,22 @@ GUARDED: Doc = {
                     "maxConnections": 4,
                     "maxPendingRequests": 64,
                     "maxRequests": PUBLIC_STREAMS,
-                }
+                },
+                "streaming": {
+                    "maxConnections": 4,
+                    "maxPendingRequests": 64,
+                    "maxRequests": CONNECT_STREAMS,
+                },
             },
             "timeouts": {"handshake": f"{HANDSHAKE_SECONDS}s", "requestHeaders": "2s"},
         }
     },
-    "edge": {"perClient": {"public": {"perSecond": 1, "burst": PUBLIC_BURST}}},
+    "edge": {
+        "perClient": {
+            "public": {"perSecond": 1, "burst": PUBLIC_BURST},
+            "streaming": {"perSecond": 1, "burst": 100},
+        }
+    },
 }
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
@@ -115,6 +127,44 @@ def test_a_health_watch_flood_leaves_logged_in_users_their_calls(
                 call.cancel()
     # Once the streams are gone, health is answered again.
     wait_until(lambda: guarded.serving_through_edge("chat"), "health through the edge again", 10)
+
+
+def first_event(call: Any) -> grpc.StatusCode:
+    """OK once a Connect stream has delivered its first event (caught up), else its error."""
+    try:
+        next(call)
+    except grpc.RpcError as exc:
+        code: grpc.StatusCode = exc.code()
+        return code
+    return grpc.StatusCode.OK
+
+
+def test_one_users_connect_flood_leaves_them_and_others_their_unary_calls(
+    guarded: Mesh, tmp_path: Path
+) -> None:
+    cli = edge_cli(guarded, tmp_path)
+    bob = cli.new_user("bob")
+    alice = cli.new_user("alice")
+    chat = cli.ok("create", "chat", unique_name("streams"), "--member", bob).strip()
+    token = (("authorization", f"Bearer {cli.credentials(alice)['access_token']}"),)
+    streams = 4 * CONNECT_STREAMS
+    with guarded.edge_channel(guarded.hosts["chat"]) as channel:
+        stub = chat_pb2_grpc.ChatServiceStub(channel)
+        request = chat_pb2.ConnectRequest(chat_id=chat)
+        calls = [stub.Connect(request, timeout=50, metadata=token) for _ in range(streams)]
+        try:
+            outcomes = [first_event(call) for call in calls]
+            assert outcomes.count(grpc.StatusCode.OK) == CONNECT_STREAMS, outcomes
+            assert set(outcomes) == {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, outcomes
+            # The streams' cluster is full; unary calls, the flooder's own included, go through.
+            cli.ok("--user", bob, "send", chat, "while alice floods")
+            assert "while alice floods" in cli.ok("--user", alice, "history", chat)
+            stats = guarded.envoy_stats("edge")
+            assert stats["cluster.chat_streaming.circuit_breakers.default.rq_open"] == 1
+            assert stats["cluster.chat.upstream_rq_active_overflow"] == 0
+        finally:
+            for call in calls:
+                call.cancel()
 
 
 def raw_call(mesh: Mesh, host: str, path: str) -> grpc.StatusCode:
