@@ -778,3 +778,12 @@ def test_the_heap_limit_follows_the_memory_limit(
     assert result.returncode == 0, result.stderr
     rendering = Rendering("heap", values, load_docs(result.stdout))
     assert _find(bootstraps(rendering)["auth"].config, "max_heap_size_bytes") == [heap]
+
+
+def test_a_listener_limit_must_be_below_the_global_one(helm: Path, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    limits = {"maxListenerConnections": 500, "maxDownstreamConnections": 500}
+    values.write_text(yaml.safe_dump({"mesh": {"envoy": {"limits": limits}}}))
+    result = helm_template(helm, values)
+    assert result.returncode != 0
+    assert "mesh.envoy.limits.maxListenerConnections (500) must be below" in result.stderr

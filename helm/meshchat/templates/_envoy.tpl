@@ -230,6 +230,9 @@ manager and the listeners' connection limits: (dict "ctx" $ "name" "..." "admin"
 */}}
 {{- define "meshchat.envoy.node" -}}
 {{- $limits := .ctx.Values.mesh.envoy.limits -}}
+{{- if ge (int $limits.maxListenerConnections) (int $limits.maxDownstreamConnections) -}}
+{{- fail (printf "mesh.envoy.limits.maxListenerConnections (%v) must be below mesh.envoy.limits.maxDownstreamConnections (%v), so that a flood of one listener leaves the others room" $limits.maxListenerConnections $limits.maxDownstreamConnections) -}}
+{{- end -}}
 {{- $plain := .ctx.Values.mesh.envoy.plaintext -}}
 {{- $connections := dict "health" $plain.maxConnections "metrics" $plain.maxConnections -}}
 {{- range .listeners -}}
