@@ -329,3 +329,32 @@ def test_request_headers_that_never_end_are_cut_off(guarded: Mesh) -> None:
             "the edge to give up on the request's headers",
             10,
         )
+
+
+def server_settings(port: int) -> dict[int, int]:
+    """The SETTINGS an Envoy plaintext listener announces to an HTTP/2 client (prior knowledge)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0))
+        data = b""
+        while len(data) < 9 or len(data) < 9 + int.from_bytes(data[:3], "big"):
+            chunk = sock.recv(4096)
+            assert chunk, "the listener closed the connection"
+            data += chunk
+    length, kind = int.from_bytes(data[:3], "big"), data[3]
+    assert kind == 4  # the server's connection preface is a SETTINGS frame
+    payload = data[9 : 9 + length]
+    return {
+        int.from_bytes(payload[i : i + 2], "big"): int.from_bytes(payload[i + 2 : i + 6], "big")
+        for i in range(0, length, 6)
+    }
+
+
+@pytest.mark.parametrize("envoy", ["edge", "auth"])
+def test_the_plaintext_listeners_allow_few_streams_and_small_windows(
+    guarded: Mesh, envoy: str
+) -> None:
+    max_concurrent_streams, initial_window_size = 0x3, 0x4
+    for listener in ("health", "metrics"):
+        settings = server_settings(guarded.ports.component(envoy)[listener])
+        assert settings[max_concurrent_streams] == 8, (listener, settings)
+        assert settings[initial_window_size] == 65536, (listener, settings)
