@@ -84,8 +84,7 @@ def test_throttled_login_says_how_long_to_wait(cli: Cli) -> None:
     assert result.returncode == 6
     line = _one_line(result.stderr)
     match = re.fullmatch(
-        r"error: cannot log in: too many failed logins for this account; "
-        r"wait (\d+) s, then try again",
+        r"error: cannot log in: too many failed logins; wait (\d+) s, then try again",
         line,
     )
     assert match, line
