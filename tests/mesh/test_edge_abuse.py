@@ -32,6 +32,7 @@ PUBLIC_STREAMS = 6
 CONNECT_STREAMS = 6
 PUBLIC_BURST = 40
 HANDSHAKE_SECONDS = 2
+PLAINTEXT_IDLE_SECONDS = 2
 GUARDED: Doc = {
     "mesh": {
         "envoy": {
@@ -49,6 +50,7 @@ GUARDED: Doc = {
                 },
             },
             "timeouts": {"handshake": f"{HANDSHAKE_SECONDS}s", "requestHeaders": "2s"},
+            "plaintext": {"connectionIdle": f"{PLAINTEXT_IDLE_SECONDS}s"},
         }
     },
     "edge": {
@@ -300,6 +302,20 @@ def test_connections_that_never_handshake_are_closed_and_cannot_fail_the_probes(
     assert "overload.envoy.overload_actions.shrink_heap.active" in after
     # Real clients are served again.
     wait_until(lambda: guarded.serving_through_edge("chat"), "chat through the edge", 10)
+
+
+@pytest.mark.parametrize("envoy", ["edge", "auth"])
+def test_idle_connections_to_the_plaintext_listeners_are_closed(guarded: Mesh, envoy: str) -> None:
+    ports = guarded.ports.component(envoy)
+    with (
+        idle_connections(ports["health"], 8) as health,
+        idle_connections(ports["metrics"], 8) as metrics,
+    ):
+        wait_until(
+            lambda: all(closed(sock) for sock in health + metrics),
+            "the plaintext listeners to close idle connections",
+            PLAINTEXT_IDLE_SECONDS + 10,
+        )
 
 
 def h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
