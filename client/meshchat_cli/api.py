@@ -226,9 +226,11 @@ class Api:
         email: str | None = None,
         password: str | None = None,
         role: access_options_pb2.Role.ValueType | None = None,
+        current_password: str | None = None,
     ) -> users_pb2.User:
-        """Change the fields that are given."""
-        request = users_pb2.UpdateUserRequest(id=user_id)
+        """Change the fields that are given (your own email or password needs
+        ``current_password``)."""
+        request = users_pb2.UpdateUserRequest(id=user_id, current_password=current_password or "")
         if email is not None:
             request.email = email
         if password is not None:
@@ -240,9 +242,9 @@ class Api:
             self.endpoints.auth, self._users().UpdateUser, request, "update the user"
         )
 
-    def delete_user(self, user_id: str) -> None:
-        """Delete a user; their logins end."""
-        request = users_pb2.DeleteUserRequest(id=user_id)
+    def delete_user(self, user_id: str, *, current_password: str | None = None) -> None:
+        """Delete a user (yourself with ``current_password``); their logins end."""
+        request = users_pb2.DeleteUserRequest(id=user_id, current_password=current_password or "")
         self._authorized(self.endpoints.auth, self._users().DeleteUser, request, "delete the user")
 
     def list_users(self) -> Iterator[users_pb2.User]:

@@ -43,9 +43,8 @@ def mesh_ca() -> CertificateAuthority:
 
 @dataclass
 class Mesh:
-    """PostgreSQL, auth and chat behind their Envoy sidecars, and the edge Envoy, on this host,
-    rendered with the chart's values for one host and ``values`` over them (tests lower limits
-    there). Use :func:`run_mesh`, or :meth:`start` and :meth:`stop`."""
+    """PostgreSQL, auth and chat behind their Envoy sidecars, and the edge Envoy, on this host.
+    Use :func:`run_mesh`, or :meth:`start` and :meth:`stop`."""
 
     workdir: Path
     edge_port: int = 0
@@ -254,8 +253,8 @@ class Mesh:
 def run_mesh(
     workdir: Path | None = None, edge_port: int = 0, values: Doc | None = None
 ) -> Iterator[Mesh]:
-    """A started :class:`Mesh` (chart values ``values`` over those for one host); stopped (and
-    a temporary ``workdir`` removed) on exit."""
+    """A started :class:`Mesh` (the chart rendered with ``values`` laid over the host's own);
+    stopped (and a temporary ``workdir`` removed) on exit."""
     temporary = workdir is None
     root = Path(tempfile.mkdtemp(prefix="meshchat-mesh-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)

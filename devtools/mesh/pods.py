@@ -73,7 +73,7 @@ def render_pod(
     ca: CertificateAuthority,
     overrides: Doc | None = None,
 ) -> Pod:
-    """Render the chart for this host (with ``overrides`` of its values, if any), take
+    """Render the chart for this host (``overrides`` laid over the host's values), take
     ``component``'s Deployment and materialise its volumes under ``base`` (certificates signed
     by ``ca``)."""
     base.mkdir(parents=True, exist_ok=True)

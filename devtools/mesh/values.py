@@ -12,7 +12,7 @@ from devtools.mesh.ports import Ports
 from devtools.paths import CHART
 from devtools.tools import Doc
 
-__all__ = ["chart_values", "merged", "shared_host_values"]
+__all__ = ["chart_values", "shared_host_values"]
 
 
 def _at(port: int) -> dict[str, Any]:
@@ -63,12 +63,13 @@ def shared_host_values(ports: Ports, dirs: Mapping[str, Path]) -> Doc:
     }
 
 
-def merged(base: Doc, overrides: Mapping[str, Any]) -> Doc:
-    """``base`` with ``overrides`` merged in, mappings key by key (neither is changed)."""
+def merged(base: Doc, overrides: Doc) -> Doc:
+    """``base`` with ``overrides`` laid over it, mappings merged key by key (as helm does)."""
     result = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merged(result[key], value)
+        below = result.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            result[key] = merged(below, value)
         else:
             result[key] = value
     return result

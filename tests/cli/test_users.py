@@ -68,7 +68,24 @@ def test_a_user_may_not_list_users_or_promote_themselves(cli: Cli) -> None:
 def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> None:
     alice = cli.new_user("alice")
     new_password = "a brand new password"
-    cli.ok("user", "update", alice, "--password-stdin", input=f"{new_password}\n")
+    result = cli.run(
+        "user",
+        "update",
+        alice,
+        "--current-password-stdin",
+        "--password-stdin",
+        input=f"not my password\n{new_password}\n",
+    )
+    assert result.returncode != 0
+    assert "current_password" in result.stderr or "current password" in result.stderr
+    cli.ok(
+        "user",
+        "update",
+        alice,
+        "--current-password-stdin",
+        "--password-stdin",
+        input=f"{PASSWORD}\n{new_password}\n",
+    )
     result = cli.run("login", alice, "--password-stdin", input=f"{PASSWORD}\n")
     assert result.returncode == 3
     cli.login(alice, new_password)
@@ -77,7 +94,10 @@ def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> No
     assert result.returncode == 2
     assert "give --email, --password or --role" in result.stderr
 
-    assert f"deleted user {alice}" in cli.ok("user", "delete", alice, "--yes")
+    deleted = cli.ok(
+        "user", "delete", alice, "--yes", "--current-password-stdin", input=f"{new_password}\n"
+    )
+    assert f"deleted user {alice}" in deleted
     result = cli.run("whoami")
     assert result.returncode == 3
     assert "not logged in" in result.stderr

@@ -22,8 +22,8 @@ from devtools.processes import health_stub
 from devtools.tools import Doc
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from tests.mesh.clients import access_log, curl_grpc, edge_cli, inbound_port
-from tests.mesh.conftest import start_mesh
 from tests.support.cli import unique_name
+from tests.support.meshes import start_mesh
 
 pytestmark = pytest.mark.mesh
 

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 
 from devtools.mesh import COMPONENTS, Mesh, http_get, wait_until
 from devtools.processes import health_status
-from tests.mesh.conftest import start_mesh
+from tests.support.meshes import start_mesh
 
 pytestmark = pytest.mark.mesh
 

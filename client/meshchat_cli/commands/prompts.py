@@ -11,12 +11,14 @@ from meshchat_cli.errors import CliError, ExitCode
 __all__ = ["confirm", "read_password"]
 
 
-def read_password(from_stdin: bool, *, confirm: bool, label: str = "Password") -> str:
-    """The first line of standard input, or a prompt without echo."""
+def read_password(
+    from_stdin: bool, *, confirm: bool, label: str = "Password", flag: str = "--password-stdin"
+) -> str:
+    """The next line of standard input, or a prompt without echo."""
     if from_stdin:
         line = sys.stdin.readline()
         if not line:
-            raise CliError("--password-stdin: standard input is empty", ExitCode.USAGE)
+            raise CliError(f"{flag}: standard input is empty", ExitCode.USAGE)
         return line.rstrip("\r\n")
     password: str = typer.prompt(label, hide_input=True, confirmation_prompt=confirm)
     return password

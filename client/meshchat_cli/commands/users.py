@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from meshchat.auth.v1 import access_options_pb2, users_pb2
+from meshchat_cli.api import Api
 from meshchat_cli.commands.params import Yes
 from meshchat_cli.commands.prompts import confirm, read_password
 from meshchat_cli.options import open_api
@@ -19,6 +20,14 @@ from meshchat_cli.roles import role_name
 __all__ = ["delete_user", "get_user", "list_users", "update_user"]
 
 UserKey = Annotated[str, typer.Argument(metavar="USER", help="A username or a user id.")]
+CurrentPasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--current-password-stdin",
+        help="Read your current password from standard input (the line before a new password "
+        "that --password-stdin reads).",
+    ),
+]
 
 
 class RoleChoice(StrEnum):
@@ -36,6 +45,16 @@ _ROLES = {
 
 def _created(user: users_pb2.User) -> str:
     return user.create_time.ToDatetime(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _is_caller(api: Api, target: users_pb2.User) -> bool:
+    return api.tokens.credentials().user_id == target.id
+
+
+def _current_password(from_stdin: bool) -> str:
+    return read_password(
+        from_stdin, confirm=False, label="Current password", flag="--current-password-stdin"
+    )
 
 
 def list_users(ctx: typer.Context) -> None:
@@ -74,22 +93,31 @@ def update_user(
     role: Annotated[
         RoleChoice | None, typer.Option("--role", help="A new role (admins only).")
     ] = None,
+    current_password_stdin: CurrentPasswordStdin = False,
 ) -> None:
-    """Change your own account, or anybody's as an admin."""
-    new_password = (
-        read_password(password_stdin, confirm=True, label="New password")
-        if password or password_stdin
-        else None
-    )
-    if email is None and new_password is None and role is None:
+    """Change your own account (your email or password needs your current password), or
+    anybody's as an admin."""
+    if email is None and not (password or password_stdin) and role is None:
         raise typer.BadParameter("give --email, --password or --role", param_hint="options")
     with open_api(ctx) as api:
         target = api.get_user(user)
+        changes_credentials = email is not None or password or password_stdin
+        current = (
+            _current_password(current_password_stdin)
+            if changes_credentials and _is_caller(api, target)
+            else None
+        )
+        new_password = (
+            read_password(password_stdin, confirm=True, label="New password")
+            if password or password_stdin
+            else None
+        )
         updated = api.update_user(
             target.id,
             email=email,
             password=new_password,
             role=_ROLES[role] if role is not None else None,
+            current_password=current,
         )
     typer.echo(f"updated {updated.username} (role {role_name(updated.role)})")
 
@@ -98,12 +126,16 @@ def delete_user(
     ctx: typer.Context,
     user: UserKey,
     yes: Yes = False,
+    current_password_stdin: CurrentPasswordStdin = False,
 ) -> None:
-    """Delete an account (your own, or anybody's as an admin); its logins end."""
+    """Delete an account (your own, with your current password, or anybody's as an admin);
+    its logins end."""
     with open_api(ctx) as api:
         target = api.get_user(user)
+        own = _is_caller(api, target)
         confirm(f"Delete user {target.username}?", yes)
-        api.delete_user(target.id)
-        if api.tokens.credentials().user_id == target.id:
+        current = _current_password(current_password_stdin) if own else None
+        api.delete_user(target.id, current_password=current)
+        if own:
             api.forget_login()
     typer.echo(f"deleted user {target.username}")
