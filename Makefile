@@ -88,3 +88,8 @@ images: $(STAMP) ## Build the auth, chat (and if needed Envoy) images with docke
 .PHONY: mesh
 mesh: $(STAMP) $(TOOLS)/helm ## The chart's pods on this machine: Envoy sidecars, mTLS, edge (Ctrl-C stops).
 	$(BIN)/python -m scripts.mesh
+
+# The chart's pods as podman pods, each with its own address (devtools/pods; docs/mesh.md).
+.PHONY: mesh-pods
+mesh-pods: $(STAMP) $(TOOLS)/helm ## The chart's pods as podman pods, as the chart declares them (Ctrl-C stops).
+	$(BIN)/python -m scripts.mesh_pods

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["ENGINE_ENV", "Engine", "EngineMissing", "find_engine"]
+__all__ = ["ENGINE_ENV", "Engine", "EngineMissing", "find_engine", "podman_ulimits"]
 
 ENGINE_ENV = "MESHCHAT_CONTAINER_ENGINE"
 PODMAN_FLAGS = ("--runtime", "runc", "--cgroup-manager", "cgroupfs")
@@ -34,12 +34,20 @@ class EngineMissing(RuntimeError):
     """Neither docker (with a running daemon) nor podman can be used."""
 
 
-def _ulimit_flags() -> tuple[str, ...]:
-    flags: list[str] = []
+def podman_ulimits() -> list[tuple[str, int, int]]:
+    """Each limit podman's containers get here: its name, soft and hard value (equal)."""
+    limits = []
     for name, (limit, most) in PODMAN_ULIMITS.items():
         hard = resource.getrlimit(limit)[1]
         value = most if hard == resource.RLIM_INFINITY else min(hard, most)
-        flags += ["--ulimit", f"{name}={value}:{value}"]
+        limits.append((name, value, value))
+    return limits
+
+
+def _ulimit_flags() -> tuple[str, ...]:
+    flags: list[str] = []
+    for name, soft, hard in podman_ulimits():
+        flags += ["--ulimit", f"{name}={soft}:{hard}"]
     return tuple(flags)
 
 

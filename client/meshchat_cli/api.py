@@ -83,20 +83,24 @@ def _is_uuid(text: str) -> bool:
 
 
 class Api:
-    """The meshchat services at ``endpoints``, as one login (``username``, or the newest
-    login on that server) sees them. Channels open on first use; :meth:`close` ends them."""
+    """The meshchat services at ``endpoints``, as one login sees them: ``username``, else
+    (without a ``profile``) the newest login on that server. Channels open on first use;
+    :meth:`close` ends them."""
 
     def __init__(
         self,
         endpoints: Endpoints,
         store: CredentialStore,
         username: str | None,
+        profile: str | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.profile = profile
+        """The profile in use, if any."""
         self._store = store
         self._channels: dict[str, grpc.Channel] = {}
         self._channels_lock = threading.Lock()
-        self.tokens = TokenSource(store, endpoints.auth, username, self._refresh)
+        self.tokens = TokenSource(store, endpoints.auth, username, self._refresh, profile=profile)
 
     def __enter__(self) -> Api:
         return self
@@ -145,7 +149,8 @@ class Api:
                 request, timeout=DEFAULT_TIMEOUT, metadata=_bearer(token) if token else None
             )
         except grpc.RpcError as error:
-            raise rpc_failure(error, endpoint, action, hints) from None
+            user = self.tokens.username if token else None
+            raise rpc_failure(error, endpoint, action, hints, user) from None
 
     def _authorized(
         self,
@@ -160,7 +165,7 @@ class Api:
             return method(request, timeout=DEFAULT_TIMEOUT, metadata=_bearer(token))
         except grpc.RpcError as error:
             if error.code() is not grpc.StatusCode.UNAUTHENTICATED:
-                raise rpc_failure(error, endpoint, action, hints) from None
+                raise rpc_failure(error, endpoint, action, hints, self.tokens.username) from None
         token = self.tokens.refresh(token)
         return self._call(endpoint, method, request, action, token, hints)
 
@@ -226,11 +231,11 @@ class Api:
         email: str | None = None,
         password: str | None = None,
         role: access_options_pb2.Role.ValueType | None = None,
-        current_password: str | None = None,
+        current_password: str = "",
     ) -> users_pb2.User:
-        """Change the fields that are given (your own email or password needs
-        ``current_password``)."""
-        request = users_pb2.UpdateUserRequest(id=user_id, current_password=current_password or "")
+        """Change the fields that are given; changing one's own email or password needs
+        ``current_password``."""
+        request = users_pb2.UpdateUserRequest(id=user_id, current_password=current_password)
         if email is not None:
             request.email = email
         if password is not None:
@@ -242,9 +247,10 @@ class Api:
             self.endpoints.auth, self._users().UpdateUser, request, "update the user"
         )
 
-    def delete_user(self, user_id: str, *, current_password: str | None = None) -> None:
-        """Delete a user (yourself with ``current_password``); their logins end."""
-        request = users_pb2.DeleteUserRequest(id=user_id, current_password=current_password or "")
+    def delete_user(self, user_id: str, current_password: str = "") -> None:
+        """Delete a user; their logins end. Deleting one's own account needs
+        ``current_password``."""
+        request = users_pb2.DeleteUserRequest(id=user_id, current_password=current_password)
         self._authorized(self.endpoints.auth, self._users().DeleteUser, request, "delete the user")
 
     def list_users(self) -> Iterator[users_pb2.User]:
@@ -277,13 +283,14 @@ class Api:
         ids = [found.id for found in self.list_chats() if found.name == chat]
         if len(ids) == 1:
             return ids[0]
+        user = self.tokens.username
         if not ids:
             raise CliError(
-                f"you have no chat named {chat!r}; `meshchat chats` lists yours",
+                f"{user} has no chat named {chat!r}; `meshchat chats` lists theirs",
                 ExitCode.NOT_FOUND,
             )
         raise CliError(
-            f"{len(ids)} of your chats are named {chat!r}; give the id instead "
+            f"{len(ids)} of {user}'s chats are named {chat!r}; give the id instead "
             "(`meshchat chats` lists them)",
             ExitCode.USAGE,
         )
@@ -323,12 +330,19 @@ class Api:
     def remove_member(self, chat_id: str, username: str) -> chat_pb2.Chat:
         """Remove a user from a chat (or leave it)."""
         request = chat_pb2.RemoveMemberRequest(chat_id=chat_id, username=username)
+        leaving = username.lower() == self.tokens.credentials().username.lower()
+        hints = {
+            **_CHAT_AND_USER,
+            grpc.StatusCode.FAILED_PRECONDITION: (
+                f"`meshchat delete chat {chat_id}` deletes it with its messages for everyone"
+            ),
+        }
         return self._authorized(
             self.endpoints.chat,
             self._chat().RemoveMember,
             request,
-            f"remove {username}",
-            _CHAT_AND_USER,
+            "leave the chat" if leaving else f"remove {username}",
+            hints,
         )
 
     # Messages -----------------------------------------------------------------------------
@@ -348,17 +362,33 @@ class Api:
             MEMBERS_ONLY,
         )
 
-    def recent_messages(self, chat_id: str, limit: int) -> list[chat_pb2.Message]:
-        """The newest ``limit`` messages, oldest first."""
+    def list_messages(
+        self,
+        chat_id: str,
+        limit: int,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> chat_pb2.ListMessagesResponse:
+        """One page of messages, oldest first: the newest ``limit``, the newest before
+        ``before_seq``, or the oldest after ``after_seq``; ``has_more`` says whether more
+        lie beyond it in that direction."""
         request = chat_pb2.ListMessagesRequest(chat_id=chat_id, limit=limit)
-        page = self._authorized(
+        if before_seq is not None:
+            request.before_seq = before_seq
+        elif after_seq is not None:
+            request.after_seq = after_seq
+        return self._authorized(
             self.endpoints.chat,
             self._chat().ListMessages,
             request,
             "read the history",
             MEMBERS_ONLY,
         )
-        return list(page.messages)
+
+    def recent_messages(self, chat_id: str, limit: int) -> list[chat_pb2.Message]:
+        """The newest ``limit`` messages, oldest first."""
+        return list(self.list_messages(chat_id, limit).messages)
 
     def connect(self, chat_id: str, after_seq: int, token: str) -> ConnectCall:
         """Open the chat's stream from ``after_seq``; errors surface while iterating, as

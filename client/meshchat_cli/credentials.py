@@ -1,38 +1,27 @@
 """Logins kept between invocations: per server and user, in a file of mode 0600.
 
-The file is ``$XDG_CONFIG_HOME/meshchat/credentials.json`` (``~/.config/meshchat/`` when
-the variable is unset). It holds tokens, never a password. Every change happens under an
-exclusive lock on a neighbouring lock file and is written to a temporary file that replaces
-the old one, so concurrent ``meshchat`` processes (a ``connect`` and a ``send`` in two
-terminals) never see a half-written file and never refresh the same token twice.
+The file is ``credentials.json`` in meshchat's configuration directory
+(:func:`~meshchat_cli.files.config_dir`). It holds tokens, never a password. It changes as
+:mod:`meshchat_cli.files` says, so that concurrent ``meshchat`` processes (a ``connect`` and
+a ``send`` in two terminals) never refresh the same token twice.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from meshchat.auth.v1 import auth_pb2
 from meshchat_cli.errors import CliError, ExitCode
+from meshchat_cli.files import locked, write_json
 from meshchat_cli.roles import role_name
 
-__all__ = ["CredentialStore", "Credentials", "config_dir"]
+__all__ = ["CredentialStore", "Credentials"]
 
 _FORMAT_VERSION = 1
-
-
-def config_dir(environ: Mapping[str, str]) -> Path:
-    """meshchat's folder in the user's configuration directory (XDG Base Directory)."""
-    base = environ.get("XDG_CONFIG_HOME", "")
-    # The specification says to ignore a relative path.
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
-    return root / "meshchat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,29 +113,7 @@ class CredentialStore:
                 if users
             },
         }
-        temporary = self.path.with_name(f".credentials.{os.getpid()}.tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(descriptor, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-                json.dump(document, file, indent=2)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(self._directory / "credentials.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            # flock excludes other processes and, through separate descriptors, other threads.
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)
+        write_json(self.path, document)
 
     def load(self, server: str, username: str | None) -> Credentials | None:
         """The login of ``username`` on ``server``; without a username, the newest login."""
@@ -165,7 +132,7 @@ class CredentialStore:
 
         ``change`` may call the server: whoever holds the lock is the only one refreshing.
         """
-        with self._locked():
+        with locked(self.path):
             logins = self._read()
             users = logins.setdefault(server, {})
             current = users.get(username.lower())

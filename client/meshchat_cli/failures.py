@@ -42,23 +42,37 @@ class _Failed:
     action: str
     hint: str | None
     """The advice: the caller's, else the table's; None when there is none."""
+    user: str | None
+    """Who the call was made as, when the answer depends on it."""
 
     @property
     def details(self) -> str:
-        return (self.error.details() or "").strip()
+        return _without_internal_names((self.error.details() or "").strip())
 
     @property
     def where(self) -> str:
         return f"the {self.endpoint.service} service at {self.endpoint.address}"
 
 
-Message = Callable[[_Failed], str]
+_Message = Callable[[_Failed], str]
+
+
+# The access check's refusal names the role and the gRPC method; the user knows neither.
+_ROLE_REFUSAL = re.compile(r"role (?P<role>\S+) may not call /\S+")
+
+
+def _without_internal_names(details: str) -> str:
+    match = _ROLE_REFUSAL.fullmatch(details)
+    if match is None:
+        return details
+    return "that needs an admin" if match["role"] == "USER" else "the server allows it to nobody"
 
 
 def _refused(failed: _Failed) -> str:
-    """The server answered and refused: what, why and (when known) what to do."""
+    """The server answered and refused: what, as whom, why and (when known) what to do."""
     advice = f"; {failed.hint}" if failed.hint else ""
-    return f"cannot {failed.action}: {failed.details}{advice}"
+    who = f" as {failed.user}" if failed.user else ""
+    return f"cannot {failed.action}{who}: {failed.details}{advice}"
 
 
 # Substrings of a transport failure's details, and the short cause they stand for.
@@ -110,10 +124,21 @@ def _retry_after(error: grpc.RpcError) -> str | None:
     return None
 
 
+def _about(seconds: int) -> str:
+    """A wait as people say it: "40 seconds", "about 15 minutes", "about 2 hours"."""
+    if seconds < 60:
+        return f"{seconds} second{'' if seconds == 1 else 's'}"
+    if seconds < 3600:
+        minutes = round(seconds / 60)
+        return f"about {minutes} minute{'' if minutes == 1 else 's'}"
+    hours = round(seconds / 3600)
+    return f"about {hours} hour{'' if hours == 1 else 's'}"
+
+
 def _throttled(failed: _Failed) -> str:
     wait = _retry_after(failed.error)
     reason = re.sub(r";?\s*try again in \d+ ?s\.?$", "", failed.details) or "too many requests"
-    when = f"wait {wait} s" if wait else "wait a while"
+    when = f"wait {_about(int(wait))}" if wait and wait.isdigit() else "wait a while"
     return f"cannot {failed.action}: {reason}; {when}, then try again"
 
 
@@ -136,9 +161,11 @@ def _server_failed(failed: _Failed) -> str:
 @dataclass(frozen=True, slots=True)
 class _Rule:
     exit_code: ExitCode
-    message: Message
+    message: _Message
     hint: Mapping[str, str] | None = None
     """The advice per service (``auth``, ``chat``) when the caller gives none."""
+    personal: bool = False
+    """The answer depends on who asked: the message names the user."""
 
 
 def _both(hint: str) -> Mapping[str, str]:
@@ -149,19 +176,22 @@ _RULES: Mapping[grpc.StatusCode, _Rule] = {
     grpc.StatusCode.UNAVAILABLE: _Rule(ExitCode.UNREACHABLE, _unavailable),
     grpc.StatusCode.DEADLINE_EXCEEDED: _Rule(ExitCode.UNREACHABLE, _too_late),
     grpc.StatusCode.UNAUTHENTICATED: _Rule(
-        ExitCode.NOT_LOGGED_IN, _refused, _both("run `meshchat login USERNAME`")
+        ExitCode.NOT_LOGGED_IN, _refused, _both("run `meshchat login USERNAME`"), personal=True
     ),
     grpc.StatusCode.RESOURCE_EXHAUSTED: _Rule(ExitCode.THROTTLED, _throttled),
     grpc.StatusCode.NOT_FOUND: _Rule(
         ExitCode.NOT_FOUND,
         _refused,
         {"auth": "check the username or id", "chat": "`meshchat chats` lists your chats"},
+        personal=True,
     ),
     grpc.StatusCode.PERMISSION_DENIED: _Rule(
         ExitCode.PERMISSION_DENIED,
         _refused,
         {"auth": "ask an admin", "chat": "ask the chat's owner or an admin"},
+        personal=True,
     ),
+    grpc.StatusCode.FAILED_PRECONDITION: _Rule(ExitCode.FAILURE, _refused, personal=True),
     grpc.StatusCode.INVALID_ARGUMENT: _Rule(ExitCode.FAILURE, _refused),
     grpc.StatusCode.ALREADY_EXISTS: _Rule(ExitCode.FAILURE, _refused, _both("choose another")),
     grpc.StatusCode.UNIMPLEMENTED: _Rule(ExitCode.FAILURE, _not_offered),
@@ -174,11 +204,13 @@ def rpc_failure(
     endpoint: Endpoint,
     action: str,
     hints: Mapping[grpc.StatusCode, str] | None = None,
+    user: str | None = None,
 ) -> CliError:
     """Translate a failed call to ``endpoint`` while trying to ``action`` (for example
-    "send the message") into a :class:`CliError`. ``hints`` replace the table's advice for
-    a status code where the caller knows better (a wrong password at login)."""
+    "send the message") as ``user`` into a :class:`CliError`. ``hints`` replace the table's
+    advice for a status code where the caller knows better (a wrong password at login)."""
     code = error.code()
     rule = _RULES.get(code, _OTHERWISE)
     hint = (hints or {}).get(code) or (rule.hint or {}).get(endpoint.service)
-    return CliError(rule.message(_Failed(error, endpoint, action, hint)), rule.exit_code, code)
+    failed = _Failed(error, endpoint, action, hint, user if rule.personal else None)
+    return CliError(rule.message(failed), rule.exit_code, code)

@@ -1,11 +1,12 @@
 """``meshchat connect``: the recent history, then live messages, while typed lines are sent.
 
 Three threads share the work. The main thread reads what the user types (so that Ctrl-C
-reaches it) and queues each line. A receiver thread follows the chat's Connect stream and
-reopens it after any drop with the last seq it showed, so that nothing is missed; it drops
-every message at or below that seq, so that nothing is shown twice. A sender thread sends
-the queued lines in order, each with its own client_message_id, retrying until the server
-has stored it: a retry after a lost answer is stored once.
+reaches it), runs the slash commands of :mod:`meshchat_cli.slash` and queues each line to
+send. A receiver thread follows the chat's Connect stream and reopens it after any drop
+with the last seq it showed, so that nothing is missed; it drops every message at or below
+that seq, so that nothing is shown twice. A sender thread sends the queued lines in order,
+each with its own client_message_id, retrying until the server has stored it: a retry after
+a lost answer is stored once. Both tell the status line how things stand.
 
 A failure that ends the session (the chat was deleted, the user was removed, the login
 ended) is recorded by the thread that met it, which then interrupts the main thread.
@@ -17,22 +18,27 @@ import queue
 import random
 import signal
 import threading
+import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import grpc
 
 from meshchat.chat.v1 import chat_pb2
+from meshchat_cli import slash
 from meshchat_cli.api import MEMBERS_ONLY, Api, ConnectCall
 from meshchat_cli.errors import CliError
 from meshchat_cli.failures import TRANSIENT, rpc_failure
-from meshchat_cli.screen import ChatScreen
+from meshchat_cli.screen import Connection, Screen, Status
 
 __all__ = ["Backoff", "ConnectSession"]
 
 # After the end of input, how long to wait for the user's own last messages to come back.
 _ECHO_WAIT = 10.0
 _JOIN_TIMEOUT = 2.0
+# After this many failed tries in a row the chat counts as offline (the tries go on).
+_OFFLINE_AFTER = 8
 
 
 @dataclass
@@ -53,6 +59,43 @@ class Backoff:
     def reset(self) -> None:
         """Start again from the initial delay."""
         self._next = 0.0
+
+
+class _StatusBoard:
+    """The status line's state, put together from the receiver's and the sender's news."""
+
+    def __init__(self, screen: Screen) -> None:
+        self._screen = screen
+        self._lock = threading.Lock()
+        self._status = Status()
+
+    def _publish(self, change: Callable[[Status], Status]) -> None:
+        with self._lock:
+            self._status = status = change(self._status)
+        self._screen.status(status)
+
+    def live(self) -> None:
+        """The stream is open and caught up."""
+        self._publish(lambda status: Status(Connection.LIVE, unsent=status.unsent))
+
+    def retrying(self, reason: str, attempt: int, delay: float) -> None:
+        """The ``attempt``-th try in a row failed because of ``reason``; the next one is in
+        ``delay`` seconds."""
+        connection = Connection.OFFLINE if attempt >= _OFFLINE_AFTER else Connection.RECONNECTING
+        self._publish(
+            lambda status: Status(
+                connection,
+                reason,
+                attempt,
+                retry_at=time.monotonic() + delay,
+                since=status.since or time.time(),
+                unsent=status.unsent,
+            )
+        )
+
+    def unsent(self, count: int) -> None:
+        """``count`` typed lines are not stored yet."""
+        self._publish(lambda status: replace(status, unsent=count))
 
 
 class _Failure:
@@ -84,18 +127,25 @@ class _Receiver:
     """Follows the chat after ``after_seq``, reconnecting until stopped."""
 
     def __init__(
-        self, api: Api, chat_id: str, after_seq: int, screen: ChatScreen, failure: _Failure
+        self,
+        api: Api,
+        chat_id: str,
+        after_seq: int,
+        screen: Screen,
+        board: _StatusBoard,
+        failure: _Failure,
     ) -> None:
         self._api = api
         self._chat_id = chat_id
         self._screen = screen
+        self._board = board
         self._failure = failure
         self._stopped = threading.Event()
         self._shown = threading.Condition()
         self._last_seq = after_seq
         self._call: ConnectCall | None = None
         self._backoff = Backoff()
-        self._lost = False
+        self._failed_tries = 0
         self._refreshed = False
         self._thread = threading.Thread(target=self._run, name="meshchat-receiver", daemon=True)
 
@@ -124,11 +174,12 @@ class _Receiver:
         self._screen.show(message)
 
     def _caught_up(self) -> None:
-        if self._lost:
-            self._lost = False
+        if self._failed_tries:
             self._screen.notice("reconnected", style="green")
+        self._failed_tries = 0
         self._backoff.reset()
         self._refreshed = False
+        self._board.live()
 
     def _follow(self, token: str) -> str:
         """Show the stream's messages until it ends; why it ended."""
@@ -165,7 +216,11 @@ class _Receiver:
                 return None
             if code not in TRANSIENT:
                 raise rpc_failure(
-                    error, self._api.endpoints.chat, "follow the chat", MEMBERS_ONLY
+                    error,
+                    self._api.endpoints.chat,
+                    "follow the chat",
+                    MEMBERS_ONLY,
+                    self._api.tokens.username,
                 ) from None
             return code.name.lower().replace("_", " ")
 
@@ -180,19 +235,24 @@ class _Receiver:
                 reason = error.message
             if reason is None:
                 continue
-            if not self._lost:
-                self._lost = True
+            if not self._failed_tries:
                 self._screen.notice(f"connection lost ({reason}); reconnecting…", style="yellow")
-            self._stopped.wait(self._backoff.delay())
+            self._failed_tries += 1
+            delay = self._backoff.delay()
+            self._board.retrying(reason, self._failed_tries, delay)
+            self._stopped.wait(delay)
 
 
 class _Sender:
     """Sends queued lines in order; transient failures are retried with the same id."""
 
-    def __init__(self, api: Api, chat_id: str, screen: ChatScreen, failure: _Failure) -> None:
+    def __init__(
+        self, api: Api, chat_id: str, screen: Screen, board: _StatusBoard, failure: _Failure
+    ) -> None:
         self._api = api
         self._chat_id = chat_id
         self._screen = screen
+        self._board = board
         self._failure = failure
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stopped = threading.Event()
@@ -204,6 +264,7 @@ class _Sender:
 
     def submit(self, text: str) -> None:
         self._lines.put(text)
+        self._board.unsent(self.pending())
 
     def wait_idle(self) -> None:
         """Wait until every submitted line has been stored or rejected."""
@@ -247,12 +308,13 @@ class _Sender:
                 self._send(text)
             finally:
                 self._lines.task_done()
+                self._board.unsent(self.pending())
 
 
 class ConnectSession:
     """One ``meshchat connect``: run it with :meth:`run`."""
 
-    def __init__(self, api: Api, chat: chat_pb2.Chat, history: int, screen: ChatScreen) -> None:
+    def __init__(self, api: Api, chat: chat_pb2.Chat, history: int, screen: Screen) -> None:
         self._api = api
         self._chat = chat
         self._history = history
@@ -260,11 +322,63 @@ class ConnectSession:
 
     def _greet(self, user: str) -> None:
         members = ", ".join(member.username for member in self._chat.members)
-        self._screen.notice(f"connected to {self._chat.name} as {user} · members: {members}")
+        self._screen.notice(
+            f"connected to {self._chat.name} as {user} · members: {members} · "
+            "/help lists the commands, Ctrl-D leaves"
+        )
+
+    def _show_history(self, messages: list[chat_pb2.Message], live: bool) -> None:
+        """Show ``messages`` between marks; ``live``: the live messages follow."""
+        if not messages:
+            self._screen.notice("no earlier messages" + (" · live from here" if live else ""))
+            return
+        self._screen.notice(f"── {len(messages)} earlier message(s) ──")
+        for message in messages:
+            self._screen.show(message)
+        self._screen.notice("── live from here ──" if live else "── end of history ──")
+
+    def _who(self) -> None:
+        chat = self._api.get_chat(self._chat.id)
+        owner = chat.owner_id
+        members = ", ".join(
+            f"{member.username} (owner)" if member.user_id == owner else member.username
+            for member in chat.members
+        )
+        self._screen.notice(f"{len(chat.members)} member(s) of {chat.name}: {members}")
+
+    def _command(self, typed: slash.Typed, sender: _Sender) -> bool:
+        """Do what a typed line asks; False to leave."""
+        match typed:
+            case slash.Send(text):
+                sender.submit(text)
+            case slash.Quit():
+                return False
+            case slash.Help():
+                self._screen.notice(slash.HELP)
+            case slash.Who():
+                self._who()
+            case slash.History(count):
+                self._show_history(self._api.recent_messages(self._chat.id, count), live=False)
+            case slash.Invalid(problem):
+                self._screen.notice(problem, style="red")
+            case slash.Nothing():
+                pass
+        return True
+
+    def _read_and_send(self, sender: _Sender) -> None:
+        while (line := self._screen.read_line()) is not None:
+            try:
+                if not self._command(slash.parse(line), sender):
+                    return
+            except CliError as error:
+                # A command that asked the server (/who, /history) failed; the chat goes on.
+                if error.status not in TRANSIENT:
+                    raise
+                self._screen.notice(error.message, style="red")
 
     def run(self) -> None:
-        """Show the history, follow the chat and send typed lines until the end of input
-        or Ctrl-C; raise the failure that ended the session early, if any."""
+        """Show the history, follow the chat and send typed lines until the end of input,
+        /quit or Ctrl-C; raise the failure that ended the session early, if any."""
         user = self._api.tokens.credentials().username
         if self._history:
             recent = self._api.recent_messages(self._chat.id, self._history)
@@ -272,17 +386,16 @@ class ConnectSession:
         else:
             recent, after_seq = [], self._chat.last_seq
         failure = _Failure()
-        receiver = _Receiver(self._api, self._chat.id, after_seq, self._screen, failure)
-        sender = _Sender(self._api, self._chat.id, self._screen, failure)
+        board = _StatusBoard(self._screen)
+        receiver = _Receiver(self._api, self._chat.id, after_seq, self._screen, board, failure)
+        sender = _Sender(self._api, self._chat.id, self._screen, board, failure)
         self._greet(user)
-        for message in recent:
-            self._screen.show(message)
+        if self._history:
+            self._show_history(recent, live=True)
         receiver.start()
         sender.start()
         try:
-            while (line := self._screen.read_line()) is not None:
-                if line.strip():
-                    sender.submit(line)
+            self._read_and_send(sender)
             sender.wait_idle()
             receiver.wait_shown(sender.last_seq, timeout=_ECHO_WAIT)
         except KeyboardInterrupt:

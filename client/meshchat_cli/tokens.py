@@ -34,17 +34,33 @@ class TokenSource:
         auth: Endpoint,
         username: str | None,
         refresh: Callable[[str], auth_pb2.TokenPair],
+        *,
+        profile: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``refresh`` calls AuthService.Refresh at ``auth`` and may raise grpc.RpcError."""
+        """``refresh`` calls AuthService.Refresh at ``auth`` and may raise grpc.RpcError.
+        Without ``username`` the newest login on the server is used, unless a ``profile``
+        is in use: a profile acts only as its own login."""
         self._store = store
         self._auth = auth
         self._server = auth.address
         self._username = username
+        self._profile = profile
         self._refresh = refresh
         self._clock = clock
 
+    @property
+    def username(self) -> str | None:
+        """Who this process acts as, once known."""
+        return self._username
+
     def _not_logged_in(self) -> CliError:
+        if self._profile is not None and self._username is None:
+            return CliError(
+                f"nobody is logged in with profile {self._profile}; run "
+                f"`meshchat --profile {self._profile} login USERNAME`",
+                ExitCode.NOT_LOGGED_IN,
+            )
         who = f"{self._username} is" if self._username else "you are"
         name = self._username or "USERNAME"
         return CliError(
@@ -53,8 +69,11 @@ class TokenSource:
         )
 
     def credentials(self) -> Credentials:
-        """The stored login. Without ``--user`` the newest login is chosen on first use and
-        kept, so a login in another terminal does not change who this process is."""
+        """The stored login. Without a user (``--user`` or the profile's) the newest login is
+        chosen on first use and kept, so a login in another terminal does not change who
+        this process is."""
+        if self._profile is not None and self._username is None:
+            raise self._not_logged_in()
         credentials = self._store.load(self._server, self._username)
         if credentials is None:
             raise self._not_logged_in()

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Create the kind cluster for meshchat and install ingress-nginx (and, when asked, more).
+# Create the kind cluster for meshchat (and, when asked, install more). The default way in is the
+# chart's edge Envoy on the host's port 443 (cluster.yaml); no ingress controller is needed.
 #
-#   deploy/kind/create-cluster.sh                   # cluster + ingress-nginx
+#   deploy/kind/create-cluster.sh                   # the cluster, port 443 to the edge's NodePort
+#   deploy/kind/create-cluster.sh --ingress-nginx   # opt-in: ingress-nginx with configuration snippets
+#                                                   #     allowed (risk level Critical; see the warning
+#                                                   #     in docs/kubernetes.md), then: skaffold dev -p ingress-nginx
 #   deploy/kind/create-cluster.sh --cert-manager    # ... + cert-manager (then: skaffold dev -p cert-manager)
 #   deploy/kind/create-cluster.sh --metrics-server  # ... + metrics-server, for chat's autoscaler (skaffold run)
 #   deploy/kind/create-cluster.sh --preload-images  # ... + pull the images the chart runs and load them
@@ -25,12 +29,14 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CHART="${HERE}/../../helm/meshchat"
 
 with_cert_manager=false
+with_ingress_nginx=false
 with_metrics_server=false
 preload_images=false
 delete=false
 for arg in "$@"; do
     case "${arg}" in
         --cert-manager) with_cert_manager=true ;;
+        --ingress-nginx) with_ingress_nginx=true ;;
         --metrics-server) with_metrics_server=true ;;
         --preload-images) preload_images=true ;;
         --delete) delete=true ;;
@@ -81,7 +87,11 @@ else
     if [[ -n "${KIND_NODE_IMAGE}" ]]; then
         image_args=(--image "${KIND_NODE_IMAGE}")
     fi
-    kind create cluster --name "${CLUSTER_NAME}" --config "${HERE}/cluster.yaml" "${image_args[@]}" --wait 120s
+    config="${HERE}/cluster.yaml"
+    if [[ "${with_ingress_nginx}" == true ]]; then
+        config="${HERE}/cluster-ingress-nginx.yaml"
+    fi
+    kind create cluster --name "${CLUSTER_NAME}" --config "${config}" "${image_args[@]}" --wait 120s
 fi
 kubectl config use-context "kind-${CLUSTER_NAME}"
 
@@ -102,17 +112,26 @@ if [[ "${preload_images}" == true ]]; then
     done
 fi
 
-echo "installing ingress-nginx ${INGRESS_NGINX_VERSION}"
-kubectl apply -f "https://raw.githubusercontent.com/kubernetes/ingress-nginx/${INGRESS_NGINX_VERSION}/deploy/static/provider/kind/deploy.yaml"
-# The chart's Ingresses carry a configuration snippet with grpc_ssl_* directives: ingress-nginx applies
-# its proxy-ssl-* annotations to HTTP backends only, and the sidecars need the ingress's client
-# certificate on GRPCS too (ingress.clientCertificateSnippet). Allow exactly that kind of annotation.
-kubectl --namespace ingress-nginx patch configmap ingress-nginx-controller --type merge \
-    --patch '{"data":{"allow-snippet-annotations":"true","annotations-risk-level":"Critical"}}'
-kubectl --namespace ingress-nginx rollout restart deployment ingress-nginx-controller
-kubectl --namespace ingress-nginx rollout status deployment ingress-nginx-controller --timeout=300s
-kubectl wait --namespace ingress-nginx --for=condition=ready pod \
-    --selector=app.kubernetes.io/component=controller --timeout=300s
+if [[ "${with_ingress_nginx}" == true ]]; then
+    echo "installing ingress-nginx ${INGRESS_NGINX_VERSION}"
+    cat >&2 <<'WARNING'
+WARNING: ingress-nginx is retired (March 2026) and gets no more security fixes. The chart's Ingresses
+need a configuration snippet (ingress.clientCertificateSnippet), so this controller is told to
+allow snippet annotations at the "Critical" risk level: anyone who may create an Ingress in this
+cluster can then inject nginx configuration (the class of annotation behind CVE-2021-25742 and
+CVE-2025-1974). Use this on a throwaway local cluster only; the default way in is the edge Envoy.
+WARNING
+    kubectl apply -f "https://raw.githubusercontent.com/kubernetes/ingress-nginx/${INGRESS_NGINX_VERSION}/deploy/static/provider/kind/deploy.yaml"
+    # The chart's Ingresses carry a configuration snippet with grpc_ssl_* directives: ingress-nginx applies
+    # its proxy-ssl-* annotations to HTTP backends only, and the sidecars need the ingress's client
+    # certificate on GRPCS too (ingress.clientCertificateSnippet). Allow exactly that kind of annotation.
+    kubectl --namespace ingress-nginx patch configmap ingress-nginx-controller --type merge \
+        --patch '{"data":{"allow-snippet-annotations":"true","annotations-risk-level":"Critical"}}'
+    kubectl --namespace ingress-nginx rollout restart deployment ingress-nginx-controller
+    kubectl --namespace ingress-nginx rollout status deployment ingress-nginx-controller --timeout=300s
+    kubectl wait --namespace ingress-nginx --for=condition=ready pod \
+        --selector=app.kubernetes.io/component=controller --timeout=300s
+fi
 
 if [[ "${with_cert_manager}" == true ]]; then
     echo "installing cert-manager ${CERT_MANAGER_VERSION}"
@@ -133,6 +152,6 @@ fi
 cat <<DONE
 
 kind cluster "${CLUSTER_NAME}" is ready. Next:
-  skaffold dev$([[ "${with_cert_manager}" == true ]] && echo " -p cert-manager")
+  skaffold dev$([[ "${with_cert_manager}" == true ]] && echo " -p cert-manager")$([[ "${with_ingress_nginx}" == true ]] && echo " -p ingress-nginx")
 then follow docs/kubernetes.md, section "From nothing to a chat on kind".
 DONE

@@ -196,10 +196,14 @@ class Mesh:
         container = self.pods[component].containers[component]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESHCHAT_")}
         for variable in container["env"]:
-            if "value" in variable:
+            if variable["name"] == "MESHCHAT_DATABASE_URL_FILE":
+                # The mounted Secret's file, holding this host's database instead of the cluster's.
+                url_file = Path(variable["value"])
+                url = self.databases[component].encode()
+                publish_volume(url_file.parent, {url_file.name: url}, 0o600)
+                env[variable["name"]] = str(url_file)
+            elif "value" in variable:
                 env[variable["name"]] = str(variable["value"])
-            elif variable["name"] == "MESHCHAT_DATABASE_URL":
-                env[variable["name"]] = self.databases[component]
             else:
                 raise MeshError(f"{component}: no local value for {variable['name']}")
         args = [str(VENV_BIN / f"meshchat-{component}"), *container["args"]]

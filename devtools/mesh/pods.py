@@ -82,6 +82,7 @@ def render_pod(
         "envoyCerts": base / "mesh-certs",
         "edgeTls": base / "client-tls",
         "jwtKeys": base / "jwt-keys",
+        "databaseUrl": base / "database-url",
     }
     docs = render(helm, merged(shared_host_values(ports, dirs), overrides or {}), base)
     deployment = _document(docs, "Deployment", f"{RELEASE}-{component}")
@@ -111,6 +112,6 @@ def _materialise(
         pod.tls_subjects[path] = (common_name, sans)
         leaf = ca.issue(common_name, sans)
         files = {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem, "ca.crt": ca.pem}
-    else:  # the JWT signing key the chart generates
+    else:  # the JWT signing key and the database URL the chart generates
         files = {k: base64.b64decode(v) for k, v in secret["data"].items()}
     publish_volume(path, files, 0o600)

@@ -21,8 +21,9 @@ def _at(port: int) -> dict[str, Any]:
 
 def shared_host_values(ports: Ports, dirs: Mapping[str, Path]) -> Doc:
     """The values for one host: addresses, ports and mount directories, nothing else.
-    ``dirs`` names envoyConfig, envoyCerts, edgeTls and jwtKeys."""
+    ``dirs`` names envoyConfig, envoyCerts, edgeTls, jwtKeys and databaseUrl."""
     return {
+        "databaseUrlDir": str(dirs["databaseUrl"]),
         # The edge Envoy plays the ingress (the chart's own edge.enabled option).
         "ingress": {"enabled": False},
         "mesh": {

@@ -33,7 +33,7 @@ def cli() -> None:
 
 @cli.command()
 @setting_options(SETTINGS)
-def serve(**texts: str | bool) -> None:
+def serve(**texts: str | bool | None) -> None:
     """Serve the auth API until SIGTERM or Ctrl-C."""
 
     serve_service(PROGRAM, lambda: config_from(parse_settings(SETTINGS, texts)), _build)
@@ -50,7 +50,7 @@ async def _build(config: AuthConfig, tracer_provider: TracerProvider | None) -> 
 @click.option("--username", required=True, help="The admin's username.")
 @click.option("--email", default="", help="The admin's email (optional).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-def create_admin(database_url: str, username: str, email: str, password_stdin: bool) -> None:
+def create_admin(username: str, email: str, password_stdin: bool, **texts: str | None) -> None:
     """Create an ADMIN account directly in the database (the first admin)."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -69,7 +69,7 @@ def create_admin(database_url: str, username: str, email: str, password_stdin: b
             check_password_strength(password, (username, email))
         except DomainError as exc:
             raise ConfigError(exc.message) from None
-        store = await open_store(DATABASE.value(database_url))
+        store = await open_store(parse_settings([DATABASE], texts)[DATABASE])
         pool = HashingPool(workers=1, queue=0)
         try:
             password_hash = await PasswordHasher(Argon2Parameters(), pool).hash(password)

@@ -20,7 +20,7 @@ def cli() -> None:
 
 @cli.command()
 @setting_options(SETTINGS)
-def serve(**texts: str | bool) -> None:
+def serve(**texts: str | bool | None) -> None:
     """Serve the chat API until SIGTERM or Ctrl-C."""
 
     serve_service(PROGRAM, lambda: config_from(parse_settings(SETTINGS, texts)), _build)

@@ -28,31 +28,51 @@ F = TypeVar("F", bound=Callable[..., Any])
 def setting_options(settings: Iterable[Setting[object]]) -> Callable[[F], F]:
     """Add a flag for each setting, in the table's order, each read from its environment
     variable when the flag is not given; the command receives the texts by
-    :attr:`Setting.key` (a bool for a switch), for :func:`parse_settings`."""
+    :attr:`Setting.key` (a bool for a switch), for :func:`parse_settings`. A secret setting
+    also gets its ``--name-file`` flag, and both come as None when not given, so that
+    :func:`parse_settings` can tell a default from a choice."""
 
     def decorate(func: F) -> F:
         for setting in reversed(tuple(settings)):
-            func = _option(setting)(func)
+            for option in reversed(_options(setting)):
+                func = option(func)
         return func
 
     return decorate
 
 
-def _option(setting: Setting[object]) -> Callable[[F], F]:
+def _options(setting: Setting[object]) -> list[Callable[[F], F]]:
     if setting.is_switch:
         flag = f"--{setting.name}/--no-{setting.name}"
-        default: str | bool = parse_bool(setting.default_text, setting.env)
+        default: str | bool | None = parse_bool(setting.default_text, setting.env)
     else:
         flag, default = f"--{setting.name}", setting.default_text
-    return click.option(
-        flag,
-        setting.key,
-        envvar=setting.env,
-        default=default,
-        show_default=True,
-        show_envvar=True,
-        help=setting.help,
-    )
+    show_default: str | bool = True
+    if setting.secret:
+        default, show_default = None, setting.default_text
+    options = [
+        click.option(
+            flag,
+            setting.key,
+            envvar=setting.env,
+            default=default,
+            show_default=show_default,
+            show_envvar=True,
+            help=setting.help,
+        )
+    ]
+    if setting.secret:
+        options.append(
+            click.option(
+                f"--{setting.file_setting}",
+                setting.file_key,
+                envvar=setting.file_env,
+                default=None,
+                show_envvar=True,
+                help=f"A file holding --{setting.name} instead (a mounted secret); not both.",
+            )
+        )
+    return options
 
 
 def tune_garbage_collector() -> None:

@@ -267,12 +267,15 @@ class Setting(Generic[T_co]):
     ``MESHCHAT_NAME`` (upper snake case), its value what ``parse`` makes of the text, which
     also enforces its bounds. A setting parsed by :func:`parse_bool` is a ``--name/--no-name``
     switch. ``default`` is None only in a declaration that each service completes with
-    :meth:`with_default`."""
+    :meth:`with_default`. A ``secret`` setting may instead be read from a file, named by
+    ``--name-file`` or ``MESHCHAT_NAME_FILE`` (a mounted Kubernetes Secret); giving both is an
+    error."""
 
     name: str
     parse: Parser[T_co]
     default: str | None
     help: str
+    secret: bool = False
 
     @property
     def key(self) -> str:
@@ -283,6 +286,21 @@ class Setting(Generic[T_co]):
     def env(self) -> str:
         """The environment variable."""
         return env_var(self.name)
+
+    @property
+    def file_setting(self) -> str:
+        """The name of the flag that names a file holding a secret setting's value."""
+        return f"{self.name}-file"
+
+    @property
+    def file_key(self) -> str:
+        """:attr:`file_setting` as click's parameter name."""
+        return self.file_setting.replace("-", "_")
+
+    @property
+    def file_env(self) -> str:
+        """The environment variable that names a file holding a secret setting's value."""
+        return env_var(self.file_setting)
 
     @property
     def is_switch(self) -> bool:
@@ -309,6 +327,31 @@ class Setting(Generic[T_co]):
         """The same setting with a service's own default."""
         return replace(self, default=default)
 
+    def from_file(self, path_text: str) -> T_co:
+        """Parse the content of the file at ``path_text`` (one trailing line break dropped), for
+        :attr:`file_env`; errors name that variable and never repeat the content."""
+        path = Path(parse_text(path_text, self.file_env))
+        try:
+            text = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+        except OSError as exc:
+            raise ConfigError(f"{self.file_env}: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{self.file_env}: {path} is not UTF-8 text") from None
+        try:
+            return self.parse(text, self.file_env)
+        except ConfigError as exc:
+            message = str(exc).replace(repr(text), f"the content of {path}")
+            raise ConfigError(message) from None
+
+    def resolve(self, text: str | None, path_text: str | None) -> T_co:
+        """The value from the setting's own text, else from the file a secret setting names,
+        else the default; both given is an error."""
+        if text is not None and path_text is not None:
+            raise ConfigError(f"{self.env} and {self.file_env}: give one of them, not both")
+        if path_text is not None:
+            return self.from_file(path_text)
+        return self.value(self.default_text if text is None else text)
+
 
 class SettingValues:
     """The parsed values of a table of settings, read back by setting: ``values[LISTEN]``."""
@@ -322,14 +365,20 @@ class SettingValues:
 
 
 def parse_settings(
-    settings: Iterable[Setting[object]], texts: Mapping[str, str | bool]
+    settings: Iterable[Setting[object]], texts: Mapping[str, str | bool | None]
 ) -> SettingValues:
-    """Parse each setting's text (by key, as click collects it; a switch's is a bool), in the
-    order of the table, so that the first bad one is reported."""
+    """Parse each setting's text (by key, as click collects it; a switch's is a bool; a secret
+    setting's is None when not given, and its file's path is under :attr:`Setting.file_key`), in
+    the order of the table, so that the first bad one is reported."""
     values: dict[str, object] = {}
     for setting in settings:
         text = texts[setting.key]
-        values[setting.key] = setting.value(str(text).lower() if isinstance(text, bool) else text)
+        if isinstance(text, bool):
+            text = str(text).lower()
+        path_text = texts.get(setting.file_key) if setting.secret else None
+        if path_text is not None and not isinstance(path_text, str):
+            raise TypeError(f"{setting.file_key}: expected a path, got {path_text!r}")
+        values[setting.key] = setting.resolve(text, path_text)
     return SettingValues(values)
 
 
@@ -353,6 +402,7 @@ DATABASE_URL = Setting(
     parse_database_url,
     None,
     "sqlite:///path/file.db (embedded) or postgresql://user:pass@host:port/db.",
+    secret=True,
 )
 GRACE_PERIOD = Setting(
     "grace-period",

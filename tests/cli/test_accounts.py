@@ -25,15 +25,37 @@ def test_register_login_whoami_logout(cli: Cli) -> None:
     out = cli.ok("whoami")
     assert f"username: {alice}" in out
     assert "role: user" in out
-    assert f"email: {email}" in out
     assert f"auth service: {cli.auth_address}" in out
     assert f"chat service: {cli.chat_address}" in out
+    assert f"email: {email}" in cli.ok("user", "get", alice)
 
     assert f"logged out {alice} from {cli.auth_address}" in cli.ok("logout")
     result = cli.run("whoami")
     assert result.returncode == 3
     assert result.stderr.strip() == (
         f"error: you are not logged in to {cli.auth_address}; run `meshchat login USERNAME`"
+    )
+
+
+def test_the_hint_after_register_carries_the_options_given(cli: Cli) -> None:
+    bob = unique_name("bob")
+    out = cli.ok(
+        "--auth-addr",
+        cli.auth_address,
+        "--insecure",
+        "register",
+        bob,
+        "--password-stdin",
+        input=PASSWORD,
+    )
+    assert out.strip() == (
+        f"registered {bob}; log in with "
+        f"`meshchat --auth-addr {cli.auth_address} --insecure login {bob}`"
+    )
+    # From the environment (as the Cli sets the addresses), they still apply: not repeated.
+    carol = unique_name("carol")
+    assert f"log in with `meshchat login {carol}`" in cli.ok(
+        "register", carol, "--password-stdin", input=PASSWORD
     )
 
 
@@ -97,7 +119,7 @@ def test_an_access_token_about_to_expire_is_refreshed_first(cli: Cli) -> None:
     before = cli.credentials(alice)
     cli.edit_credentials(alice, access_token_expires=time.time() + 5)
 
-    assert f"username: {alice}" in cli.ok("whoami")
+    assert f"username: {alice}" in cli.ok("user", "get", alice)
 
     after = cli.credentials(alice)
     assert after["refresh_token"] != before["refresh_token"]
@@ -115,7 +137,7 @@ def test_an_access_token_the_server_rejects_is_refreshed_and_the_call_repeated(
     # The file claims the token is good for an hour, so only the server can tell.
     cli.edit_credentials(alice, access_token=expired, access_token_expires=time.time() + 3600)
 
-    assert f"username: {alice}" in cli.ok("whoami")
+    assert f"username: {alice}" in cli.ok("user", "get", alice)
 
     after = cli.credentials(alice)
     assert after["access_token"] != expired
@@ -129,7 +151,7 @@ def test_processes_refreshing_at_once_do_not_revoke_the_login(cli: Cli) -> None:
     # see a reused refresh token and revoke the login.
     processes = [
         subprocess.Popen(
-            [MESHCHAT, "whoami"],
+            [MESHCHAT, "user", "get", alice],
             env=cli.environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -141,7 +163,7 @@ def test_processes_refreshing_at_once_do_not_revoke_the_login(cli: Cli) -> None:
         out, err = process.communicate(timeout=30)
         assert process.returncode == 0, err
         assert f"username: {alice}" in out
-    assert f"username: {alice}" in cli.ok("whoami")
+    assert f"username: {alice}" in cli.ok("user", "get", alice)
 
 
 def test_a_revoked_login_says_to_log_in_again_and_is_forgotten(cli: Cli) -> None:
@@ -151,7 +173,7 @@ def test_a_revoked_login_says_to_log_in_again_and_is_forgotten(cli: Cli) -> None
     cli.credentials_path().write_text(kept)
     cli.edit_credentials(alice, access_token_expires=0)
 
-    result = cli.run("whoami")
+    result = cli.run("chats")
 
     assert result.returncode == 3
     assert result.stderr.strip() == (

@@ -66,17 +66,30 @@ def test_a_member_may_leave_but_not_manage(cli: Cli) -> None:
     result = cli.run("--user", bob, "members", "add", chat, carol)
     assert result.returncode == 5
     assert result.stderr.strip() == (
-        f"error: cannot add {carol}: only the chat's owner or an admin may add members to the "
-        "chat; ask the chat's owner or an admin"
+        f"error: cannot add {carol} as {bob}: only the chat's owner or an admin may add members "
+        "to the chat; ask the chat's owner or an admin"
     )
     cli.ok("--user", bob, "members", "remove", chat, bob)
     assert cli.ok("--user", bob, "chats") == ""
     assert alice in cli.ok("chats")
 
 
+def test_the_owner_trying_to_leave_is_told_what_to_do(cli: Cli) -> None:
+    alice = cli.new_user("alice")
+    chat = cli.ok("create", "chat", unique_name("room")).strip()
+
+    result = cli.run("members", "remove", chat, alice)
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot leave the chat as {alice}: the owner cannot leave the chat; delete the "
+        f"chat instead; `meshchat delete chat {chat}` deletes it with its messages for everyone"
+    )
+
+
 def test_a_chat_can_be_named_instead_of_its_id(cli: Cli) -> None:
     bob = cli.new_user("bob")
-    cli.new_user("alice")
+    alice = cli.new_user("alice")
     name = unique_name("general")
     chat = cli.ok("create", "chat", name, "-m", bob).strip()
 
@@ -86,12 +99,14 @@ def test_a_chat_can_be_named_instead_of_its_id(cli: Cli) -> None:
     cli.ok("create", "chat", name)
     result = cli.run("send", name, "which one?")
     assert result.returncode == 2
-    assert f"2 of your chats are named {name!r}; give the id instead" in result.stderr
+    assert f"2 of {alice}'s chats are named {name!r}; give the id instead" in result.stderr
     cli.ok("send", chat, "by id")
 
     result = cli.run("send", "no-such-chat", "hello")
     assert result.returncode == 4
-    assert "you have no chat named 'no-such-chat'; `meshchat chats` lists yours" in result.stderr
+    assert f"{alice} has no chat named 'no-such-chat'; `meshchat chats` lists theirs" in (
+        result.stderr
+    )
 
 
 def test_delete_chat(cli: Cli) -> None:

@@ -18,7 +18,9 @@ def _one_line(stderr: str) -> str:
 
 def test_auth_service_unreachable_names_the_address(cli: Cli) -> None:
     address = f"127.0.0.1:{free_port()}"
-    result = cli.run("--auth-addr", address, "register", "alice", "--password-stdin", input="x")
+    result = cli.run(
+        "--auth-addr", address, "register", "alice", "--password-stdin", input=PASSWORD
+    )
     assert result.returncode == 7
     assert _one_line(result.stderr) == (
         f"error: cannot reach the auth service at {address} (connection refused); is it "
@@ -84,30 +86,35 @@ def test_throttled_login_says_how_long_to_wait(cli: Cli) -> None:
     assert result.returncode == 6
     line = _one_line(result.stderr)
     match = re.fullmatch(
-        r"error: cannot log in: too many failed logins; wait (\d+) s, then try again",
+        r"error: cannot log in: too many failed logins; wait about 15 minutes, then try again",
         line,
     )
     assert match, line
-    assert 800 < int(match.group(1)) <= 900
 
 
 def test_no_such_chat(cli: Cli) -> None:
-    cli.new_user("alice")
+    alice = cli.new_user("alice")
     chat = str(uuid.uuid4())
     result = cli.run("send", chat, "hello?")
     assert result.returncode == 4
     assert _one_line(result.stderr) == (
-        f"error: cannot send the message: chat {chat} not found; `meshchat chats` lists your chats"
+        f"error: cannot send the message as {alice}: chat {chat} not found; `meshchat chats` "
+        "lists your chats"
+    )
+    result = cli.run("send", "no-such-name", "hello?")
+    assert result.returncode == 4
+    assert _one_line(result.stderr) == (
+        f"error: {alice} has no chat named 'no-such-name'; `meshchat chats` lists theirs"
     )
 
 
 def test_no_such_user(cli: Cli) -> None:
-    cli.new_user("alice")
+    alice = cli.new_user("alice")
     nobody = unique_name("nobody")
     result = cli.run("create", "chat", "room", "--member", nobody)
     assert result.returncode == 4
     assert _one_line(result.stderr) == (
-        f"error: cannot create the chat: user '{nobody}' not found; check the usernames"
+        f"error: cannot create the chat as {alice}: user '{nobody}' not found; check the usernames"
     )
     result = cli.run("user", "get", nobody)
     assert result.returncode == 4
@@ -117,12 +124,12 @@ def test_no_such_user(cli: Cli) -> None:
 def test_not_a_member(cli: Cli) -> None:
     cli.new_user("alice")
     chat = cli.ok("create", "chat", "private").strip()
-    cli.new_user("mallory")
+    mallory = cli.new_user("mallory")
     result = cli.run("send", chat, "let me in")
     assert result.returncode == 5
     assert _one_line(result.stderr) == (
-        "error: cannot send the message: only members may send messages to this chat; "
-        "ask the chat's owner to add you"
+        f"error: cannot send the message as {mallory}: only members may send messages to this "
+        "chat; ask the chat's owner to add you"
     )
     result = cli.run("connect", chat)
     assert result.returncode == 5

@@ -174,6 +174,6 @@ def test_everything_through_one_tls_address(ingress: tuple[str, Path], tmp_path:
 
     # The ingress routes only the name it serves: without --server-name the certificate
     # check fails first.
-    result = cli.run("whoami", env={"MESHCHAT_SERVER_NAME": ""})
+    result = cli.run("chats", env={"MESHCHAT_SERVER_NAME": ""})
     assert result.returncode == 7
     assert "TLS handshake failed" in result.stderr

@@ -61,7 +61,11 @@ def test_a_private_ca_and_a_server_name(tls_server: tuple[str, Path], tmp_path: 
     options = ("--auth-addr", address, "--ca-file", str(ca_file))
 
     code, output = _register(cli, *options, "--server-name", SERVER_NAME)
-    assert (code, output.strip()) == (0, "registered alice; log in with `meshchat login alice`")
+    assert (code, output.strip()) == (
+        0,
+        f"registered alice; log in with `meshchat --auth-addr {address} --ca-file {ca_file} "
+        f"--server-name {SERVER_NAME} login alice`",
+    )
 
     code, output = _register(cli, *options)  # the certificate does not name 127.0.0.1
     assert code == 7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from devtools.paths import VENV_BIN
@@ -42,8 +43,20 @@ def test_an_admin_lists_gets_updates_and_deletes_users(cli: Cli, shared_stack: S
     assert f"username: {alice}" in cli.ok("user", "get", alice_id)
 
     out = cli.ok("user", "update", alice, "--email", f"{alice}@example.org", "--role", "admin")
-    assert f"updated {alice} (role admin)" in out
+    assert out.strip() == (
+        f"updated {alice}: email (none) -> {alice}@example.org, role user -> admin"
+    )
     assert f"email: {alice}@example.org" in cli.ok("user", "get", alice)
+    out = cli.ok("user", "update", alice, "--role", "admin")
+    assert out.strip() == f"updated {alice}: nothing changed"
+
+    users = [json.loads(line) for line in cli.ok("user", "list", "--json").splitlines()]
+    assert {(u["username"], u["role"]) for u in users} >= {(admin, "admin"), (alice, "admin")}
+    document = json.loads(cli.ok("user", "get", alice, "--json"))
+    assert (document["id"], document["email"]) == (alice_id, f"{alice}@example.org")
+    assert document["created"].endswith("+00:00")
+    updated = json.loads(cli.ok("user", "update", alice, "--role", "user", "--json"))
+    assert (updated["username"], updated["role"]) == (alice, "user")
 
     assert f"deleted user {alice}" in cli.ok("user", "delete", alice, "--yes")
     assert cli.run("user", "get", alice).returncode == 4
@@ -57,8 +70,7 @@ def test_a_user_may_not_list_users_or_promote_themselves(cli: Cli) -> None:
     result = cli.run("user", "list")
     assert result.returncode == 5
     assert result.stderr.strip() == (
-        "error: cannot list the users: role USER may not call "
-        "/meshchat.auth.v1.UserService/ListUsers; ask an admin"
+        f"error: cannot list the users as {alice}: that needs an admin; ask an admin"
     )
     result = cli.run("user", "update", alice, "--role", "admin")
     assert result.returncode == 5
@@ -68,6 +80,13 @@ def test_a_user_may_not_list_users_or_promote_themselves(cli: Cli) -> None:
 def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> None:
     alice = cli.new_user("alice")
     new_password = "a brand new password"
+
+    result = cli.run("user", "update", alice, "--password-stdin", input=f"{new_password}\n")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: to change your email or password your current password is needed: add "
+        "--current-password-stdin and give it on the first line of standard input"
+    )
     result = cli.run(
         "user",
         "update",
@@ -77,8 +96,8 @@ def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> No
         input=f"not my password\n{new_password}\n",
     )
     assert result.returncode != 0
-    assert "current_password" in result.stderr or "current password" in result.stderr
-    cli.ok(
+    assert "current_password" in result.stderr
+    out = cli.ok(
         "user",
         "update",
         alice,
@@ -86,6 +105,7 @@ def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> No
         "--password-stdin",
         input=f"{PASSWORD}\n{new_password}\n",
     )
+    assert out.strip() == f"updated {alice}: password changed (your other logins have ended)"
     result = cli.run("login", alice, "--password-stdin", input=f"{PASSWORD}\n")
     assert result.returncode == 3
     cli.login(alice, new_password)
@@ -94,10 +114,27 @@ def test_a_user_changes_their_password_and_deletes_their_account(cli: Cli) -> No
     assert result.returncode == 2
     assert "give --email, --password or --role" in result.stderr
 
-    deleted = cli.ok(
+    result = cli.run("user", "delete", alice, "--yes")
+    assert result.returncode == 2
+    assert "to delete your account your current password is needed" in result.stderr
+    assert f"deleted user {alice}" in cli.ok(
         "user", "delete", alice, "--yes", "--current-password-stdin", input=f"{new_password}\n"
     )
-    assert f"deleted user {alice}" in deleted
     result = cli.run("whoami")
     assert result.returncode == 3
     assert "not logged in" in result.stderr
+
+
+def test_the_current_password_is_asked_at_a_terminal(cli: Cli) -> None:
+    alice = cli.new_user("alice")
+    terminal = cli.spawn("user", "update", alice, "--password")
+    terminal.child.expect("Current password: ")
+    terminal.type(PASSWORD)
+    terminal.child.expect("New password: ")
+    terminal.type("another new password")
+    terminal.child.expect("Repeat for confirmation: ")
+    terminal.type("another new password")
+    assert terminal.finish() == 0
+    assert f"updated {alice}: password changed" in terminal.text()
+    assert PASSWORD not in terminal.text()
+    cli.login(alice, "another new password")

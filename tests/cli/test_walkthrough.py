@@ -47,7 +47,6 @@ def _type_commands(terminal: Terminal, commands: list[str]) -> None:
             index = terminal.child.expect(
                 ["Password: $", "Repeat for confirmation: $", re.escape(SHELL_PROMPT)]
             )
-            terminal.raw += (terminal.child.before or "") + str(terminal.child.after)
             if index == 2:
                 break
             terminal.type(PASSWORD)

@@ -67,6 +67,7 @@ def start(
     env = environment(rendering, spec, overrides)
     port, metrics = _port(env["MESHCHAT_LISTEN"]), _port(env["MESHCHAT_METRICS_LISTEN"])
     # Reachable from the host without the sidecar; SQLite on the /tmp emptyDir.
+    del env["MESHCHAT_DATABASE_URL_FILE"]  # the mounted Secret's URL names the cluster's database
     env |= {
         "MESHCHAT_LISTEN": f"0.0.0.0:{port}",
         "MESHCHAT_METRICS_LISTEN": f"0.0.0.0:{metrics}",

@@ -72,9 +72,3 @@ def renderings(
     with ThreadPoolExecutor(max_workers=2) as pool:
         rendered = list(pool.map(render, COMBINATIONS))
     return {r.name: r for r in rendered}
-
-
-@pytest.fixture(scope="session")
-def renderings_dir(renderings: dict[str, Rendering]) -> Path:
-    """The directory holding every rendering."""
-    return next(iter(renderings.values())).path.parent

@@ -38,8 +38,11 @@ __all__ = [
     "skaffold_schema",
 ]
 
-# Kinds that kubernetes-validate has no schema for (CRDs of cert-manager and Gateway API).
-CRD_KINDS = frozenset({"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy"})
+# Kinds that kubernetes-validate has no schema for (CRDs of cert-manager, Gateway API and
+# CloudNativePG).
+CRD_KINDS = frozenset(
+    {"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy", "Cluster", "Database"}
+)
 
 
 def _checkout_roots() -> list[Path]:
@@ -157,8 +160,10 @@ RENDER_ONLY: dict[str, Any] = {
 }
 
 COMBINATIONS: dict[str, dict[str, Any]] = {
-    # Chart-generated certificates, ingress-nginx, bundled PostgreSQL, chat autoscaled from 1.
+    # Chart-generated certificates, the edge Envoy, bundled PostgreSQL, chat autoscaled from 1.
     "default": {},
+    # The opt-in ingress-nginx with its configuration snippet (the client certificate).
+    "ingress-nginx": {"ingress": {"enabled": True}, "edge": {"enabled": False}},
     "cert-manager": {"certManager": {"enabled": True}},
     "cert-manager-cluster-issuer": {
         "certManager": {
@@ -168,7 +173,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "ingress": {"tls": {"existingSecret": "public-tls"}},
     },
     "gateway-api": {
-        "ingress": {"enabled": False},
+        "edge": {"enabled": False},
         "gateway": {"enabled": True, "gatewayClassName": "envoy-gateway"},
         "networkPolicy": {
             "gatewayPeers": [
@@ -178,7 +183,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     },
     "gateway-api-cert-manager": {
         "certManager": {"enabled": True},
-        "ingress": {"enabled": False},
+        "edge": {"enabled": False},
         "gateway": {
             "enabled": True,
             "create": False,
@@ -197,6 +202,8 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         },
         "networkPolicy": {"externalDatabasePeers": [{"ipBlock": {"cidr": "10.20.0.5/32"}}]},
     },
+    # PostgreSQL as a CloudNativePG Cluster of three instances.
+    "cloudnativepg": {"postgresql": {"enabled": False}, "cloudnativePg": {"enabled": True}},
     "chat-one-replica": {"chat": {"autoscaling": {"enabled": False}, "replicaCount": 1}},
     "chat-three-replicas": {
         "auth": {"replicaCount": 3, "pdb": {"minAvailable": 2, "maxUnavailable": ""}},
@@ -212,8 +219,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         }
     },
     "edge-envoy": {
-        "ingress": {"enabled": False},
-        "edge": {"enabled": True, "service": {"type": "NodePort", "nodePort": 30443}},
+        "edge": {"service": {"type": "NodePort", "nodePort": 30443}},
         "networkPolicy": {"metricsPeers": [{"namespaceSelector": {}}]},
     },
     # What `helm template`, `skaffold render` or Argo CD need (no lookup): nothing secret rendered.

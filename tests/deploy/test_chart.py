@@ -147,6 +147,17 @@ def test_values_schema_rejects_bad_values(
             {"postgresql": {"chat": {"username": "meshchat_auth"}}},
             "must differ: each service has its own credentials",
         ),
+        (
+            {"cloudnativePg": {"enabled": True}},
+            "postgresql.enabled and cloudnativePg.enabled are both true: choose one",
+        ),
+        (
+            {
+                "postgresql": {"enabled": False},
+                "cloudnativePg": {"enabled": True, "chat": {"database": "meshchat_auth"}},
+            },
+            "cloudnativePg.auth.database and cloudnativePg.chat.database must differ",
+        ),
     ],
 )
 def test_impossible_values_fail_with_a_readable_message(
@@ -192,7 +203,17 @@ def test_pod_layout(renderings: dict[str, Rendering], component: str) -> None:
     env = {e["name"]: e for e in app["env"]}
     assert env["MESHCHAT_LISTEN"]["value"].startswith("127.0.0.1:")
     assert env["MESHCHAT_METRICS_LISTEN"]["value"].startswith("127.0.0.1:")
-    assert "secretKeyRef" in env["MESHCHAT_DATABASE_URL"]["valueFrom"]
+    # The database URL (its password included) is a mounted Secret file, never a variable.
+    assert "MESHCHAT_DATABASE_URL" not in env
+    assert env["MESHCHAT_DATABASE_URL_FILE"]["value"] == "/var/run/meshchat/database/url"
+    database = next(m for m in app["volumeMounts"] if m["name"] == "database-url")
+    assert database == {
+        "name": "database-url",
+        "mountPath": "/var/run/meshchat/database",
+        "readOnly": True,
+    }
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["database-url"]["secret"]["secretName"].endswith("-database")
     assert [p["name"] for p in app.get("ports", [])] == [], "the app exposes no port itself"
     # The app's probes ask its sidecar's health listener, by number (named ports are per
     # container): liveness only whether the app answers, readiness whether it is SERVING.
@@ -411,10 +432,49 @@ def test_database_urls(renderings: dict[str, Rendering]) -> None:
     )
     chat = external.get("Deployment", f"{FULLNAME}-chat")["spec"]["template"]["spec"]
     env = {e["name"]: e for e in chat["containers"][0]["env"]}
-    assert env["MESHCHAT_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": "chat-database",
-        "key": "uri",
+    assert env["MESHCHAT_DATABASE_URL_FILE"] == {
+        "name": "MESHCHAT_DATABASE_URL_FILE",
+        "value": "/var/run/meshchat/database/uri",
     }
+    volumes = {v["name"]: v for v in chat["volumes"]}
+    assert volumes["database-url"]["secret"]["secretName"] == "chat-database"
+
+
+def test_cloudnativepg_runs_three_instances_with_a_database_and_role_per_service(
+    renderings: dict[str, Rendering],
+) -> None:
+    rendering = renderings["cloudnativepg"]
+    assert rendering.of_kind("StatefulSet") == []
+    cluster = rendering.get("Cluster", f"{FULLNAME}-pg")["spec"]
+    assert cluster["instances"] == 3
+    assert cluster["affinity"]["enablePodAntiAffinity"] is True
+    assert cluster["enableSuperuserAccess"] is False
+    roles = {r["name"]: r for r in cluster["managed"]["roles"]}
+    assert set(roles) == {"meshchat_auth", "meshchat_chat"}
+    for component in ("auth", "chat"):
+        role = f"meshchat_{component}"
+        database = rendering.get("Database", f"{FULLNAME}-pg-{component}")["spec"]
+        assert database["cluster"] == {"name": f"{FULLNAME}-pg"}
+        assert (database["name"], database["owner"]) == (role, role)
+        login = rendering.get("Secret", roles[role]["passwordSecret"]["name"])
+        assert login["type"] == "kubernetes.io/basic-auth"
+        assert _secret_text(login, "username") == role
+        url = _secret_text(rendering.get("Secret", f"{FULLNAME}-{component}-database"), "url")
+        # The read-write Service follows the primary through a failover.
+        assert url == (
+            f"postgresql://{role}:{_secret_text(login, 'password')}@{FULLNAME}-pg-rw.{NAMESPACE}.svc"
+            f":5432/{role}?sslmode=verify-full&sslrootcert=/var/run/meshchat/database-ca/ca.crt"
+        )
+        pod = _pod(rendering, component)["spec"]
+        volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+        # The operator's CA Secret holds its key too: only ca.crt is mounted.
+        assert volumes["database-ca"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+        assert volumes["database-ca"]["secretName"] == f"{FULLNAME}-pg-ca"
+    policies = {p["metadata"]["name"]: p["spec"] for p in rendering.of_kind("NetworkPolicy")}
+    assert {
+        "ports": [{"port": 5432, "protocol": "TCP"}],
+        "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": f"{FULLNAME}-pg"}}}],
+    } in policies[f"{FULLNAME}-chat"]["egress"]
 
 
 def test_network_policies_deny_by_default(renderings: dict[str, Rendering]) -> None:
@@ -484,7 +544,8 @@ def _selector(component: str) -> Doc:
 @pytest.mark.parametrize(
     ("rendering", "way_in"),
     [
-        ("default", [INGRESS_NGINX]),
+        ("default", [_selector("edge")]),
+        ("ingress-nginx", [INGRESS_NGINX]),
         ("gateway-api-cert-manager", [ENVOY_GATEWAY_PROXIES]),
         ("edge-envoy", [_selector("edge")]),
     ],
@@ -518,8 +579,17 @@ def test_extra_egress_reaches_a_collector(helm: Path, tmp_path: Path) -> None:
     assert collector not in policies[f"{FULLNAME}-postgresql"]["egress"]
 
 
-def test_ingress_routes_by_grpc_service_over_mtls(renderings: dict[str, Rendering]) -> None:
+def test_the_default_way_in_is_the_edge_envoy_without_any_snippet(
+    renderings: dict[str, Rendering],
+) -> None:
     rendering = renderings["default"]
+    assert rendering.of_kind("Ingress") == []
+    assert rendering.get("Deployment", f"{FULLNAME}-edge")
+    assert "snippet" not in rendering.path.read_text()
+
+
+def test_ingress_routes_by_grpc_service_over_mtls(renderings: dict[str, Rendering]) -> None:
+    rendering = renderings["ingress-nginx"]
     for component, services in (
         (
             "auth",

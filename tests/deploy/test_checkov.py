@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.deploy_support import REPO_ROOT, Rendering, run
+from tests.deploy.deploy_support import COMBINATIONS, REPO_ROOT, Rendering, run
 
 pytestmark = pytest.mark.deploy
 
@@ -74,6 +74,19 @@ def assert_clean(result: CheckovResult) -> None:
     assert result.failed == []
 
 
+# What the default rendering may skip: skaffold's local images have no registry digest.
+DEFAULT_SKIPS = ["CKV_K8S_15", "CKV_K8S_43"]
+
+
+def skips_for(rendering: str) -> list[str]:
+    """The rules skipped for one rendering: those without ``renderings``, and those naming it."""
+    return sorted(
+        rule_id
+        for rule_id, entry in skipped_rules().items()
+        if rendering in entry.get("renderings", [rendering])
+    )
+
+
 def test_every_skip_has_a_written_reason() -> None:
     rules = skipped_rules()
     assert rules
@@ -81,15 +94,39 @@ def test_every_skip_has_a_written_reason() -> None:
         assert rule_id.startswith("CKV"), rule_id
         assert entry["rule"].strip(), rule_id
         assert len(entry["reason"].split()) >= 10, f"{rule_id}: the reason is too short"
+        assert set(entry.get("renderings", [])) <= set(COMBINATIONS), rule_id
+
+
+def test_the_default_rendering_skips_only_the_digest_and_pull_policy_rules() -> None:
+    assert skips_for("default") == DEFAULT_SKIPS
 
 
 def test_checkov_passes_on_every_rendering(
-    checkov: Path, renderings: dict[str, Rendering], renderings_dir: Path
+    checkov: Path, renderings: dict[str, Rendering], tmp_path: Path
 ) -> None:
-    result = run_checkov(checkov, renderings_dir, sorted(skipped_rules()))
-    assert_clean(result)
-    # Every rendering's workloads were scanned: dozens of checks per container.
-    assert result.passed > 100 * len(renderings)
+    """One checkov run per set of skips, over the renderings that share it."""
+    groups: dict[tuple[str, ...], list[Rendering]] = {}
+    for name, rendering in renderings.items():
+        groups.setdefault(tuple(skips_for(name)), []).append(rendering)
+    assert len(groups) > 1, "some rendering skips more than the default"
+    for index, (skips, members) in enumerate(sorted(groups.items())):
+        directory = tmp_path / f"group-{index}"
+        directory.mkdir()
+        for rendering in members:
+            (directory / rendering.path.name).write_text(rendering.path.read_text())
+        result = run_checkov(checkov, directory, list(skips))
+        assert_clean(result)
+        # Every rendering's workloads were scanned: dozens of checks per container.
+        assert result.passed > 100 * len(members), skips
+
+
+def test_the_default_rendering_fails_the_skipped_rules_it_would_need_without_them(
+    checkov: Path, renderings: dict[str, Rendering], tmp_path: Path
+) -> None:
+    (tmp_path / "default.yaml").write_text(renderings["default"].path.read_text())
+    result = run_checkov(checkov, tmp_path, [])
+    failed_rules = {failure.split()[0] for failure in result.failed}
+    assert failed_rules == set(DEFAULT_SKIPS)
 
 
 def test_checkov_fails_on_a_privileged_pod(checkov: Path, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Every custom resource of every rendering (the kinds kubernetes-validate has no schema for:
-cert-manager's and Gateway API's, and any other group a CRD in ../shared/crds/ defines) validates
+cert-manager's, Gateway API's and CloudNativePG's, and any other group a CRD in ../shared/crds/ defines) validates
 against the ``openAPIV3Schema`` of its CRD, as each project publishes it for the release the chart
 is written for, with unknown fields refused (as ``kubectl apply --validate=strict`` refuses them).
 The CEL rules (``x-kubernetes-validations``) are the API server's and are not checked here."""
@@ -144,6 +144,8 @@ BROKEN: dict[str, tuple[Callable[[Doc], None], str]] = {
         _set("spec.validation.subjectAltNames.0.type", "DNS"),
         "'DNS' is not one of",
     ),
+    "Cluster": (_set("spec.instances", 0), "0 is less than the minimum of 1"),
+    "Database": (_set("spec.ensure", "exists"), "'exists' is not one of"),
 }
 
 

@@ -450,9 +450,9 @@ def test_dns_names_of_clusters_are_fully_qualified(renderings: dict[str, Renderi
     assert names[("default", "chat", "auth")] == (
         f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local."
     )
-    # chat to auth in both renderings; the edge to auth (unary, public) and chat (unary,
-    # streaming, public).
-    assert len(names) == 7
+    # chat to auth in both renderings; in both, the edge to auth (unary, public) and chat
+    # (unary, streaming, public).
+    assert len(names) == 2 + 2 * 5
     # With ndots:5, a name without the final dot is first tried with every search domain.
     assert all(host.endswith(".") for host in names.values()), names
 

@@ -11,6 +11,7 @@ import pytest
 
 from devtools import images
 from devtools.containers import podman
+from devtools.pods.images import POSTGRES_DOCKERFILE
 from tests.deploy.deploy_support import REPO_ROOT, run
 
 pytestmark = pytest.mark.deploy
@@ -198,8 +199,17 @@ def test_unpinned_dependencies_are_found() -> None:
 def test_dockerignore_lets_the_build_see_only_what_it_needs() -> None:
     dockerignore = (REPO_ROOT / ".dockerignore").read_text()
     allowed = {line[1:] for line in dockerignore.splitlines() if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "constraints.txt", "services/"}
-    dockerfiles = [DOCKERFILE.read_text(), images.ENVOY_DOCKERFILE.read_text()]
+    assert allowed == {
+        "pyproject.toml",
+        "constraints.txt",
+        "services/",
+        "scripts/postgres-entrypoint.sh",
+    }
+    dockerfiles = [
+        DOCKERFILE.read_text(),
+        images.ENVOY_DOCKERFILE.read_text(),
+        POSTGRES_DOCKERFILE.read_text(),
+    ]
     assert dockerignore_problems(dockerignore, dockerfiles) == []
 
 
@@ -247,6 +257,11 @@ def test_the_import_check_notices_a_missing_package() -> None:
 
 
 # --- make images (devtools/images.py): what it decides without building ---------------------
+
+
+def test_hadolint_passes_on_the_postgres_dockerfile(hadolint: Path) -> None:
+    result = run([hadolint, "--failure-threshold", "info", POSTGRES_DOCKERFILE])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_hadolint_passes_on_the_envoy_dockerfile(hadolint: Path) -> None:

@@ -21,14 +21,30 @@ pytestmark = pytest.mark.deploy
 KIND = REPO_ROOT / "deploy" / "kind"
 
 
-def test_kind_cluster_has_an_ingress_node_with_ports_80_and_443() -> None:
-    config = yaml.safe_load((KIND / "cluster.yaml").read_text())
+def _kind_node(name: str) -> dict[str, object]:
+    config = yaml.safe_load((KIND / name).read_text())
     assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     assert config["kind"] == "Cluster"
     (node,) = config["nodes"]
+    assert {m["listenAddress"] for m in node["extraPortMappings"]} == {"127.0.0.1"}
+    node["mappings"] = {(m["containerPort"], m["hostPort"]) for m in node["extraPortMappings"]}
+    return dict(node)
+
+
+def test_kind_cluster_maps_port_443_to_the_edges_node_port() -> None:
+    node = _kind_node("cluster.yaml")
+    assert "labels" not in node
+    assert node["mappings"] == {(30443, 443)}
+    skaffold = yaml.safe_load((REPO_ROOT / "skaffold.yaml").read_text())
+    (release,) = skaffold["deploy"]["helm"]["releases"]
+    assert release["setValues"]["edge.service.type"] == "NodePort"
+    assert release["setValues"]["edge.service.nodePort"] == 30443
+
+
+def test_the_ingress_nginx_cluster_has_an_ingress_node_with_ports_80_and_443() -> None:
+    node = _kind_node("cluster-ingress-nginx.yaml")
     assert node["labels"] == {"ingress-ready": "true"}
-    mappings = {(m["containerPort"], m["hostPort"]) for m in node["extraPortMappings"]}
-    assert mappings == {(80, 80), (443, 443)}
+    assert node["mappings"] == {(80, 80), (443, 443)}
 
 
 def test_create_script_parses_and_rejects_unknown_arguments(tmp_path: Path) -> None:
@@ -112,10 +128,22 @@ def test_create_script_preloads_the_chart_images_and_installs_metrics_server(
         assert f"docker pull {image}" in calls
         assert f"kind load docker-image {image} --name meshchat" in calls
     assert not [c for c in calls if "meshchat-auth" in c or "meshchat-chat" in c], "skaffold's"
-    assert any("ingress-nginx/controller-v1.13.7/" in c for c in calls)
+    assert not [c for c in calls if "ingress-nginx" in c], "ingress-nginx is opt-in"
     patch = [c for c in calls if c.startswith("kubectl --namespace kube-system patch")]
     assert len(patch) == 1
     assert "--kubelet-insecure-tls" in patch[0]
+
+
+def test_create_script_installs_ingress_nginx_only_when_asked_and_warns(
+    tmp_path: Path, helm: Path
+) -> None:
+    result, calls = _run_create_script(tmp_path, helm, "--ingress-nginx")
+    assert result.returncode == 0, result.stderr
+    assert any("ingress-nginx/controller-v1.13.7/" in c for c in calls)
+    (patch,) = [c for c in calls if c.startswith("kubectl --namespace ingress-nginx patch")]
+    assert '"annotations-risk-level":"Critical"' in patch
+    assert "WARNING: ingress-nginx is retired" in result.stderr
+    assert "skaffold dev -p ingress-nginx" in result.stdout
 
 
 def _load_fetch_helm() -> ModuleType:

@@ -123,9 +123,9 @@ PROFILE_SETS = [
     (),
     ("fast",),
     ("cert-manager",),
-    ("edge",),
+    ("ingress-nginx",),
     ("fast", "cert-manager"),
-    ("fast", "edge"),
+    ("fast", "ingress-nginx"),
 ]
 
 
@@ -228,13 +228,13 @@ def test_every_port_notes_names_is_one_skaffold_forwards(
 
 
 def test_the_notes_check_finds_the_edge_on_a_sidecars_port(skaffold: dict[str, Any]) -> None:
-    # The mistake the edge profile once made: the edge told to use 8443, which is auth's sidecar.
+    # The mistake an edge profile once made: the edge told to use 8443, which is auth's sidecar.
     notes = (
         "kubectl --namespace meshchat port-forward svc/meshchat-edge 8443:443\n"
         "export MESHCHAT_SERVER=meshchat.127.0.0.1.nip.io:8443\n"
         "Metrics: port 9090 of the meshchat-auth and meshchat-chat Services\n"
     )
-    config = with_profiles(skaffold, ("edge",))
+    config = with_profiles(skaffold, ())
     assert notes_port_problems(notes, config, {80, 443}) == [
         "NOTES forwards meshchat-edge:443 to 8443; skaffold does not",
         "meshchat.127.0.0.1.nip.io:8443: skaffold forwards 8443 to meshchat-auth",

@@ -12,6 +12,7 @@ from devtools.mesh import Ports, shared_host_values
 
 pytestmark = pytest.mark.mesh
 
+DIRECTORY_NAMES = ("envoyConfig", "envoyCerts", "edgeTls", "jwtKeys", "databaseUrl")
 ROLE_SWITCHES = {"ingress.enabled": False, "edge.enabled": True}
 
 
@@ -26,7 +27,7 @@ def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def test_only_addresses_ports_and_directories_change() -> None:
-    dirs = {name: Path("/m") / name for name in ("envoyConfig", "envoyCerts", "edgeTls", "jwtKeys")}
+    dirs = {name: Path("/m") / name for name in DIRECTORY_NAMES}
     values = leaves(shared_host_values(Ports.free(), dirs))
     for path, value in values.items():
         if path in ROLE_SWITCHES:

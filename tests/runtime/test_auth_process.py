@@ -58,6 +58,11 @@ def _occupied_port() -> socket.socket:
     ("env", "message"),
     [
         ({"MESHCHAT_DATABASE_URL": "mysql://x"}, "MESHCHAT_DATABASE_URL: expected sqlite:///path"),
+        (
+            {"MESHCHAT_DATABASE_URL": "sqlite:///a.db", "MESHCHAT_DATABASE_URL_FILE": "url"},
+            "MESHCHAT_DATABASE_URL and MESHCHAT_DATABASE_URL_FILE: give one of them, not both",
+        ),
+        ({"MESHCHAT_DATABASE_URL_FILE": "no-such-file"}, "MESHCHAT_DATABASE_URL_FILE: cannot read"),
         ({"MESHCHAT_LISTEN": "nonsense"}, "MESHCHAT_LISTEN: expected HOST:PORT"),
         ({"MESHCHAT_LISTEN": "127.0.0.1:99999"}, "MESHCHAT_LISTEN: port must be 0 to 65535"),
         ({"MESHCHAT_ACCESS_TOKEN_TTL": "soon"}, "MESHCHAT_ACCESS_TOKEN_TTL: expected seconds"),
@@ -180,6 +185,22 @@ def test_create_admin_makes_an_admin_who_can_log_in(tmp_path: Path) -> None:
     finally:
         service.stop()
     assert pair.user.role == 2
+
+
+def test_the_database_url_may_come_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "database-url").write_text("sqlite:///from-file.db\n")
+    result = run_auth(
+        tmp_path,
+        "create-admin",
+        "--username",
+        "root",
+        "--password-stdin",
+        env={"MESHCHAT_DATABASE_URL_FILE": "database-url"},
+        stdin="s3cret-password\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "from-file.db").is_file()
+    assert not (tmp_path / ".data" / "auth.db").exists()
 
 
 def test_the_module_runs_as_python_dash_m(tmp_path: Path) -> None:

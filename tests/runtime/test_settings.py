@@ -20,6 +20,7 @@ import meshchat_chat.config
 from meshchat_auth.config import Argon2Parameters, TokenPolicy
 from meshchat_chat.config import AuthzMode
 from meshchat_runtime.settings import (
+    DATABASE_URL,
     ConfigError,
     HostPort,
     Setting,
@@ -103,12 +104,22 @@ def test_each_setting_is_a_flag_with_its_environment_variable(service: Service) 
     options = {
         param.name: param for param in service.serve.params if isinstance(param, click.Option)
     }
-    assert set(options) == {setting.key for setting in service.settings}
+    file_keys = {setting.file_key for setting in service.settings if setting.secret}
+    assert set(options) == {setting.key for setting in service.settings} | file_keys
     for setting in service.settings:
         option = options[setting.key]
         assert f"--{setting.name}" in option.opts
         assert option.envvar == setting.env
         assert setting.env == "MESHCHAT_" + setting.key.upper()
+        if setting.secret:
+            file_option = options[setting.file_key]
+            assert file_option.opts == [f"--{setting.name}-file"]
+            assert file_option.envvar == setting.env + "_FILE"
+
+
+@each_service
+def test_the_database_url_is_a_secret_that_may_come_from_a_file(service: Service) -> None:
+    assert [setting.name for setting in service.settings if setting.secret] == ["database-url"]
 
 
 @each_service
@@ -126,9 +137,11 @@ def test_each_setting_is_in_a_table_of_the_documentation(service: Service) -> No
         for line in page.read_text().splitlines()
         if line.startswith("|")
     ]
-    for setting in service.settings:
-        variable = re.compile(rf"\b{setting.env}\b")
-        assert any(variable.search(row) for row in rows), f"{setting.env} is in no table row"
+    variables = [setting.env for setting in service.settings]
+    variables += [setting.file_env for setting in service.settings if setting.secret]
+    for env in variables:
+        variable = re.compile(rf"\b{env}\b")
+        assert any(variable.search(row) for row in rows), f"{env} is in no table row"
 
 
 SERVICE_MODULES = sorted(
@@ -318,6 +331,62 @@ def test_parse_settings_reads_each_by_key_and_reports_the_first_bad_one() -> Non
     assert error(lambda: parse_settings((SIZE, ON), {"queue_size": "0", "feature": "x"})) == (
         "MESHCHAT_QUEUE_SIZE: must be at least 1"
     )
+
+
+SECRET = Setting("token", parse_text, "none", "A secret.", secret=True)
+
+
+def test_a_secret_setting_comes_from_its_text_its_file_or_its_default(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("s3cret\n")
+    assert (SECRET.file_setting, SECRET.file_key) == ("token-file", "token_file")
+    assert SECRET.file_env == "MESHCHAT_TOKEN_FILE"
+    assert parse_settings([SECRET], {"token": None, "token_file": str(path)})[SECRET] == "s3cret"
+    assert parse_settings([SECRET], {"token": "given", "token_file": None})[SECRET] == "given"
+    assert parse_settings([SECRET], {"token": None, "token_file": None})[SECRET] == "none"
+    assert parse_settings([SECRET], {"token": None})[SECRET] == "none"
+
+
+def test_a_secret_setting_given_twice_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("s3cret")
+    assert error(lambda: parse_settings([SECRET], {"token": "x", "token_file": str(path)})) == (
+        "MESHCHAT_TOKEN and MESHCHAT_TOKEN_FILE: give one of them, not both"
+    )
+
+
+def test_a_secret_file_that_cannot_be_read_or_parsed_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    assert error(lambda: DATABASE_URL.from_file(str(missing))) == (
+        f"MESHCHAT_DATABASE_URL_FILE: cannot read {missing}: No such file or directory"
+    )
+    assert error(lambda: DATABASE_URL.from_file(str(tmp_path))).startswith(
+        f"MESHCHAT_DATABASE_URL_FILE: cannot read {tmp_path}: "
+    )
+    assert error(lambda: DATABASE_URL.from_file(" ")) == (
+        "MESHCHAT_DATABASE_URL_FILE: must not be empty"
+    )
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe")
+    assert error(lambda: DATABASE_URL.from_file(str(binary))) == (
+        f"MESHCHAT_DATABASE_URL_FILE: {binary} is not UTF-8 text"
+    )
+    wrong = tmp_path / "wrong"
+    wrong.write_text("mysql://root:hunter2@db/chat\n")
+    message = error(lambda: DATABASE_URL.from_file(str(wrong)))
+    assert message == (
+        "MESHCHAT_DATABASE_URL_FILE: expected sqlite:///path or postgresql://user@host/db, "
+        f"got the content of {wrong}"
+    )
+    assert "hunter2" not in message
+
+
+def test_a_secret_file_keeps_all_but_one_trailing_line_break(tmp_path: Path) -> None:
+    path = tmp_path / "url"
+    path.write_text("postgresql://u:p@db/chat\r\n")
+    assert DATABASE_URL.from_file(str(path)).url == "postgresql://u:p@db/chat"
+    path.write_text("postgresql://u:p@db/chat")
+    assert DATABASE_URL.from_file(str(path)).url == "postgresql://u:p@db/chat"
 
 
 def test_a_setting_without_a_default_must_be_given_one() -> None:

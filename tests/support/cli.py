@@ -1,4 +1,5 @@
-"""Run the ``meshchat`` CLI as users do: a subprocess, or a pseudo-terminal for ``connect``."""
+"""Run the ``meshchat`` CLI as users do: a subprocess, or a pseudo-terminal for ``connect``
+(read through a terminal emulator, so that tests see the screen a person would see)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+import pyte
 
 from devtools.paths import VENV_BIN
 from tests.support.passwords import PASSWORD
@@ -24,7 +26,6 @@ __all__ = [
     "Cli",
     "Terminal",
     "chat_lines",
-    "plain_text",
     "unique_name",
 ]
 
@@ -35,11 +36,11 @@ _CLI_VARIABLES = (
     "MESHCHAT_AUTH_ADDR",
     "MESHCHAT_CHAT_ADDR",
     "MESHCHAT_USER",
+    "MESHCHAT_PROFILE",
     "MESHCHAT_CA_FILE",
     "MESHCHAT_SERVER_NAME",
     "MESHCHAT_INSECURE",
 )
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]")
 _CHAT_LINE = re.compile(
     r"^(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d (?P<sender>[A-Za-z0-9._-]+)(?P<own> \(you\))?: "
     r"(?P<text>.*)$"
@@ -49,13 +50,6 @@ _CHAT_LINE = re.compile(
 def unique_name(prefix: str) -> str:
     """A username (or chat name) no other test uses: 3 to 32 characters."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def plain_text(raw: str) -> str:
-    """Terminal output as a person sees it: escape sequences dropped, and of each line only
-    what follows its last carriage return (a redrawn prompt line)."""
-    text = _ANSI.sub("", raw).replace("\r\n", "\n")
-    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
 
 
 @dataclass(frozen=True)
@@ -68,7 +62,7 @@ class ChatLine:
 
 
 def chat_lines(text: str) -> list[ChatLine]:
-    """The message lines in CLI output (plain or terminal, after :func:`plain_text`)."""
+    """The message lines in CLI output (plain lines, or a terminal's :meth:`Terminal.text`)."""
     found = []
     for line in text.splitlines():
         match = _CHAT_LINE.match(line.strip())
@@ -156,30 +150,81 @@ class Cli:
         document["servers"][self.auth_address][username].update(changes)
         self.credentials_path().write_text(json.dumps(document))
 
-    def spawn(self, *args: str, env: Mapping[str, str] | None = None) -> Terminal:
-        """Start ``meshchat ARGS`` in a pseudo-terminal."""
+    def spawn(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        dimensions: tuple[int, int] = (40, 160),
+    ) -> Terminal:
+        """Start ``meshchat ARGS`` in a pseudo-terminal of ``dimensions`` (rows, columns)."""
         child = pexpect.spawn(
             MESHCHAT,
             list(args),
             env=self.environment({"TERM": "xterm", **(env or {})}),
             encoding="utf-8",
             codec_errors="replace",
-            dimensions=(40, 160),
+            dimensions=dimensions,
             timeout=30,
         )
         return Terminal(child)
 
 
+class _Emulator(pyte.HistoryScreen):
+    """A terminal screen that keeps what scrolled off the top and answers the program's
+    queries (the cursor position) as a terminal would."""
+
+    def __init__(self, columns: int, lines: int, answer: Callable[[str], object]) -> None:
+        super().__init__(columns, lines, history=100_000)
+        self._answer = answer
+        self.bells = 0
+        """How many times the bell rang."""
+
+    def write_process_input(self, data: str) -> None:
+        self._answer(data)
+
+    def bell(self, *args: object) -> None:
+        self.bells += 1
+
+
+class _Feed:
+    """What pexpect reads from the program, passed on to the emulator (as its log file)."""
+
+    def __init__(self, screen: _Emulator) -> None:
+        self._stream = pyte.Stream(screen)
+
+    def write(self, data: str) -> None:
+        self._stream.feed(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
 class Terminal:
-    """A process in a pseudo-terminal; everything it printed is kept for inspection."""
+    """A process in a pseudo-terminal, shown on an emulated screen of the same size; what
+    scrolled off the top is kept for inspection."""
 
     def __init__(self, child: pexpect.spawn[str]) -> None:
         self.child = child
-        self.raw = ""
+        rows, columns = child.getwinsize()
+        self.screen = _Emulator(columns, rows, child.send)
+        child.logfile_read = _Feed(self.screen)
+
+    def resize(self, rows: int, columns: int) -> None:
+        """Change the terminal's size, as a person dragging the window would."""
+        self.screen.resize(rows, columns)
+        self.child.setwinsize(rows, columns)
+
+    def rows(self) -> list[str]:
+        """The rows of the screen as shown now, top to bottom, without trailing blanks."""
+        return [row.rstrip() for row in self.screen.display]
 
     def text(self) -> str:
-        """What the screen showed, line by line, without escape sequences."""
-        return plain_text(self.raw)
+        """Everything shown: the rows that scrolled off, then the screen; one row a line."""
+        width = self.screen.columns
+        scrolled = [
+            "".join(line[x].data for x in range(width)).rstrip() for line in self.screen.history.top
+        ]
+        return "\n".join([*scrolled, *self.rows()]).rstrip("\n")
 
     def messages(self) -> list[ChatLine]:
         """The message lines shown so far."""
@@ -189,16 +234,13 @@ class Terminal:
         self, condition: Callable[[Terminal], bool], what: str, timeout: float = 30.0
     ) -> None:
         """Read output until ``condition(self)`` holds; fail after ``timeout`` seconds."""
-        # What an earlier pexpect ``expect`` read past its match waits in its buffer.
-        self.raw += self.child.buffer
-        self.child.buffer = ""
         deadline = time.monotonic() + timeout
         while not condition(self):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"timed out waiting for {what}; the screen:\n{self.text()}")
             try:
-                self.raw += self.child.read_nonblocking(65536, timeout=min(remaining, 1.0))
+                self.child.read_nonblocking(65536, timeout=min(remaining, 1.0))
             except pexpect.TIMEOUT:
                 continue
             except pexpect.EOF:
@@ -231,8 +273,6 @@ class Terminal:
             self.child.expect(pexpect.EOF, timeout=timeout)
         except pexpect.TIMEOUT:
             raise AssertionError(f"the process did not end; the screen:\n{self.text()}") from None
-        finally:
-            self.raw += self.child.before if isinstance(self.child.before, str) else ""
         self.child.close()
         status = self.child.exitstatus
         return -1 if status is None else int(status)

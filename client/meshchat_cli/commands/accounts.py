@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
+from meshchat_cli.commands.params import JsonDocument
 from meshchat_cli.commands.prompts import read_password
-from meshchat_cli.options import open_api
-from meshchat_cli.roles import role_name
+from meshchat_cli.options import command_line, open_api, profile_store
+from meshchat_cli.render import print_json
 
 __all__ = ["login", "logout", "register", "whoami"]
 
@@ -25,14 +27,18 @@ def register(
     username: Annotated[
         str, typer.Argument(metavar="USERNAME", help="3 to 32 letters, digits, '.', '_' or '-'.")
     ],
-    email: Annotated[str, typer.Option("--email", help="Your email address (optional).")] = "",
+    email: Annotated[
+        str, typer.Option("--email", metavar="EMAIL", help="Your email address (optional).")
+    ] = "",
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Create an account. The password is asked twice, without echo."""
-    password = read_password(password_stdin, confirm=True)
+    password = read_password(password_stdin, new=True)
     with open_api(ctx) as api:
         user = api.register(username, email, password)
-    typer.echo(f"registered {user.username}; log in with `meshchat login {user.username}`")
+    typer.echo(
+        f"registered {user.username}; log in with `{command_line(ctx, 'login', user.username)}`"
+    )
 
 
 def login(
@@ -41,12 +47,17 @@ def login(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Log in. The password is asked without echo and never stored; the tokens are kept
-    in your config directory, per server."""
-    password = read_password(password_stdin, confirm=False)
+    in your config directory, per server. With a profile in use, the profile acts as this
+    login from now on."""
+    password = read_password(password_stdin, new=False)
     with open_api(ctx) as api:
         credentials = api.login(username, password)
         server = api.endpoints.auth.address
-    typer.echo(f"logged in as {credentials.username} ({credentials.role}) on {server}")
+        profile = api.profile
+    if profile is not None:
+        profile_store().set_user(profile, credentials.username)
+    within = f" (profile {profile})" if profile else ""
+    typer.echo(f"logged in as {credentials.username} ({credentials.role}) on {server}{within}")
 
 
 def logout(ctx: typer.Context) -> None:
@@ -54,19 +65,44 @@ def logout(ctx: typer.Context) -> None:
     with open_api(ctx) as api:
         credentials = api.logout()
         server = api.endpoints.auth.address
+        profile = api.profile
+    if profile is not None:
+        profile_store().set_user(profile, None)
     typer.echo(f"logged out {credentials.username} from {server}")
 
 
-def whoami(ctx: typer.Context) -> None:
-    """Show who you are logged in as, and where."""
+def _local_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def whoami(ctx: typer.Context, json_document: JsonDocument = False) -> None:
+    """Show who you are logged in as, and where; from the stored login, without the server."""
     with open_api(ctx) as api:
         credentials = api.tokens.credentials()
-        user = api.get_user(credentials.user_id)
         endpoints = api.endpoints
-    typer.echo(f"username: {user.username}")
-    typer.echo(f"id: {user.id}")
-    typer.echo(f"role: {role_name(user.role)}")
-    if user.email:
-        typer.echo(f"email: {user.email}")
+        profile = api.profile
+    if json_document:
+        print_json(
+            {
+                "username": credentials.username,
+                "id": credentials.user_id,
+                "role": credentials.role,
+                "profile": profile,
+                "auth_address": endpoints.auth.address,
+                "auth_tls": endpoints.auth.tls,
+                "chat_address": endpoints.chat.address,
+                "chat_tls": endpoints.chat.tls,
+                "login_expires": datetime.fromtimestamp(
+                    credentials.refresh_token_expires, UTC
+                ).isoformat(),
+            }
+        )
+        return
+    typer.echo(f"username: {credentials.username}")
+    typer.echo(f"id: {credentials.user_id}")
+    typer.echo(f"role: {credentials.role}")
+    if profile:
+        typer.echo(f"profile: {profile}")
     typer.echo(f"auth service: {endpoints.auth.address}{' (TLS)' if endpoints.auth.tls else ''}")
     typer.echo(f"chat service: {endpoints.chat.address}{' (TLS)' if endpoints.chat.tls else ''}")
+    typer.echo(f"login valid until: {_local_time(credentials.refresh_token_expires)}")

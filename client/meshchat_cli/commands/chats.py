@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
 import typer
 
 from meshchat.chat.v1 import chat_pb2
-from meshchat_cli.commands.params import ChatArg, JsonLines, UserArg, Yes
+from meshchat_cli.commands.params import ChatArg, JsonDocument, JsonLines, UserArg, Yes
 from meshchat_cli.commands.prompts import confirm
+from meshchat_cli.completion import complete_username
 from meshchat_cli.options import open_api
-from meshchat_cli.render import clean, print_rows
+from meshchat_cli.render import chat_document, clean, print_json, print_rows
 
 __all__ = ["add_member", "create_chat", "delete_chat", "list_chats", "remove_member"]
 
@@ -26,13 +26,31 @@ def create_chat(
     name: Annotated[str, typer.Argument(metavar="NAME", help="1 to 100 characters.")],
     member: Annotated[
         list[str] | None,
-        typer.Option("--member", "-m", metavar="USER", help="A user to add; repeat for more."),
+        typer.Option(
+            "--member",
+            "-m",
+            metavar="USERNAME",
+            help="A user to add; repeat for more.",
+            autocompletion=complete_username,
+        ),
     ] = None,
+    json_document: JsonDocument = False,
 ) -> None:
     """Create a chat that you own; prints its id, alone, on standard output."""
     with open_api(ctx) as api:
+        namesakes = [found.id for found in api.list_chats() if found.name == name]
         chat = api.create_chat(name, member or [])
+        user = api.tokens.username
+    if namesakes:
+        typer.echo(
+            f"warning: {user} already has a chat named {clean(name)!r} ({', '.join(namesakes)}); "
+            "give chat ids, not this name, from now on",
+            err=True,
+        )
     typer.echo(f"created chat {clean(chat.name)} · members: {_members(chat)}", err=True)
+    if json_document:
+        print_json(chat_document(chat))
+        return
     typer.echo(chat.id)
 
 
@@ -42,14 +60,7 @@ def list_chats(ctx: typer.Context, json_lines: JsonLines = False) -> None:
         chats = list(api.list_chats())
     if json_lines:
         for chat in chats:
-            document = {
-                "id": chat.id,
-                "name": chat.name,
-                "owner_id": chat.owner_id,
-                "members": [member.username for member in chat.members],
-                "last_seq": chat.last_seq,
-            }
-            typer.echo(json.dumps(document, ensure_ascii=False))
+            print_json(chat_document(chat))
         return
     print_rows(
         sys.stdout,
@@ -58,17 +69,27 @@ def list_chats(ctx: typer.Context, json_lines: JsonLines = False) -> None:
     )
 
 
-def add_member(ctx: typer.Context, chat: ChatArg, username: UserArg) -> None:
+def add_member(
+    ctx: typer.Context, chat: ChatArg, username: UserArg, json_document: JsonDocument = False
+) -> None:
     """Add a user to a chat (the owner or an admin)."""
     with open_api(ctx) as api:
         updated = api.add_member(api.chat_id(chat), username)
+    if json_document:
+        print_json(chat_document(updated))
+        return
     typer.echo(f"added {username} to {clean(updated.name)} · members: {_members(updated)}")
 
 
-def remove_member(ctx: typer.Context, chat: ChatArg, username: UserArg) -> None:
+def remove_member(
+    ctx: typer.Context, chat: ChatArg, username: UserArg, json_document: JsonDocument = False
+) -> None:
     """Remove a user from a chat (the owner or an admin), or leave it (yourself)."""
     with open_api(ctx) as api:
         updated = api.remove_member(api.chat_id(chat), username)
+    if json_document:
+        print_json(chat_document(updated))
+        return
     typer.echo(f"removed {username} from {clean(updated.name)} · members: {_members(updated)}")
 
 

@@ -6,15 +6,21 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["ChatArg", "JsonLines", "UserArg", "Yes"]
+from meshchat_cli.completion import complete_chat, complete_username
+
+__all__ = ["ChatArg", "JsonDocument", "JsonLines", "UserArg", "Yes"]
 
 ChatArg = Annotated[
     str,
     typer.Argument(
         metavar="CHAT_ID",
         help="The chat's id, or its name when none of your other chats has that name.",
+        autocompletion=complete_chat,
     ),
 ]
-UserArg = Annotated[str, typer.Argument(metavar="USER", help="A username.")]
+UserArg = Annotated[
+    str, typer.Argument(metavar="USERNAME", help="A username.", autocompletion=complete_username)
+]
 JsonLines = Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")]
+JsonDocument = Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

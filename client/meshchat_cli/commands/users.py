@@ -10,22 +10,19 @@ from typing import Annotated
 import typer
 
 from meshchat.auth.v1 import access_options_pb2, users_pb2
-from meshchat_cli.api import Api
-from meshchat_cli.commands.params import Yes
-from meshchat_cli.commands.prompts import confirm, read_password
+from meshchat_cli.commands.params import JsonDocument, JsonLines, Yes
+from meshchat_cli.commands.prompts import confirm, read_current_password, read_password
+from meshchat_cli.completion import complete_username
 from meshchat_cli.options import open_api
-from meshchat_cli.render import print_rows
+from meshchat_cli.render import print_json, print_rows, user_document
 from meshchat_cli.roles import role_name
 
 __all__ = ["delete_user", "get_user", "list_users", "update_user"]
 
-UserKey = Annotated[str, typer.Argument(metavar="USER", help="A username or a user id.")]
-CurrentPasswordStdin = Annotated[
-    bool,
-    typer.Option(
-        "--current-password-stdin",
-        help="Read your current password from standard input (the line before a new password "
-        "that --password-stdin reads).",
+UserKey = Annotated[
+    str,
+    typer.Argument(
+        metavar="USERNAME", help="A username or a user id.", autocompletion=complete_username
     ),
 ]
 
@@ -47,20 +44,33 @@ def _created(user: users_pb2.User) -> str:
     return user.create_time.ToDatetime(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def _is_caller(api: Api, target: users_pb2.User) -> bool:
-    return api.tokens.credentials().user_id == target.id
+def _changes(
+    before: users_pb2.User, after: users_pb2.User, new_password: bool, own: bool
+) -> list[str]:
+    """What an update changed, as a person would list it."""
+    changes = []
+    if after.email != before.email:
+        changes.append(f"email {before.email or '(none)'} -> {after.email or '(none)'}")
+    if new_password:
+        # The server ends the other logins of the user (all of them when an admin sets it).
+        changes.append(
+            "password changed (your other logins have ended)"
+            if own
+            else "password changed (their logins have ended)"
+        )
+    if after.role != before.role:
+        changes.append(f"role {role_name(before.role)} -> {role_name(after.role)}")
+    return changes or ["nothing changed"]
 
 
-def _current_password(from_stdin: bool) -> str:
-    return read_password(
-        from_stdin, confirm=False, label="Current password", flag="--current-password-stdin"
-    )
-
-
-def list_users(ctx: typer.Context) -> None:
+def list_users(ctx: typer.Context, json_lines: JsonLines = False) -> None:
     """List every user (admins only)."""
     with open_api(ctx) as api:
         users = list(api.list_users())
+    if json_lines:
+        for listed in users:
+            print_json(user_document(listed))
+        return
     print_rows(
         sys.stdout,
         ("ID", "USERNAME", "ROLE", "EMAIL", "CREATED"),
@@ -68,10 +78,13 @@ def list_users(ctx: typer.Context) -> None:
     )
 
 
-def get_user(ctx: typer.Context, user: UserKey) -> None:
+def get_user(ctx: typer.Context, user: UserKey, json_document: JsonDocument = False) -> None:
     """Show one user; the email only to the user and to admins."""
     with open_api(ctx) as api:
         found = api.get_user(user)
+    if json_document:
+        print_json(user_document(found))
+        return
     typer.echo(f"username: {found.username}")
     typer.echo(f"id: {found.id}")
     typer.echo(f"role: {role_name(found.role)}")
@@ -80,36 +93,54 @@ def get_user(ctx: typer.Context, user: UserKey) -> None:
     typer.echo(f"created: {_created(found)}")
 
 
+CurrentPasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--current-password-stdin",
+        help="Read your current password (needed for your own account) from the first line "
+        "of standard input.",
+    ),
+]
+
+
 def update_user(
     ctx: typer.Context,
     user: UserKey,
-    email: Annotated[str | None, typer.Option("--email", help="A new email address.")] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", metavar="EMAIL", help="A new email address.")
+    ] = None,
     password: Annotated[
         bool, typer.Option("--password", help="Ask for a new password (without echo).")
     ] = False,
     password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the new password from standard input.")
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the new password from standard input (the line after the current one).",
+        ),
     ] = False,
     role: Annotated[
         RoleChoice | None, typer.Option("--role", help="A new role (admins only).")
     ] = None,
     current_password_stdin: CurrentPasswordStdin = False,
+    json_document: JsonDocument = False,
 ) -> None:
-    """Change your own account (your email or password needs your current password), or
+    """Change your own account (your email and password need your current password), or
     anybody's as an admin."""
-    if email is None and not (password or password_stdin) and role is None:
+    changes_password = password or password_stdin
+    if email is None and not changes_password and role is None:
         raise typer.BadParameter("give --email, --password or --role", param_hint="options")
     with open_api(ctx) as api:
         target = api.get_user(user)
-        changes_credentials = email is not None or password or password_stdin
+        own = target.id == api.tokens.credentials().user_id
         current = (
-            _current_password(current_password_stdin)
-            if changes_credentials and _is_caller(api, target)
-            else None
+            read_current_password(current_password_stdin, "change your email or password")
+            if own and (email is not None or changes_password)
+            else ""
         )
         new_password = (
-            read_password(password_stdin, confirm=True, label="New password")
-            if password or password_stdin
+            read_password(password_stdin, new=True, label="New password")
+            if changes_password
             else None
         )
         updated = api.update_user(
@@ -119,7 +150,11 @@ def update_user(
             role=_ROLES[role] if role is not None else None,
             current_password=current,
         )
-    typer.echo(f"updated {updated.username} (role {role_name(updated.role)})")
+    if json_document:
+        print_json(user_document(updated))
+        return
+    changes = ", ".join(_changes(target, updated, new_password is not None, own))
+    typer.echo(f"updated {updated.username}: {changes}")
 
 
 def delete_user(
@@ -132,10 +167,12 @@ def delete_user(
     its logins end."""
     with open_api(ctx) as api:
         target = api.get_user(user)
-        own = _is_caller(api, target)
+        own = target.id == api.tokens.credentials().user_id
+        current = (
+            read_current_password(current_password_stdin, "delete your account") if own else ""
+        )
         confirm(f"Delete user {target.username}?", yes)
-        current = _current_password(current_password_stdin) if own else None
-        api.delete_user(target.id, current_password=current)
+        api.delete_user(target.id, current)
         if own:
             api.forget_login()
     typer.echo(f"deleted user {target.username}")

@@ -176,7 +176,7 @@ refresh.
 {{/* The Secret and key holding a component's MESHCHAT_DATABASE_URL: (dict "ctx" $ "component" "auth") -> "name key". */}}
 {{- define "meshchat.databaseUrlSecret" -}}
 {{- $ext := index .ctx.Values.externalDatabase .component -}}
-{{- if and (not .ctx.Values.postgresql.enabled) $ext.existingSecret -}}
+{{- if and (not .ctx.Values.postgresql.enabled) (not .ctx.Values.cloudnativePg.enabled) $ext.existingSecret -}}
 {{- printf "%s %s" $ext.existingSecret $ext.existingSecretKey -}}
 {{- else -}}
 {{- printf "%s-database %s" (include "meshchat.componentName" .) "url" -}}
@@ -186,6 +186,16 @@ refresh.
 {{/* The Secret with the bundled PostgreSQL's passwords: postgresql.existingSecret, else the chart's. */}}
 {{- define "meshchat.postgresql.secretName" -}}
 {{- default (printf "%s-postgresql" (include "meshchat.fullname" .)) .Values.postgresql.existingSecret -}}
+{{- end -}}
+
+{{/* The CloudNativePG Cluster's name. */}}
+{{- define "meshchat.cnpg.name" -}}
+{{- printf "%s-pg" (include "meshchat.fullname" .) -}}
+{{- end -}}
+
+{{/* The CloudNativePG Cluster's read-write Service (always the primary), by a name its server certificate carries. */}}
+{{- define "meshchat.cnpg.host" -}}
+{{- printf "%s-rw.%s.svc" (include "meshchat.cnpg.name" .) (include "meshchat.namespace" .) -}}
 {{- end -}}
 
 {{/* The host name of the bundled PostgreSQL's Service. */}}

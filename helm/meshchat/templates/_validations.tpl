@@ -109,7 +109,7 @@ from templates/validate-values.yaml only (see there why).
 {{- end -}}
 {{- end -}}
 
-{{/* One database choice: the bundled PostgreSQL with distinct databases and roles, or a complete external one. */}}
+{{/* One database choice: the bundled PostgreSQL or the CloudNativePG Cluster with distinct databases and roles, or a complete external one. */}}
 {{- define "meshchat.validateValues.database" -}}
 {{- $pg := .Values.postgresql -}}
 {{- if $pg.enabled -}}
@@ -121,6 +121,20 @@ postgresql.auth.database and postgresql.chat.database must differ: each service 
 {{- end -}}
 {{- if eq $pg.auth.username $pg.chat.username }}
 postgresql.auth.username and postgresql.chat.username must differ: each service has its own credentials
+{{- end -}}
+{{- if .Values.cloudnativePg.enabled }}
+postgresql.enabled and cloudnativePg.enabled are both true: choose one (set postgresql.enabled=false to use the CloudNativePG Cluster)
+{{- end -}}
+{{- else if .Values.cloudnativePg.enabled -}}
+{{- $cnpg := .Values.cloudnativePg -}}
+{{- if .Values.externalDatabase.host }}
+cloudnativePg.enabled is true and externalDatabase.host is set: choose one
+{{- end -}}
+{{- if eq $cnpg.auth.database $cnpg.chat.database }}
+cloudnativePg.auth.database and cloudnativePg.chat.database must differ: each service has its own database
+{{- end -}}
+{{- if eq $cnpg.auth.username $cnpg.chat.username }}
+cloudnativePg.auth.username and cloudnativePg.chat.username must differ: each service has its own credentials
 {{- end -}}
 {{- else -}}
 {{- range $component := list "auth" "chat" -}}
@@ -138,7 +152,7 @@ postgresql.auth.username and postgresql.chat.username must differ: each service 
 {{- define "meshchat.validateValues.networkPolicy" -}}
 {{- $np := .Values.networkPolicy -}}
 {{- if $np.enabled -}}
-{{- if and (not .Values.postgresql.enabled) (not $np.externalDatabasePeers) }}
+{{- if and (not .Values.postgresql.enabled) (not .Values.cloudnativePg.enabled) (not $np.externalDatabasePeers) }}
 networkPolicy.externalDatabasePeers is empty: with an external database and NetworkPolicies on, say where PostgreSQL is (e.g. [{ipBlock: {cidr: 10.0.0.5/32}}])
 {{- end -}}
 {{- if and .Values.ingress.enabled (not $np.ingressControllerPeers) }}

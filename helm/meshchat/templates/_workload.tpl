@@ -25,10 +25,11 @@ here branches on the component's name.
 {{- end -}}
 
 {{/*
-Where a service finds its database, as a YAML list of variables: MESHCHAT_DATABASE_URL from a
-Secret holding the whole URL; or, with postgresql.existingSecret, the bundled PostgreSQL's URL
-without a password and the password as PGPASSWORD (which libpq reads), both from that Secret, so
-that the chart renders no password.
+Where a service finds its database, as a YAML list of variables: MESHCHAT_DATABASE_URL_FILE, the
+file of the Secret holding the whole URL, mounted whole at databaseUrlDir (meshchat.databaseMounts),
+so that no password is an environment variable; or, with postgresql.existingSecret, the bundled
+PostgreSQL's URL without a password and the password as PGPASSWORD (which libpq reads) from that
+Secret, so that the chart renders no password.
 */}}
 {{- define "meshchat.databaseEnv" -}}
 {{- $pg := .ctx.Values.postgresql -}}
@@ -40,7 +41,23 @@ that the chart renders no password.
   (dict "name" "PGPASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" $pg.existingSecret "key" (printf "%s-password" .component))))) -}}
 {{- else -}}
 {{- $secret := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
-{{- toYaml (list (dict "name" "MESHCHAT_DATABASE_URL" "valueFrom" (dict "secretKeyRef" (dict "name" (index $secret 0) "key" (index $secret 1))))) -}}
+{{- toYaml (list (dict "name" "MESHCHAT_DATABASE_URL_FILE" "value" (printf "%s/%s" .ctx.Values.databaseUrlDir (index $secret 1)))) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret mounts the database needs, as a YAML list like .workload.secretMounts: the URL's Secret, unless PGPASSWORD carries the password; with CloudNativePG also its CA certificate (items: never the CA's key). */}}
+{{- define "meshchat.databaseMounts" -}}
+{{- $pg := .ctx.Values.postgresql -}}
+{{- if and $pg.enabled $pg.existingSecret -}}
+{{- toYaml list -}}
+{{- else -}}
+{{- $secret := splitList " " (include "meshchat.databaseUrlSecret" .) -}}
+{{- $mounts := list (dict "name" "database-url" "secretName" (index $secret 0) "mountPath" .ctx.Values.databaseUrlDir) -}}
+{{- if .ctx.Values.cloudnativePg.enabled -}}
+{{- $ca := dict "name" "database-ca" "secretName" (printf "%s-ca" (include "meshchat.cnpg.name" .ctx)) "mountPath" .ctx.Values.cloudnativePg.caDir -}}
+{{- $mounts = append $mounts (set $ca "items" (list (dict "key" "ca.crt" "path" "ca.crt"))) -}}
+{{- end -}}
+{{- toYaml $mounts -}}
 {{- end -}}
 {{- end -}}
 
@@ -161,6 +178,7 @@ lifecycle:
 {{- $v := index $ctx.Values .component -}}
 {{- $base := dict "ctx" $ctx "component" .component -}}
 {{- $env := include "meshchat.appEnv" . -}}
+{{- $secretMounts := concat .workload.secretMounts (include "meshchat.databaseMounts" $base | fromYamlArray) -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -240,7 +258,7 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
-            {{- range .workload.secretMounts }}
+            {{- range $secretMounts }}
             - name: {{ .name }}
               mountPath: {{ .mountPath }}
               readOnly: true
@@ -258,11 +276,15 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
-        {{- range .workload.secretMounts }}
+        {{- range $secretMounts }}
         - name: {{ .name }}
           secret:
             secretName: {{ .secretName }}
             defaultMode: 0440
+            {{- with .items }}
+            items:
+              {{- toYaml . | nindent 14 }}
+            {{- end }}
         {{- end }}
 {{- end -}}
 
