@@ -189,15 +189,19 @@ class _Receiver:
             call.cancel()
         for event in call:
             kind = event.WhichOneof("event")
-            if kind == "message":
-                if event.message.seq > self._last_seq + 1:
+            if kind == "caught_up":
+                self._caught_up()
+                continue
+            if kind not in ("message", "batch"):
+                continue  # a heartbeat
+            # A batch is its messages one after the other.
+            for message in [event.message] if kind == "message" else event.batch.messages:
+                if message.seq > self._last_seq + 1:
                     # Never skip one: reopen after the last message shown, and the server
                     # replays what is missing.
                     call.cancel()
                     return f"message {self._last_seq + 1} was missing"
-                self._show(event.message)
-            elif kind == "caught_up":
-                self._caught_up()
+                self._show(message)
         return "the server ended the stream"
 
     def _attempt(self) -> str | None:

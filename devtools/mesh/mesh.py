@@ -21,7 +21,7 @@ from devtools.certs import CertificateAuthority, Leaf
 from devtools.mesh.errors import MeshError
 from devtools.mesh.pods import COMPONENTS, ENVOYS, Pod, render_pod
 from devtools.mesh.ports import Ports
-from devtools.mesh.probes import SERVING, healthz_ok, http_get, serving
+from devtools.mesh.probes import SERVING, answering, healthz_ok, http_get
 from devtools.mesh.processes import Child, start_child, wait_until
 from devtools.mesh.values import chart_values
 from devtools.mesh.volumes import publish_volume
@@ -171,9 +171,11 @@ class Mesh:
             self.databases[component] = self.postgres.create_database(component)
         for component in COMPONENTS:
             self._start_app(component)
+        # Each app answers first; chat turns SERVING only once it has the auth service's keys,
+        # which it fetches through its sidecar, so SERVING is awaited through the edge below.
         for component in COMPONENTS:
             address = f"127.0.0.1:{self.ports.component(component)['app']}"
-            self._wait(functools.partial(serving, address), f"{component} to serve on {address}")
+            self._wait(functools.partial(answering, address), f"{component} to answer on {address}")
         for component in ENVOYS:
             args = [str(envoy), *self.pods[component].containers["envoy"]["args"]]
             name = f"{component}-envoy"

@@ -21,6 +21,7 @@ from meshchat_runtime.settings import (
     duration,
     integer,
     parse_bool,
+    parse_names,
     parse_path,
     parse_text,
     server_config,
@@ -102,6 +103,14 @@ TRUST_FORWARDED_FOR = Setting(
     "Take the client address from the last x-forwarded-for entry (set by the edge proxy); "
     "only behind a proxy that sets it, otherwise clients choose their address.",
 )
+SERVICE_CALLERS = Setting(
+    "service-callers",
+    parse_names,
+    "",
+    "Mesh identities (DNS SANs, comma-separated) that may watch the account events, read "
+    "from the x-forwarded-client-cert header that the sidecar sets; only behind a sidecar "
+    "that replaces that header. Empty: no one may.",
+)
 PASSWORD_HASH_WORKERS = Setting(
     "password-hash-workers",
     integer(minimum=0),
@@ -145,6 +154,7 @@ SETTINGS: tuple[Setting[object], ...] = (
     MAX_FAILED_LOGINS_PER_ACCOUNT,
     FAILED_LOGIN_WINDOW,
     TRUST_FORWARDED_FOR,
+    SERVICE_CALLERS,
     ARGON2_MEMORY_KIB,
     ARGON2_TIME_COST,
     PASSWORD_HASH_WORKERS,
@@ -214,6 +224,7 @@ class AuthConfig:
     argon2: Argon2Parameters = field(default_factory=Argon2Parameters)
     hashing: HashingPoolSize = field(default_factory=HashingPoolSize)
     trust_forwarded_for: bool = TRUST_FORWARDED_FOR.default_value
+    service_callers: tuple[str, ...] = SERVICE_CALLERS.default_value
     log_level: str = LOG_LEVEL.default_value
 
 
@@ -242,5 +253,6 @@ def config_from(values: SettingValues) -> AuthConfig:
             workers=values[PASSWORD_HASH_WORKERS], queue=values[PASSWORD_HASH_QUEUE]
         ),
         trust_forwarded_for=values[TRUST_FORWARDED_FOR],
+        service_callers=values[SERVICE_CALLERS],
         log_level=values[LOG_LEVEL],
     )

@@ -13,9 +13,12 @@ import zxcvbn
 
 from meshchat_runtime.errors import InvalidArgument
 from meshchat_runtime.identity import Role
+from meshchat_runtime.usernames import validate_username, well_formed_username
 
 __all__ = [
     "MIN_PASSWORD_SCORE",
+    "AccountEvent",
+    "AccountEventKind",
     "AttemptLimit",
     "IssuedTokens",
     "NewUser",
@@ -27,6 +30,7 @@ __all__ = [
     "User",
     "UserChanges",
     "attempt_limits",
+    "change_events",
     "check_password_strength",
     "decide_rotation",
     "validate_email",
@@ -35,9 +39,8 @@ __all__ = [
     "well_formed_username",
 ]
 
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")
-# Deliberately simple: one @, no spaces, a dot in the domain. Delivery proves the rest.
-EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# Deliberately simple: one @, no spaces or NULs, a dot in the domain. Delivery proves the rest.
+EMAIL_PATTERN = re.compile(r"[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+")
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 EMAIL_MAX = 254
@@ -47,22 +50,6 @@ MIN_PASSWORD_SCORE = 3
 # zxcvbn refuses longer input (its matching is superlinear); a longer password is judged by
 # its first 72 characters, which a strong password passes on its own.
 STRENGTH_CHECKED_CHARACTERS = 72
-
-
-def validate_username(username: str, field: str = "username") -> str:
-    """3 to 32 characters: letters, digits, '.', '_', '-', starting with a letter or digit."""
-    if not USERNAME_PATTERN.fullmatch(username):
-        raise InvalidArgument(
-            field,
-            "must be 3 to 32 characters of letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
-        )
-    return username
-
-
-def well_formed_username(username: str) -> bool:
-    """Whether an account could have this username (the pattern is public)."""
-    return USERNAME_PATTERN.fullmatch(username) is not None
 
 
 def validate_email(email: str, field: str = "email") -> str:
@@ -261,3 +248,35 @@ def attempt_limits(
         AttemptLimit(f"address {source}", per_address),
         AttemptLimit(f"account {account}", per_account),
     )
+
+
+class AccountEventKind(enum.IntEnum):
+    """What happened to an account; the values equal ``meshchat.auth.v1.AccountEventKind``."""
+
+    DELETED = 1
+    ROLE_CHANGED = 2
+    PASSWORD_CHANGED = 3
+    LOGGED_OUT_EVERYWHERE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """One recorded account event, numbered in the order the events happened."""
+
+    seq: int
+    user_id: str
+    kind: AccountEventKind
+    occurred_at: datetime
+    kept_session_id: str = ""
+    """The login whose tokens stay valid (the one that changed its own password)."""
+
+
+def change_events(changes: UserChanges, old_role: Role) -> list[tuple[AccountEventKind, str]]:
+    """The events (kind, kept session) that applying ``changes`` to an account of
+    ``old_role`` records, in the same transaction: a new role, a new password."""
+    events: list[tuple[AccountEventKind, str]] = []
+    if changes.role is not None and changes.role is not old_role:
+        events.append((AccountEventKind.ROLE_CHANGED, ""))
+    if changes.password_hash is not None:
+        events.append((AccountEventKind.PASSWORD_CHANGED, changes.keep_family or ""))
+    return events

@@ -78,7 +78,9 @@ class TokenIssuer:
             "sub": user.id,
             "username": user.username,
             "role": user.role.name,
-            "iat": int(now.timestamp()),
+            # To the microsecond (RFC 7519 allows fractions): account events refuse the
+            # tokens issued before them, and a login just after one must not look older.
+            "iat": round(now.timestamp(), 6),
             "exp": int(expires.timestamp()),
             "jti": uuid.uuid4().hex,
             "sid": family_id,

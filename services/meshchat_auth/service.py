@@ -6,7 +6,7 @@ import base64
 import binascii
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +46,7 @@ from meshchat_runtime.errors import (
 from meshchat_runtime.identity import Principal, Role
 from meshchat_runtime.timestamps import utc_now
 from meshchat_runtime.tokens import TokenVerifier
+from meshchat_runtime.usernames import LOOKUP_MAX
 
 __all__ = ["AccessChecker", "AccountService", "Page", "PasswordCheck", "SessionService"]
 
@@ -99,12 +100,19 @@ class PasswordCheck:
     """
 
     def __init__(
-        self, store: AuthStore, hasher: PasswordHasher, policy: TokenPolicy, clock: Clock
+        self,
+        store: AuthStore,
+        hasher: PasswordHasher,
+        policy: TokenPolicy,
+        clock: Clock,
+        *,
+        on_refusal: Callable[[str], None] = lambda limit: None,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._policy = policy
         self._clock = clock
+        self._on_refusal = on_refusal  # told the limit's name (metrics.LIMITS) on a refusal
 
     async def verify(self, username: str, address: str, user: User | None, password: str) -> bool:
         """Whether ``password`` is ``user``'s (an unknown user costs the same time);
@@ -122,6 +130,7 @@ class PasswordCheck:
             limits, self._clock(), policy.failed_login_window
         )
         if wait is not None:
+            self._on_refusal("failed_logins")
             raise ResourceExhausted(f"too many failed logins; try again in {int(wait) + 1} s", wait)
         try:
             if user is None:
@@ -186,6 +195,17 @@ class AccountService:
         if user is None:
             raise NotFound(f"no user {user_id or username!r}")
         return user
+
+    async def lookup(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames (ignoring case; unknown ones left out), after
+        checking every name, in one query."""
+        if not usernames:
+            raise InvalidArgument("usernames", "give at least one username")
+        if len(usernames) > LOOKUP_MAX:
+            raise InvalidArgument("usernames", f"give at most {LOOKUP_MAX} usernames")
+        for username in usernames:
+            validate_username(username, "usernames")
+        return await self._store.get_users_by_usernames(usernames)
 
     @staticmethod
     def may_see_private_fields(caller: Principal, user: User) -> bool:
@@ -266,7 +286,7 @@ class AccountService:
             raise PermissionDenied("you may only delete your own account")
         user = await self.get(user_id=user_id)
         await self._confirm_self(caller, user, current_password, address, "delete your account")
-        if not await self._store.delete_user(user_id):
+        if not await self._store.delete_user(user_id, self._clock()):
             raise NotFound(f"no user {user_id!r}")
         log.info("user deleted", extra={"user_id": user_id, "by": caller.user_id})
 

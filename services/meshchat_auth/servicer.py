@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -13,16 +14,19 @@ from meshchat.auth.v1 import (
     access_pb2_grpc,
     auth_pb2,
     auth_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
 )
-from meshchat_auth.domain import IssuedTokens, User
+from meshchat_auth.domain import AccountEvent, IssuedTokens, User
+from meshchat_auth.events import AccountEventFeed
 from meshchat_auth.service import AccessChecker, AccountService, SessionService
 from meshchat_runtime.clients import ClientAddresses
 from meshchat_runtime.identity import Role
 from meshchat_runtime.interceptors import bearer_token, current_principal, optional_principal
 
-__all__ = ["AccessServicer", "AuthServicer", "UserServicer"]
+__all__ = ["AccessServicer", "AccountEventServicer", "AuthServicer", "UserServicer"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -84,6 +88,12 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         caller = current_principal()
         user = await self._accounts.get(user_id=request.id, username=request.username)
         return user_to_proto(user, private=self._accounts.may_see_private_fields(caller, user))
+
+    async def LookupUsers(
+        self, request: users_pb2.LookupUsersRequest, context: Context
+    ) -> users_pb2.LookupUsersResponse:
+        users = await self._accounts.lookup(list(request.usernames))
+        return users_pb2.LookupUsersResponse(users=[user_to_proto(u, private=False) for u in users])
 
     async def UpdateUser(
         self, request: users_pb2.UpdateUserRequest, context: Context
@@ -165,3 +175,29 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
             role=int(principal.role),  # type: ignore[arg-type]
             expires_at=int(principal.expires_at),
         )
+
+
+def event_to_proto(event: AccountEvent) -> events_pb2.AccountEvent:
+    """An account event as the API shows it."""
+    return events_pb2.AccountEvent(
+        seq=event.seq,
+        user_id=event.user_id,
+        kind=int(event.kind),  # type: ignore[arg-type]
+        occur_time=_timestamp(event.occurred_at),
+        kept_session_id=event.kept_session_id,
+    )
+
+
+class AccountEventServicer(events_pb2_grpc.AccountEventServiceServicer):
+    """meshchat.auth.v1.AccountEventService."""
+
+    def __init__(self, feed: AccountEventFeed) -> None:
+        self._feed = feed
+
+    async def Watch(
+        self, request: events_pb2.WatchAccountEventsRequest, context: Context
+    ) -> AsyncIterator[events_pb2.AccountEventBatch]:
+        async for batch in self._feed.watch(request.after_seq):
+            yield events_pb2.AccountEventBatch(
+                events=[event_to_proto(e) for e in batch.events], head_seq=batch.head_seq
+            )

@@ -100,14 +100,48 @@ STREAM_QUEUE_SIZE = Setting(
     "stream-queue-size",
     integer(minimum=1),
     "256",
-    "Messages queued per Connect stream; a stream that falls further behind catches up "
-    "from the database.",
+    "Newest messages of a chat kept in memory for its Connect streams (up to twice as "
+    "many); a stream that falls further behind catches up from the database.",
 )
 LISTEN_CHECK_INTERVAL = Setting(
     "listen-check-interval",
     duration(positive=True),
     "5s",
     "PostgreSQL: the LISTEN connection is checked with a query after being quiet this long.",
+)
+MAX_STREAMS_PER_USER = Setting(
+    "max-streams-per-user",
+    integer(minimum=1),
+    "16",
+    "Connect streams one user may hold open at once on one replica; more are refused with "
+    "RESOURCE_EXHAUSTED.",
+)
+SEND_BURST = Setting(
+    "send-burst",
+    integer(minimum=1),
+    "20",
+    "Messages one user may send at once before the send rate applies (the token bucket's "
+    "size, per replica).",
+)
+SEND_INTERVAL = Setting(
+    "send-interval",
+    duration(),
+    "200ms",
+    "After a burst, one message per user per this interval (per replica); faster sends are "
+    "refused with RESOURCE_EXHAUSTED and the time to wait. 0 turns the limit off.",
+)
+MAX_CHATS_PER_USER = Setting(
+    "max-chats-per-user",
+    integer(minimum=1),
+    "1000",
+    "Chats one user may own; CreateChat past it is refused with RESOURCE_EXHAUSTED.",
+)
+MAX_MEMBERS_PER_CHAT = Setting(
+    "max-members-per-chat",
+    integer(minimum=2),
+    "1000",
+    "Members of one chat, its owner included; CreateChat and AddMember past it are refused "
+    "with RESOURCE_EXHAUSTED.",
 )
 
 SETTINGS: tuple[Setting[object], ...] = (
@@ -128,6 +162,11 @@ SETTINGS: tuple[Setting[object], ...] = (
     HEARTBEAT_INTERVAL,
     STREAM_QUEUE_SIZE,
     LISTEN_CHECK_INTERVAL,
+    MAX_STREAMS_PER_USER,
+    SEND_BURST,
+    SEND_INTERVAL,
+    MAX_CHATS_PER_USER,
+    MAX_MEMBERS_PER_CHAT,
 )
 """Every setting of ``meshchat-chat serve``, in the order of its ``--help``."""
 
@@ -152,6 +191,11 @@ class ChatConfig:
     heartbeat_interval: float = HEARTBEAT_INTERVAL.default_value
     stream_queue_size: int = STREAM_QUEUE_SIZE.default_value
     listen_check_interval: float = LISTEN_CHECK_INTERVAL.default_value
+    max_streams_per_user: int = MAX_STREAMS_PER_USER.default_value
+    send_burst: int = SEND_BURST.default_value
+    send_interval: float = SEND_INTERVAL.default_value
+    max_chats_per_user: int = MAX_CHATS_PER_USER.default_value
+    max_members_per_chat: int = MAX_MEMBERS_PER_CHAT.default_value
     log_level: str = LOG_LEVEL.default_value
 
 
@@ -173,5 +217,10 @@ def config_from(values: SettingValues) -> ChatConfig:
         heartbeat_interval=values[HEARTBEAT_INTERVAL],
         stream_queue_size=values[STREAM_QUEUE_SIZE],
         listen_check_interval=values[LISTEN_CHECK_INTERVAL],
+        max_streams_per_user=values[MAX_STREAMS_PER_USER],
+        send_burst=values[SEND_BURST],
+        send_interval=values[SEND_INTERVAL],
+        max_chats_per_user=values[MAX_CHATS_PER_USER],
+        max_members_per_chat=values[MAX_MEMBERS_PER_CHAT],
         log_level=values[LOG_LEVEL],
     )

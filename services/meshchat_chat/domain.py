@@ -17,16 +17,22 @@ __all__ = [
     "NAME_MAX",
     "PAGE_SIZE_DEFAULT",
     "PAGE_SIZE_MAX",
+    "AccountChange",
+    "AddOutcome",
+    "AppliedChange",
     "Caller",
     "CaughtUp",
     "Chat",
     "ChatCursor",
     "ChatPage",
     "Heartbeat",
+    "KeySet",
     "Member",
     "Message",
+    "MessageBatch",
     "MessagePage",
     "NewMessage",
+    "Revocation",
     "SendOutcome",
     "SendResult",
     "StreamEvent",
@@ -38,12 +44,10 @@ __all__ = [
     "validate_name",
     "validate_page_size",
     "validate_text",
-    "validate_username",
 ]
 
 NAME_MAX = 100
 CLIENT_MESSAGE_ID_MAX = 128
-USERNAME_MAX = 64
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500
 
@@ -91,8 +95,9 @@ class Chat:
         return next((m for m in self.members if m.user_id == user_id), None)
 
     def member_named(self, username: str) -> Member | None:
-        """The member with this username, or None."""
-        return next((m for m in self.members if m.username == username), None)
+        """The member with this username (in any case, as usernames are unique), or None."""
+        key = username.lower()
+        return next((m for m in self.members if m.username.lower() == key), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +133,29 @@ class SendOutcome(enum.Enum):
     NO_CHAT = "no_chat"
 
 
+class AddOutcome(enum.Enum):
+    """What became of adding a member."""
+
+    ADDED = "added"
+    ALREADY_MEMBER = "already_member"
+    CHAT_FULL = "chat_full"
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """The outcome of a send and the message, for CREATED and DUPLICATE (the first one)."""
 
     outcome: SendOutcome
     message: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """The auth service's public keys as fetched at ``fetched_at``: ``keys`` is the JWKS,
+    as JSON."""
+
+    keys: str
+    fetched_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +195,15 @@ class Heartbeat:
     """The stream has been idle for a while and is alive."""
 
 
-StreamEvent = Message | CaughtUp | Heartbeat
+@dataclass(frozen=True, slots=True)
+class MessageBatch:
+    """One or more consecutive messages of a chat, ascending by seq without gaps: what a
+    stream delivers at once."""
+
+    messages: tuple[Message, ...]
+
+
+StreamEvent = MessageBatch | CaughtUp | Heartbeat
 
 
 def validate_chat_id(value: str, field: str = "chat_id") -> str:
@@ -221,16 +251,6 @@ def validate_client_message_id(value: str, field: str = "client_message_id") -> 
     return value
 
 
-def validate_username(username: str, field: str) -> str:
-    """A username to look up: 1 to 64 characters (the auth service decides the rest)."""
-    if not username:
-        raise InvalidArgument(field, "must not contain an empty username")
-    if len(username) > USERNAME_MAX:
-        raise InvalidArgument(field, f"usernames are at most {USERNAME_MAX} characters")
-    _check_characters(username, field)
-    return username
-
-
 def validate_page_size(value: int, field: str) -> int:
     """0 means the default (50); otherwise 1 to 500."""
     if value == 0:
@@ -260,3 +280,56 @@ def decode_chat_cursor(token: str, field: str = "page_token") -> ChatCursor | No
     except (ValueError, binascii.Error, OverflowError, OSError, InvalidArgument):
         raise InvalidArgument(field, "is not a page token returned by ListChats") from None
     return ChatCursor(created_at=created_at, chat_id=chat_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Which access tokens of a user the chat service refuses: every one of a deleted user;
+    otherwise those issued before ``not_before``, except the ``kept_session_id`` login's."""
+
+    user_id: str
+    not_before: datetime
+    kept_session_id: str = ""
+    deleted: bool = False
+
+    def refuses(self, principal: Principal) -> bool:
+        """Whether ``principal``'s token is revoked."""
+        if self.deleted:
+            return True
+        if self.kept_session_id and principal.session_id == self.kept_session_id:
+            return False
+        return principal.issued_at < self.not_before.timestamp()
+
+    def merged(self, later: Revocation) -> Revocation:
+        """This revocation followed by ``later`` of the same user: a deletion stays; the later
+        time, with its kept login, wins."""
+        newest = later if later.not_before >= self.not_before else self
+        return Revocation(
+            self.user_id,
+            newest.not_before,
+            newest.kept_session_id,
+            self.deleted or later.deleted,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChange:
+    """An account event of the auth service, number ``seq``, as the chat service applies it:
+    the revocation it causes and, for a deleted account, the removal from every chat."""
+
+    seq: int
+    revocation: Revocation
+
+    @property
+    def user_id(self) -> str:
+        """The account's id."""
+        return self.revocation.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedChange:
+    """What applying an account change did to the chats: the ones whose members or owner
+    changed, and the ones deleted because no member remained."""
+
+    changed_chats: tuple[str, ...] = ()
+    deleted_chats: tuple[str, ...] = ()

@@ -3,14 +3,17 @@ out as domain objects, and failures as :mod:`meshchat_runtime.errors`."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from meshchat_chat.domain import (
+    AccountChange,
+    AddOutcome,
+    AppliedChange,
     Caller,
     CaughtUp,
     Chat,
@@ -19,8 +22,10 @@ from meshchat_chat.domain import (
     Heartbeat,
     Member,
     Message,
+    MessageBatch,
     MessagePage,
     NewMessage,
+    Revocation,
     SendOutcome,
     StreamEvent,
     UserRef,
@@ -31,9 +36,10 @@ from meshchat_chat.domain import (
     validate_name,
     validate_page_size,
     validate_text,
-    validate_username,
 )
-from meshchat_chat.fanout.hub import Hub, Signal
+from meshchat_chat.fanout.cache import ChatCache
+from meshchat_chat.fanout.hub import BATCH_MAX, Hub, Signal, Subscription
+from meshchat_chat.quotas import SendRate, StreamSlots
 from meshchat_chat.store import Store
 from meshchat_runtime.errors import (
     AlreadyExists,
@@ -41,32 +47,77 @@ from meshchat_runtime.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
+from meshchat_runtime.identity import Principal
 from meshchat_runtime.timestamps import utc_now
+from meshchat_runtime.usernames import LOOKUP_MAX, validate_username
 
-__all__ = ["ChatLimits", "ChatService", "UserDirectory"]
+__all__ = ["ChatLimits", "ChatService", "DeliveryObserver", "TokenRevocations", "UserDirectory"]
 
 REPLAY_PAGE = 500
-MAX_MEMBERS_PER_REQUEST = 500
-LOOKUP_CONCURRENCY = 16
+MAX_MEMBERS_PER_REQUEST = LOOKUP_MAX
+# A quota of chats or members frees up only when someone deletes or removes: retrying soon
+# is pointless, so clients are told to wait a minute.
+QUOTA_RETRY_AFTER = 60.0
+
+
+class DeliveryObserver(Protocol):
+    """Told how Connect streams deliver (the service's metrics)."""
+
+    def delivered(self, seconds: float) -> None:
+        """A message reached a caught-up stream ``seconds`` after it was sent."""
+        ...
+
+    def caught_up(self, reason: str) -> None:
+        """A stream read missed messages from the store: "connect", "overflow" or "gap"."""
+        ...
+
+
+class _Unobserved:
+    """The observer of a service built without metrics."""
+
+    def delivered(self, seconds: float) -> None:
+        """Nothing to do."""
+
+    def caught_up(self, reason: str) -> None:
+        """Nothing to do."""
 
 
 class UserDirectory(Protocol):
     """Resolves usernames to users, on behalf of a caller (the auth service's User API)."""
 
-    async def find(self, username: str, caller: Caller) -> UserRef:
-        """The user named ``username``; NotFound naming them when there is none."""
+    async def resolve(self, usernames: Sequence[str], caller: Caller) -> list[UserRef]:
+        """The users named, in the order given, all in one request to the auth service;
+        NotFound naming those that do not exist."""
+        ...
+
+
+class TokenRevocations(Protocol):
+    """The access tokens refused although they verify (account events of the auth service)."""
+
+    def add(self, revocation: Revocation) -> None:
+        """Refuse the tokens that ``revocation`` names, from now on."""
+        ...
+
+    def check(self, principal: Principal) -> None:
+        """Raise Unauthenticated when ``principal``'s token is revoked."""
         ...
 
 
 @dataclass(frozen=True, slots=True)
 class ChatLimits:
-    """Tunables of the use cases."""
+    """Tunables and quotas of the use cases (the defaults are the settings' defaults)."""
 
     max_message_length: int = 4096
     heartbeat_interval: float = 30.0
+    max_streams_per_user: int = 16
+    send_burst: int = 20
+    send_interval: float = 0.2
+    max_chats_per_user: int = 1000
+    max_members_per_chat: int = 1000
 
 
 @dataclass(slots=True)
@@ -85,13 +136,28 @@ class ChatService:
         users: UserDirectory,
         hub: Hub,
         limits: ChatLimits,
+        revocations: TokenRevocations,
         clock: Callable[[], float] = time.time,
+        *,
+        deliveries: DeliveryObserver | None = None,
+        cache: ChatCache | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._users = users
         self._hub = hub
         self._limits = limits
+        self._revocations = revocations
+        self._deliveries = deliveries or _Unobserved()
         self._clock = clock
+        # Without a cache, an inactive one: every read goes to the store.
+        self._cache = cache if cache is not None else ChatCache(active=False)
+        # Where replicas cache chats: waits until every replica has taken in the changes
+        # announced so far.
+        self._settle = settle
+        self._streams_of: dict[str, set[Subscription]] = {}
+        self._streams = StreamSlots(limits.max_streams_per_user)
+        self._send_rate = SendRate(limits.send_interval, limits.send_burst, clock)
 
     # -- chats ---------------------------------------------------------------------------
 
@@ -99,17 +165,24 @@ class ChatService:
         """A new chat owned by the caller, with the named users as members."""
         validate_name(name)
         me = caller.principal
-        wanted = list(dict.fromkeys(u for u in member_usernames if u != me.username))
+        # Usernames are unique regardless of case: BOB is bob, and is looked up once.
+        wanted = list(
+            {u.lower(): u for u in member_usernames if u.lower() != me.username.lower()}.values()
+        )
         if len(wanted) > MAX_MEMBERS_PER_REQUEST:
             raise InvalidArgument(
                 "member_usernames", f"must name at most {MAX_MEMBERS_PER_REQUEST} users"
             )
+        if len(wanted) + 1 > self._limits.max_members_per_chat:
+            raise self._chat_full()
         for username in wanted:
             validate_username(username, "member_usernames")
-        others = await self._find_users(wanted, caller)
+        others = await self._users.resolve(wanted, caller) if wanted else []
         now = utc_now()
-        members = [Member(me.user_id, me.username, now)]
-        members += [Member(u.user_id, u.username, now) for u in others if u.user_id != me.user_id]
+        by_id = {me.user_id: Member(me.user_id, me.username, now)}
+        for user in others:
+            by_id.setdefault(user.user_id, Member(user.user_id, user.username, now))
+        members = list(by_id.values())
         chat = Chat(
             id=str(uuid.uuid4()),
             name=name,
@@ -118,17 +191,19 @@ class ChatService:
             last_seq=0,
             members=tuple(sorted(members, key=lambda m: (m.joined_at, m.username))),
         )
-        await self._store.create_chat(chat)
+        if not await self._store.create_chat(chat, self._limits.max_chats_per_user):
+            raise ResourceExhausted(
+                f"you own {self._limits.max_chats_per_user} chats, the most one user may; "
+                "delete one first",
+                QUOTA_RETRY_AFTER,
+            )
         return chat
 
-    async def _find_users(self, usernames: list[str], caller: Caller) -> list[UserRef]:
-        limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
-
-        async def find(username: str) -> UserRef:
-            async with limit:
-                return await self._users.find(username, caller)
-
-        return list(await asyncio.gather(*(find(u) for u in usernames)))
+    def _chat_full(self) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"a chat has at most {self._limits.max_members_per_chat} members",
+            QUOTA_RETRY_AFTER,
+        )
 
     async def get_chat(self, caller: Caller, chat_id: str) -> Chat:
         """The chat, for its members and admins."""
@@ -148,34 +223,42 @@ class ChatService:
 
     async def delete_chat(self, caller: Caller, chat_id: str) -> None:
         """Delete a chat: its owner or an admin."""
-        chat = await self._existing_chat(chat_id)
+        chat = await self._stored_chat(chat_id)
         self._require_manager(caller, chat, "delete")
         if not await self._store.delete_chat(chat.id):
             raise NotFound(f"chat {chat.id} not found")
-        self._hub.membership_changed(chat.id)
+        await self._members_changed(chat.id)
 
     # -- members -------------------------------------------------------------------------
 
     async def add_member(self, caller: Caller, chat_id: str, username: str) -> Chat:
         """Add a user to a chat: its owner or an admin."""
-        chat = await self._existing_chat(chat_id)
+        chat = await self._stored_chat(chat_id)
         self._require_manager(caller, chat, "add members to")
         validate_username(username, "username")
         if chat.member_named(username) is not None:
             raise AlreadyExists(f"{username} is already a member of this chat")
-        user = await self._users.find(username, caller)
-        if not await self._store.add_member(
-            chat.id, Member(user.user_id, user.username, utc_now())
-        ):
+        if len(chat.members) >= self._limits.max_members_per_chat:
+            raise self._chat_full()
+        (user,) = await self._users.resolve([username], caller)
+        outcome = await self._store.add_member(
+            chat.id,
+            Member(user.user_id, user.username, utc_now()),
+            self._limits.max_members_per_chat,
+        )
+        if outcome is AddOutcome.ALREADY_MEMBER:
             raise AlreadyExists(f"{username} is already a member of this chat")
-        return await self._existing_chat(chat.id)
+        if outcome is AddOutcome.CHAT_FULL:
+            raise self._chat_full()
+        await self._members_changed(chat.id)
+        return await self._stored_chat(chat.id)
 
     async def remove_member(self, caller: Caller, chat_id: str, username: str) -> Chat:
         """Remove a member: the owner or an admin, or the member themselves (leaving)."""
         validate_username(username, "username")
-        chat = await self._existing_chat(chat_id)
+        chat = await self._stored_chat(chat_id)
         me = caller.principal
-        if username != me.username:
+        if username.lower() != me.username.lower():
             self._require_manager(caller, chat, "remove members from")
         elif chat.member(me.user_id) is None and not me.is_admin:
             raise PermissionDenied("you are not a member of this chat")
@@ -186,8 +269,8 @@ class ChatService:
             raise FailedPrecondition("the owner cannot leave the chat; delete the chat instead")
         if not await self._store.remove_member(chat.id, member.user_id):
             raise NotFound(f"{username} is not a member of this chat")
-        self._hub.membership_changed(chat.id)
-        return await self._existing_chat(chat.id)
+        await self._members_changed(chat.id)
+        return await self._stored_chat(chat.id)
 
     # -- messages ------------------------------------------------------------------------
 
@@ -199,6 +282,12 @@ class ChatService:
         validate_text(text, self._limits.max_message_length)
         validate_client_message_id(client_message_id)
         me = caller.principal
+        self._send_rate.take(me.user_id)
+        # The store checks membership in the send's own statement; a cached chat turns
+        # away those who are no members without a write.
+        known = self._cache.peek(chat_id)
+        if known is not None and known.member(me.user_id) is None:
+            raise PermissionDenied("only members may send messages to this chat")
         result = await self._store.send_message(
             NewMessage(
                 chat_id, UserRef(me.user_id, me.username), text, client_message_id, utc_now()
@@ -210,6 +299,12 @@ class ChatService:
             raise PermissionDenied("only members may send messages to this chat")
         if result.outcome is SendOutcome.CREATED:
             self._hub.publish(result.message)
+        elif result.message.text != text:
+            raise FailedPrecondition(
+                f"client_message_id {client_message_id!r} was already used for a message with "
+                f"different text (seq {result.message.seq}): a retry must resend the same "
+                "text, and a new message needs a new id"
+            )
         return result.message
 
     async def list_messages(
@@ -244,15 +339,32 @@ class ChatService:
         :class:`Heartbeat` when idle. Ends with Unauthenticated when the token expires."""
         if after_seq < 0:
             raise InvalidArgument("after_seq", "must not be negative")
+        # The slot is taken first, so that a user at the cap costs no database read.
+        with self._streams.hold(caller.principal.user_id):
+            # Closed with this generator, so that its subscription ends with the stream.
+            async with contextlib.aclosing(self._stream(caller, chat_id, after_seq)) as events:
+                async for event in events:
+                    yield event
+
+    async def _stream(
+        self, caller: Caller, chat_id: str, after_seq: int
+    ) -> AsyncGenerator[StreamEvent, None]:
         # Only the seq is kept: an idle stream should not hold the chat and its members.
         newest = (await self._readable_chat(caller, chat_id)).last_seq
         if after_seq > newest:
+            # The cache may not have heard of a message just sent on another replica.
+            newest = (await self._stored_chat(chat_id)).last_seq
+        if after_seq > newest:
             raise InvalidArgument("after_seq", f"is beyond the chat's newest message ({newest})")
         expires_at = caller.principal.expires_at
-        async with self._hub.subscribe(chat_id) as subscription:
+        async with (
+            self._hub.subscribe(chat_id) as subscription,
+            self._tracked(caller.principal.user_id, subscription),
+        ):
             delivered = _Delivered(after_seq)
-            async for message in self._catch_up(chat_id, delivered):
-                yield message
+            self._deliveries.caught_up("connect")
+            async for batch in self._catch_up(chat_id, delivered):
+                yield batch
             yield CaughtUp(delivered.seq)
             while True:
                 remaining = expires_at - self._clock()
@@ -260,38 +372,98 @@ class ChatService:
                     raise Unauthenticated(
                         "access token expired: refresh it and reconnect with after_seq"
                     )
-                match await subscription.next(min(self._limits.heartbeat_interval, remaining)):
+                wait = min(self._limits.heartbeat_interval, remaining)
+                match await subscription.next(delivered.seq, wait):
                     case None:
                         if self._clock() < expires_at:
                             yield Heartbeat()
                     case Signal.CLOSING:
                         raise Unavailable("the server is stopping: reconnect with after_seq")
                     case Signal.RECHECK:
+                        self._revocations.check(caller.principal)
                         await self._readable_chat(caller, chat_id)
-                    case Message(seq=seq) as message if seq == delivered.seq + 1:
-                        delivered.seq = seq
-                        yield message
-                    case Message(seq=seq) if seq <= delivered.seq:
-                        continue  # a catch-up delivered it already
-                    case _:  # the queue overflowed, or messages are missing before this one
-                        async for message in self._catch_up(chat_id, delivered):
-                            yield message
+                    case Signal.LAGGING:
+                        self._deliveries.caught_up("overflow")
+                        async for batch in self._catch_up(chat_id, delivered):
+                            self._delivered(batch)
+                            yield batch
+                    case tuple() as messages:
+                        delivered.seq = messages[-1].seq
+                        batch = MessageBatch(messages)
+                        self._delivered(batch)
+                        yield batch
 
-    async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[Message]:
-        """The stored messages after ``delivered.seq``, in pages, up to the newest one (which
-        includes any message the hub has handed over: it was committed before that), moving
-        ``delivered`` along."""
+    @contextlib.asynccontextmanager
+    async def _tracked(self, user_id: str, subscription: Subscription) -> AsyncIterator[None]:
+        """Know the user's open streams, to end them when the user's tokens are revoked."""
+        streams = self._streams_of.setdefault(user_id, set())
+        streams.add(subscription)
+        try:
+            yield
+        finally:
+            streams.discard(subscription)
+            if not streams and self._streams_of.get(user_id) is streams:
+                del self._streams_of[user_id]
+
+    # -- account events ------------------------------------------------------------------
+
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Apply an account event of the auth service: its tokens are refused at once (also
+        while the database is away), the user's open streams check their token again and
+        end, and the store applies the change (a deleted user leaves every chat)."""
+        self._revocations.add(change.revocation)
+        for subscription in self._streams_of.get(change.user_id, ()):
+            subscription.flag_recheck()
+        applied = await self._store.apply_account_change(change)
+        for chat_id in (*applied.changed_chats, *applied.deleted_chats):
+            self._hub.membership_changed(chat_id)
+        return applied
+
+    async def restore_account_events(self) -> int:
+        """Refuse the tokens that the stored revocations name; the number of the last
+        account event applied (0: none yet). The number is read first, so every event up to
+        it is among the revocations read after it."""
+        position = await self._store.account_event_position()
+        for revocation in await self._store.revocations():
+            self._revocations.add(revocation)
+        return position
+
+    def _delivered(self, batch: MessageBatch) -> None:
+        now = self._clock()
+        for message in batch.messages:
+            self._deliveries.delivered(now - message.created_at.timestamp())
+
+    async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[MessageBatch]:
+        """The stored messages after ``delivered.seq``, in batches, up to the newest one
+        (which includes any message the hub has handed over: it was committed before that),
+        moving ``delivered`` along."""
         while True:
             page = await self._store.messages_after(chat_id, delivered.seq, REPLAY_PAGE)
-            for message in page:
-                delivered.seq = message.seq
-                yield message
+            for start in range(0, len(page), BATCH_MAX):
+                batch = tuple(page[start : start + BATCH_MAX])
+                delivered.seq = batch[-1].seq
+                yield MessageBatch(batch)
             if len(page) < REPLAY_PAGE:
                 return
 
     # -- rules ---------------------------------------------------------------------------
 
+    async def _members_changed(self, chat_id: str) -> None:
+        """The chat's members changed (or it was deleted) here: its streams check access
+        again, and the call returns once every replica knows (see ``settle``)."""
+        self._hub.membership_changed(chat_id)
+        if self._settle is not None:
+            await self._settle()
+
     async def _existing_chat(self, chat_id: str) -> Chat:
+        validate_chat_id(chat_id)
+        chat = await self._cache.get(chat_id, self._store.get_chat)
+        if chat is None:
+            raise NotFound(f"chat {chat_id} not found")
+        return chat
+
+    async def _stored_chat(self, chat_id: str) -> Chat:
+        """The chat as the store has it, for the changes of members."""
         validate_chat_id(chat_id)
         chat = await self._store.get_chat(chat_id)
         if chat is None:

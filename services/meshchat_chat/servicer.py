@@ -5,24 +5,32 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc.aio
 from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
-from meshchat_chat.domain import Caller, CaughtUp, Chat, Heartbeat, Message, StreamEvent
+from meshchat_chat.domain import (
+    Caller,
+    CaughtUp,
+    Chat,
+    Heartbeat,
+    Message,
+    MessageBatch,
+    StreamEvent,
+)
 from meshchat_chat.service import ChatService
 from meshchat_runtime.interceptors import bearer_token, current_principal
 
-__all__ = ["ChatServicer"]
+__all__ = ["ChatServicer", "StreamEncoder", "add_to_server"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-_HEARTBEAT = chat_pb2.ConnectResponse(heartbeat=chat_pb2.Heartbeat())
+_K = TypeVar("_K")
 
 
 def _caller(context: Context) -> Caller:
@@ -67,29 +75,105 @@ def message_to_proto(message: Message) -> chat_pb2.Message:
     )
 
 
-class StreamEvents:
-    """Converts Connect events to protos. A message goes to every stream of its chat, so its
-    proto is built once and reused (protos are never modified after they are built)."""
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited protobuf field: its tag byte, the length, the bytes."""
+    return tag + _varint(len(payload)) + payload
+
+
+# The tag bytes (field number << 3 | wire type 2, length-delimited) of ConnectResponse.message,
+# ConnectResponse.batch and MessageBatch.messages.
+_MESSAGE_TAG = bytes([1 << 3 | 2])
+_BATCH_TAG = bytes([4 << 3 | 2])
+_BATCH_MESSAGES_TAG = bytes([1 << 3 | 2])
+
+
+class StreamEncoder:
+    """Encodes Connect events to the bytes of their ConnectResponse. A message goes to every
+    stream of its chat, so its bytes are built once and reused, and so are those of a batch
+    that several streams at the same point receive: a batch is the concatenation of its
+    messages' encodings, which is the protobuf encoding of the repeated field."""
 
     def __init__(self, cache_size: int = 4096) -> None:
-        self._messages: dict[tuple[str, int], chat_pb2.ConnectResponse] = {}
+        self._messages: dict[tuple[str, int], bytes] = {}
+        self._batches: dict[tuple[str, int, int], bytes] = {}
         self._cache_size = cache_size
+        self._heartbeat = chat_pb2.ConnectResponse(
+            heartbeat=chat_pb2.Heartbeat()
+        ).SerializeToString()
 
-    def to_proto(self, event: StreamEvent) -> chat_pb2.ConnectResponse:
-        """The proto of a Connect stream event."""
-        if isinstance(event, Message):
-            key = (event.chat_id, event.seq)
-            response = self._messages.get(key)
-            if response is None:
-                response = chat_pb2.ConnectResponse(message=message_to_proto(event))
-                if len(self._messages) >= self._cache_size:
-                    del self._messages[next(iter(self._messages))]
-                self._messages[key] = response
-            return response
+    def encode(self, event: StreamEvent) -> bytes:
+        """The serialized ConnectResponse of a Connect stream event."""
+        if isinstance(event, MessageBatch):
+            return self._batch(event.messages)
         if isinstance(event, CaughtUp):
-            return chat_pb2.ConnectResponse(caught_up=chat_pb2.CaughtUp(last_seq=event.last_seq))
+            caught_up = chat_pb2.CaughtUp(last_seq=event.last_seq)
+            return chat_pb2.ConnectResponse(caught_up=caught_up).SerializeToString()
         assert isinstance(event, Heartbeat)
-        return _HEARTBEAT
+        return self._heartbeat
+
+    def _batch(self, messages: tuple[Message, ...]) -> bytes:
+        first, last = messages[0], messages[-1]
+        key = (first.chat_id, first.seq, last.seq)
+        encoded = self._batches.get(key)
+        if encoded is None:
+            if len(messages) == 1:
+                encoded = _field(_MESSAGE_TAG, self._message(first))
+            else:
+                inner = b"".join(_field(_BATCH_MESSAGES_TAG, self._message(m)) for m in messages)
+                encoded = _field(_BATCH_TAG, inner)
+            _remember(self._batches, key, encoded, self._cache_size)
+        return encoded
+
+    def _message(self, message: Message) -> bytes:
+        key = (message.chat_id, message.seq)
+        encoded = self._messages.get(key)
+        if encoded is None:
+            encoded = message_to_proto(message).SerializeToString()
+            _remember(self._messages, key, encoded, self._cache_size)
+        return encoded
+
+
+def _remember(cache: dict[_K, bytes], key: _K, value: bytes, size: int) -> None:
+    if len(cache) >= size:
+        del cache[next(iter(cache))]
+    cache[key] = value
+
+
+class _PreEncodedConnect:
+    """A stand-in for the server while the generated code registers the service: it
+    registers the same handlers, except that Connect's responses are written as they come
+    (the bytes :class:`StreamEncoder` built) instead of being serialized once per stream."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        """Ignored: the handlers are registered from the method table below."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        connect: Any = handlers["Connect"]
+        table = {**handlers, "Connect": connect._replace(response_serializer=None)}
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, table),)
+        )
+        self._server.add_registered_method_handlers(service, table)
+
+
+def add_to_server(servicer: ChatServicer, server: grpc.aio.Server) -> None:
+    """Serve ``servicer`` on ``server``, Connect writing pre-encoded responses."""
+    stand_in: Any = _PreEncodedConnect(server)
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, stand_in)
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -97,7 +181,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
     def __init__(self, chats: ChatService) -> None:
         self._chats = chats
-        self._events = StreamEvents()
+        self._encoder = StreamEncoder()
 
     async def CreateChat(
         self, request: chat_pb2.CreateChatRequest, context: Context
@@ -159,10 +243,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             messages=[message_to_proto(m) for m in page.messages], has_more=page.has_more
         )
 
-    async def Connect(
+    # The generated base class expects protos; add_to_server has Connect write these bytes.
+    async def Connect(  # type: ignore[override]
         self, request: chat_pb2.ConnectRequest, context: Context
-    ) -> AsyncIterator[chat_pb2.ConnectResponse]:
+    ) -> AsyncIterator[bytes]:
         events = self._chats.connect(_caller(context), request.chat_id, request.after_seq)
         async with contextlib.aclosing(events):
             async for event in events:
-                yield self._events.to_proto(event)
+                yield self._encoder.encode(event)

@@ -25,10 +25,12 @@ UNAUTHENTICATED_MESSAGE = "this call needs an access token"
 
 @dataclass(frozen=True, slots=True)
 class MethodRule:
-    """Who may call one RPC: anyone (``public``) or callers of at least ``min_role``."""
+    """Who may call one RPC: anyone (``public``), callers of at least ``min_role``, or only
+    other meshchat services (``service``), identified by their mesh certificate."""
 
     public: bool
     min_role: Role | None
+    service: bool = False
 
 
 class Decision(enum.Enum):
@@ -60,16 +62,21 @@ class AccessPolicy:
                         continue
                     rule = options.Extensions[access_options_pb2.access]
                     min_role = Role(rule.min_role) if rule.min_role else None
-                    if not rule.public and min_role is None:
+                    if not rule.public and min_role is None and not rule.service:
                         continue
                     rules[f"/{service.full_name}/{method.name}"] = MethodRule(
-                        public=rule.public, min_role=min_role
+                        public=rule.public, min_role=min_role, service=rule.service
                     )
         return cls(rules)
 
     def rule_for(self, method: str) -> MethodRule | None:
         """The rule of ``method`` ("/package.Service/Method"), or None when it has none."""
         return self._rules.get(method)
+
+    def is_service_only(self, method: str) -> bool:
+        """Whether only other meshchat services may call ``method``."""
+        rule = self._rules.get(method)
+        return rule is not None and rule.service
 
     def is_public(self, method: str) -> bool:
         """Whether ``method`` may be called without a token."""
@@ -83,8 +90,9 @@ class AccessPolicy:
     def decide(self, method: str, principal: Principal | None) -> Decision:
         """Whether ``principal`` (None: no valid token) may call ``method``.
 
-        Unknown methods are denied. A caller without a valid token is UNAUTHENTICATED for
-        any non-public method, known or not, so that probing reveals nothing.
+        Unknown methods are denied, and so are service-only methods to every user. A caller
+        without a valid token is UNAUTHENTICATED for any non-public method, known or not, so
+        that probing reveals nothing.
         """
         rule = self._rules.get(method)
         if rule is not None and rule.public:
@@ -106,15 +114,23 @@ class AccessPolicy:
         if decision is Decision.PERMISSION_DENIED:
             if method not in self._rules:
                 raise PermissionDenied(f"{method} is not a known endpoint")
+            if self.is_service_only(method):
+                raise PermissionDenied(f"only meshchat services may call {method}")
             role = principal.role.name if principal is not None else "-"
             raise PermissionDenied(f"role {role} may not call {method}")
 
 
 def default_policy() -> AccessPolicy:
     """The access rules of every meshchat service (auth and chat), from their descriptors."""
-    from meshchat.auth.v1 import access_pb2, auth_pb2, users_pb2
+    from meshchat.auth.v1 import access_pb2, auth_pb2, events_pb2, users_pb2
     from meshchat.chat.v1 import chat_pb2
 
     return AccessPolicy.from_files(
-        [users_pb2.DESCRIPTOR, auth_pb2.DESCRIPTOR, access_pb2.DESCRIPTOR, chat_pb2.DESCRIPTOR]
+        [
+            users_pb2.DESCRIPTOR,
+            auth_pb2.DESCRIPTOR,
+            access_pb2.DESCRIPTOR,
+            events_pb2.DESCRIPTOR,
+            chat_pb2.DESCRIPTOR,
+        ]
     )

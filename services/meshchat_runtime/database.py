@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from meshchat_runtime.errors import Unavailable
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DATABASE_URL, ConfigError, DatabaseUrl
 
 __all__ = [
@@ -64,6 +65,16 @@ def load_migrations(package: str, dialect: str) -> list[Migration]:
     return migrations
 
 
+@contextlib.asynccontextmanager
+async def _timed(metrics: DatabaseMetrics | None) -> AsyncIterator[None]:
+    """Observe the block as one store operation, when there are metrics."""
+    if metrics is None:
+        yield
+        return
+    with metrics.operation():
+        yield
+
+
 def split_statements(sql: str) -> list[str]:
     """The statements of a migration file; full-line ``--`` comments are dropped first, so a
     comment before a statement does not hide it."""
@@ -75,10 +86,11 @@ class SqliteDatabase:
     """One aiosqlite connection in WAL mode; writes are serialized by a lock, which is what
     SQLite does anyway, so that transactions of concurrent coroutines never interleave."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, metrics: DatabaseMetrics | None = None) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._metrics = metrics
 
     async def open(self, migrations: list[Migration]) -> None:
         """Create the file (mode 0600, folder 0700) if needed, then migrate; the connection
@@ -135,7 +147,7 @@ class SqliteDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction (BEGIN IMMEDIATE), committed on success, rolled back on error."""
-        async with self._lock:
+        async with _timed(self._metrics), self._lock:
             conn = self.conn
             await conn.execute("BEGIN IMMEDIATE")
             try:
@@ -148,7 +160,7 @@ class SqliteDatabase:
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
         """The connection for reads, never in the middle of another coroutine's transaction."""
-        async with self._lock:
+        async with _timed(self._metrics), self._lock:
             yield self.conn
 
     async def ping(self) -> bool:
@@ -163,16 +175,45 @@ class SqliteDatabase:
             self._conn = None
 
 
+# Seconds a connection attempt may take (a server that does not answer at all).
+CONNECT_TIMEOUT = 10
+# What "the server is not there (yet)" looks like: refused, unreachable, shutting down.
+_UNREACHABLE = (psycopg.OperationalError, PoolTimeout, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff between connection attempts: ``first``, doubling, at most ``most``
+    seconds."""
+
+    first: float = 0.5
+    most: float = 10.0
+
+    def after(self, delay: float) -> float:
+        """The delay after one of ``delay``."""
+        return min(delay * 2, self.most)
+
+
 class PostgresDatabase:
     """A psycopg 3 async connection pool with dict rows.
 
-    Connections are not checked on every checkout (that costs a round trip per query); a
-    connection that breaks is discarded when it is returned, and the health watchdog's
-    ``ping`` notices a lost server within its interval.
+    Each checkout checks its connection with an empty query (one round trip), so the first
+    call after a PostgreSQL restart gets a fresh connection instead of a dead one. A server
+    that is not there at start (not started yet, restarting) does not stop the service: it
+    goes on trying in the background with backoff, logging why, while calls answer
+    UNAVAILABLE and :meth:`ping` says False (health NOT_SERVING).
     """
 
-    def __init__(self, url: DatabaseUrl, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: DatabaseUrl,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        metrics: DatabaseMetrics | None = None,
+    ) -> None:
         self.url = url
+        self._metrics = metrics
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] = (
             AsyncConnectionPool(
                 url.url,
@@ -181,25 +222,59 @@ class PostgresDatabase:
                 open=False,
                 kwargs={"row_factory": dict_row, "autocommit": True},
                 connection_class=psycopg.AsyncConnection[dict[str, Any]],
+                check=AsyncConnectionPool.check_connection,
             )
         )
+        self._retry = Backoff()
+        self._ready = asyncio.Event()
+        self._problem = "not connected yet"
+        self._connecting: asyncio.Task[None] | None = None
+        if metrics is not None:
+            metrics.track_pool(self.pool.get_stats)
 
-    async def open(
-        self, migrations: list[Migration], lock_name: str, connect_timeout: float = 30.0
-    ) -> None:
-        """Open the pool (waiting up to ``connect_timeout`` for the server) and migrate under
-        the advisory lock ``lock_name``; the pool is closed again when either fails."""
+    async def open(self, migrations: list[Migration], lock_name: str) -> None:
+        """Connect, open the pool and migrate under the advisory lock ``lock_name``. When
+        the server cannot be reached, return at once and go on trying in the background;
+        any other failure (a broken migration) closes the pool and is raised."""
         try:
-            try:
-                await self.pool.open(wait=True, timeout=connect_timeout)
-            except Exception as exc:
-                raise ConfigError(
-                    f"{DATABASE_URL.env}: cannot connect to {self.url.redacted}: {exc}"
-                ) from None
-            await self._migrate(migrations, lock_name)
+            await self._connect(migrations, lock_name)
+        except _UNREACHABLE as exc:
+            self._waiting(exc, self._retry.first)
+            self._connecting = asyncio.create_task(
+                self._keep_trying(migrations, lock_name), name=f"connect {self.url.redacted}"
+            )
         except BaseException:
             await self.close()
             raise
+
+    async def _connect(self, migrations: list[Migration], lock_name: str) -> None:
+        # One plain connection first: it fails at once when the server is not there,
+        # where the pool would wait out its timeout retrying.
+        probe = await psycopg.AsyncConnection.connect(self.url.url, connect_timeout=CONNECT_TIMEOUT)
+        await probe.close()
+        await self.pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        await self._migrate(migrations, lock_name)
+        self._ready.set()
+
+    def _waiting(self, exc: BaseException, delay: float) -> None:
+        self._problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning(
+            "the database is not available yet: %s; trying again in %.1f s",
+            self._problem,
+            delay,
+            extra={"database": self.url.redacted},
+        )
+
+    async def _keep_trying(self, migrations: list[Migration], lock_name: str) -> None:
+        delay = self._retry.first
+        while not self._ready.is_set():
+            await asyncio.sleep(delay)  # the backoff between attempts
+            delay = self._retry.after(delay)
+            try:
+                await self._connect(migrations, lock_name)
+            except Exception as exc:
+                self._waiting(exc, delay)
+        log.info("connected to the database", extra={"database": self.url.redacted})
 
     async def _migrate(self, migrations: list[Migration], lock_name: str) -> None:
         lock_key = int.from_bytes(
@@ -228,14 +303,21 @@ class PostgresDatabase:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
         """A pooled connection; a lost database becomes Unavailable (clients retry) rather
         than an unexpected error."""
+        if not self._ready.is_set():
+            raise Unavailable(
+                f"the database at {self.url.redacted} is not available yet: {self._problem}"
+            )
         try:
-            async with self.pool.connection() as conn:
+            async with _timed(self._metrics), self.pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise Unavailable(f"the database is unavailable: {exc}".splitlines()[0]) from exc
 
     async def ping(self) -> bool:
-        """Whether a pooled connection answers within a few seconds."""
+        """Whether the database is ready and a pooled connection answers within a few
+        seconds."""
+        if not self._ready.is_set():
+            return False
         try:
             async with asyncio.timeout(5):
                 async with self.pool.connection(timeout=5) as conn:
@@ -245,5 +327,9 @@ class PostgresDatabase:
         return True
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Stop trying to connect, and close the pool."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
         await self.pool.close()

@@ -38,6 +38,8 @@ class Principal:
     token_id: str = ""
     session_id: str = ""
     """The login the token belongs to (its ``sid`` claim), when the token names one."""
+    issued_at: float = 0.0
+    """When the token was issued (its ``iat`` claim), seconds since the epoch."""
 
     @property
     def is_admin(self) -> bool:

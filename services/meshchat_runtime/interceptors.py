@@ -1,5 +1,5 @@
 """Server interceptors: the base class that wraps each method's behavior, domain errors to
-status codes, and authentication with access rules.
+status codes (and every other failure to INTERNAL), and authentication with access rules.
 
 Every server interceptor of the services derives from :class:`BehaviorInterceptor` and says
 only how it wraps a unary and a streaming behavior; the handler plumbing is written once, here.
@@ -10,12 +10,16 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import logging
 import math
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 import grpc.aio
+from opentelemetry import trace
 
 from meshchat_runtime.access import UNAUTHENTICATED_MESSAGE, AccessPolicy
 from meshchat_runtime.errors import (
@@ -30,14 +34,17 @@ from meshchat_runtime.errors import (
     Unavailable,
 )
 from meshchat_runtime.identity import Principal
+from meshchat_runtime.peers import ServiceCallers
 
 __all__ = [
     "INFRASTRUCTURE_SERVICES",
+    "INTERNAL_MESSAGE",
     "AuthInterceptor",
     "Authenticator",
     "BehaviorInterceptor",
     "Context",
     "ErrorInterceptor",
+    "MalformedRequest",
     "StreamBehavior",
     "UnaryBehavior",
     "bearer_token",
@@ -47,10 +54,13 @@ __all__ = [
     "status_code_for",
 ]
 
+log = logging.getLogger(__name__)
+
 _TRequest = TypeVar("_TRequest")
 _TResponse = TypeVar("_TResponse")
 
 Context = grpc.aio.ServicerContext[Any, Any]
+Deserializer = Callable[[bytes], Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 
@@ -101,6 +111,10 @@ class BehaviorInterceptor(grpc.aio.ServerInterceptor):
         """Wrap a behavior that yields responses."""
         return behavior
 
+    def wrap_deserializer(self, deserializer: Deserializer | None) -> Deserializer | None:
+        """Wrap the function that turns a request's bytes into its message."""
+        return deserializer
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -127,7 +141,7 @@ class BehaviorInterceptor(grpc.aio.ServerInterceptor):
         kind = rpc_type(handler)
         h: Any = handler
         kwargs = {
-            "request_deserializer": h.request_deserializer,
+            "request_deserializer": self.wrap_deserializer(h.request_deserializer),
             "response_serializer": h.response_serializer,
         }
         if h.unary_unary is not None:
@@ -225,25 +239,95 @@ async def _abort(context: Context, error: DomainError) -> NoReturn:
     await context.abort(status_code_for(error), error.message)
 
 
+INTERNAL_MESSAGE = "internal error; the server logged it under trace id {trace_id}"
+
+
+def _trace_id() -> str:
+    """The current span's trace id, or a fresh random one when tracing is off: either way
+    the id the client is told is the one the log line carries."""
+    span = trace.get_current_span().get_span_context()
+    return format(span.trace_id, "032x") if span.is_valid else secrets.token_hex(16)
+
+
+async def _abort_internal(context: Context, method: str) -> NoReturn:
+    trace_id = _trace_id()
+    log.exception("unexpected error", extra={"method": method, "trace_id": trace_id})
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(trace_id=trace_id))
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedRequest:
+    """Stands in for a request whose bytes are not a valid message (not protobuf, or a
+    string that is not UTF-8), so that the call is answered INVALID_ARGUMENT rather than
+    failing inside grpc, which answers UNKNOWN and logs a traceback for every such call."""
+
+    problem: str
+
+
+def _malformed(request: MalformedRequest) -> InvalidArgument:
+    return InvalidArgument("request", f"is not a valid message: {request.problem}")
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, MalformedRequest):
+            raise _malformed(request)
+        yield request
+
+
+def _checked_request(kind: str, request: Any) -> Any:
+    """The request, or its messages checked one by one for a request stream."""
+    if kind in ("client_stream", "bidi_stream"):
+        return _checked(request)
+    if isinstance(request, MalformedRequest):
+        raise _malformed(request)
+    return request
+
+
 class ErrorInterceptor(BehaviorInterceptor):
-    """Maps the domain errors that escape a servicer to their status codes."""
+    """Maps the domain errors that escape a servicer to their status codes; any other
+    exception is answered INTERNAL with a generic message naming a trace id, and logged
+    once, with its traceback, under that id. Requests that cannot be decoded are answered
+    INVALID_ARGUMENT before anything else runs. Must be the first of the services'
+    interceptors, so that it sees what the others raise."""
+
+    def wrap_deserializer(self, deserializer: Deserializer | None) -> Deserializer | None:
+        if deserializer is None:
+            return None
+        decode = deserializer
+
+        def tolerant(data: bytes) -> Any:
+            try:
+                return decode(data)
+            except Exception as exc:
+                return MalformedRequest(str(exc) or type(exc).__name__)
+
+        return tolerant
 
     def wrap_unary(self, method: str, kind: str, behavior: UnaryBehavior) -> UnaryBehavior:
         async def mapped(request: Any, context: Context) -> Any:
             try:
-                return await behavior(request, context)
+                return await behavior(_checked_request(kind, request), context)
             except DomainError as error:
                 await _abort(context, error)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                await _abort_internal(context, method)
 
         return mapped
 
     def wrap_stream(self, method: str, kind: str, behavior: StreamBehavior) -> StreamBehavior:
         async def mapped(request: Any, context: Context) -> AsyncIterator[Any]:
             try:
-                async for response in behavior(request, context):
+                async for response in behavior(_checked_request(kind, request), context):
                     yield response
             except DomainError as error:
                 await _abort(context, error)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                await _abort_internal(context, method)
 
         return mapped
 
@@ -261,7 +345,8 @@ class AuthInterceptor(BehaviorInterceptor):
 
     Streams are checked once, when they open. Infrastructure services (health, reflection)
     pass without a token. Public methods accept a missing token; a token that is present
-    must be valid even there, so that a broken client learns about it.
+    must be valid even there, so that a broken client learns about it. Service-only methods
+    admit the ``service_callers`` alone, by their mesh identity, whatever token is sent.
     """
 
     def __init__(
@@ -269,13 +354,18 @@ class AuthInterceptor(BehaviorInterceptor):
         authenticator: Authenticator,
         policy: AccessPolicy,
         exempt_services: Collection[str] = INFRASTRUCTURE_SERVICES,
+        service_callers: ServiceCallers | None = None,
     ) -> None:
         super().__init__()
         self._authenticator = authenticator
         self._policy = policy
         self._exempt = frozenset(exempt_services)
+        self._service_callers = service_callers or ServiceCallers()
 
     async def _admit(self, method: str, context: Context) -> Principal | None:
+        if self._policy.is_service_only(method):
+            self._service_callers.admit(method, context)
+            return None
         token = bearer_token(context)
         principal: Principal | None = None
         if token == "":

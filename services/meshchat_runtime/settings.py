@@ -44,6 +44,7 @@ __all__ = [
     "parse_host_port",
     "parse_int",
     "parse_log_level",
+    "parse_names",
     "parse_optional_host_port",
     "parse_path",
     "parse_settings",
@@ -235,6 +236,15 @@ def parse_text(value: str, setting: str) -> str:
     if not value.strip():
         raise ConfigError(f"{setting}: must not be empty")
     return value
+
+
+def parse_names(value: str, setting: str) -> tuple[str, ...]:
+    """A comma-separated list of names without blanks or spaces in them; empty for none."""
+    names = tuple(name.strip() for name in value.split(",")) if value.strip() else ()
+    for name in names:
+        if not name or any(c.isspace() for c in name):
+            raise ConfigError(f"{setting}: expected names separated by commas, got {value!r}")
+    return names
 
 
 def parse_path(value: str, setting: str) -> Path:

@@ -1,26 +1,47 @@
-"""JSON logs that carry the trace id, and OpenTelemetry tracing exported over OTLP when asked."""
+"""JSON logs that carry the trace id, and OpenTelemetry tracing exported over OTLP when asked.
+
+Tracing follows the standard environment: ``OTEL_EXPORTER_OTLP_ENDPOINT`` turns it on, and the
+SDK reads ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (the chart sets a parent-based
+ratio, so a request the edge Envoy sampled is traced all the way) and ``OTEL_SERVICE_NAME``.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import Callable
 
+import grpc.aio
 from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import aio_client_interceptors as _otel_client
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from pythonjsonlogger.json import JsonFormatter
 
-__all__ = ["TraceContextFilter", "configure_logging", "configure_tracing"]
+from meshchat_runtime.metrics import DeliveryMetrics
+
+__all__ = [
+    "StreamSpanEvents",
+    "TraceContextFilter",
+    "client_interceptors",
+    "configure_logging",
+    "configure_tracing",
+]
+
+# The instrumentation package has no type hints; this is its documented signature.
+_client_interceptors: Callable[..., list[grpc.aio.ClientInterceptor]] = _otel_client
 
 
 class TraceContextFilter(logging.Filter):
-    """Adds ``trace_id`` and ``span_id`` of the current span to every record."""
+    """Adds ``trace_id`` and ``span_id`` of the current span to every record (a record
+    logged with its own ``trace_id`` keeps it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = trace.get_current_span().get_span_context()
-        record.trace_id = format(context.trace_id, "032x") if context.is_valid else ""
+        if not getattr(record, "trace_id", ""):
+            record.trace_id = format(context.trace_id, "032x") if context.is_valid else ""
         record.span_id = format(context.span_id, "016x") if context.is_valid else ""
         return True
 
@@ -39,6 +60,34 @@ def configure_logging(level: str, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class StreamSpanEvents:
+    """Marks a Connect stream's deliveries and catch-ups as events of the stream's one span
+    (the RPC's server span, current while the stream runs), passing them on to ``metrics``:
+    never a span per delivered message. The SDK's span limits bound the events a long stream
+    keeps. Used only when tracing is on."""
+
+    def __init__(self, metrics: DeliveryMetrics) -> None:
+        self._metrics = metrics
+
+    def delivered(self, seconds: float) -> None:
+        """A live message reached the stream ``seconds`` after it was sent."""
+        self._metrics.delivered(seconds)
+        trace.get_current_span().add_event("delivered", {"meshchat.delivery.seconds": seconds})
+
+    def caught_up(self, reason: str) -> None:
+        """The stream read missed messages from the store."""
+        self._metrics.caught_up(reason)
+        trace.get_current_span().add_event("catch-up", {"meshchat.catch_up.reason": reason})
+
+
+def client_interceptors(tracer_provider: TracerProvider | None) -> list[grpc.aio.ClientInterceptor]:
+    """The interceptors of a channel to another service: with tracing on, one that makes a
+    client span and sends the trace context along (``traceparent``); none when off."""
+    if tracer_provider is None:
+        return []
+    return _client_interceptors(tracer_provider=tracer_provider)
 
 
 def configure_tracing(service: str) -> TracerProvider | None:

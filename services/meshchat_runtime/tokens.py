@@ -160,4 +160,5 @@ class TokenVerifier:
             expires_at=float(claims["exp"]),
             token_id=str(claims["jti"]),
             session_id=str(claims.get("sid", "")),
+            issued_at=float(claims["iat"]),
         )

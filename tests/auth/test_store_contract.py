@@ -13,6 +13,8 @@ import psycopg
 import pytest
 
 from meshchat_auth.domain import (
+    AccountEvent,
+    AccountEventKind,
     AttemptLimit,
     NewUser,
     RefreshFamily,
@@ -52,6 +54,15 @@ async def test_users_round_trip(store: AuthStore) -> None:
     assert await store.get_user_by_username("alice") == created
     assert await store.get_user("not-a-uuid") is None
     assert await store.get_user_by_username("bob") is None
+
+
+async def test_users_are_looked_up_by_many_usernames_at_once(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("Alice"), NOW)
+    bob = await store.create_user(new_user("bob"), NOW)
+    await store.create_user(new_user("carol"), NOW)
+    found = await store.get_users_by_usernames(["alice", "BOB", "Bob", "nobody", "%", "_ob"])
+    assert sorted(found, key=lambda u: u.username) == [alice, bob]
+    assert await store.get_users_by_usernames(["nobody"]) == []
 
 
 async def test_uniqueness_ignores_case_and_empty_emails(store: AuthStore) -> None:
@@ -103,11 +114,11 @@ OTHER_FAMILY = "44444444-4444-4444-4444-444444444444"
 async def test_delete_removes_the_user_and_their_tokens(store: AuthStore) -> None:
     alice = await store.create_user(new_user("alice"), NOW)
     await start(store, alice.id, FAMILY, "h1")
-    assert await store.delete_user(alice.id)
+    assert await store.delete_user(alice.id, NOW)
     assert await store.get_user(alice.id) is None
     rotation = await store.rotate_refresh_token("h1", "h2", b"sealed", NOW, 0)
     assert rotation.outcome is RotationOutcome.UNKNOWN
-    assert not await store.delete_user(alice.id)
+    assert not await store.delete_user(alice.id, NOW)
 
 
 async def test_list_users_pages_by_lowercase_username(store: AuthStore) -> None:
@@ -292,3 +303,44 @@ async def test_migrations_are_idempotent(database_url: str) -> None:
     finally:
         await second.close()
     assert await snapshot(database_url) == before
+
+
+async def test_account_changes_record_their_events_in_the_same_step(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("alice", "a@example.org"), NOW)
+    bob = await store.create_user(new_user("bob", "b@example.org"), NOW)
+    assert (await store.account_events(0, 10), await store.last_account_event_seq()) == ([], 0)
+    t1, t2, t3 = (NOW + timedelta(minutes=i) for i in (1, 2, 3))
+    await store.update_user(alice.id, UserChanges(email="new@example.org"), t1)
+    await store.update_user(alice.id, UserChanges(role=Role.USER), t1)
+    await store.update_user(alice.id, UserChanges(role=Role.ADMIN), t1)
+    await store.update_user(
+        alice.id, UserChanges(password_hash="$new", revoke_families=True, keep_family=FAMILY), t2
+    )
+    # A change that fails records nothing.
+    with pytest.raises(AlreadyExists):
+        await store.update_user(bob.id, UserChanges(email="new@example.org", role=Role.ADMIN), t2)
+    assert not await store.delete_user("00000000-0000-0000-0000-000000000000", t3)
+    assert await store.delete_user(bob.id, t3)
+    kinds = AccountEventKind
+    assert await store.account_events(0, 10) == [
+        AccountEvent(1, alice.id, kinds.ROLE_CHANGED, t1),
+        AccountEvent(2, alice.id, kinds.PASSWORD_CHANGED, t2, FAMILY),
+        AccountEvent(3, bob.id, kinds.DELETED, t3),
+    ]
+    assert [e.seq for e in await store.account_events(1, 1)] == [2]
+    assert await store.account_events(3, 10) == []
+    assert await store.last_account_event_seq() == 3
+
+
+async def test_concurrent_changes_get_gapless_numbers(store: AuthStore) -> None:
+    users = [await store.create_user(new_user(f"user{i}"), NOW) for i in range(8)]
+    barrier = asyncio.Barrier(len(users))
+
+    async def delete(user_id: str) -> None:
+        await barrier.wait()
+        assert await store.delete_user(user_id, NOW)
+
+    await asyncio.gather(*(delete(u.id) for u in users))
+    events = await store.account_events(0, 100)
+    assert [e.seq for e in events] == list(range(1, len(users) + 1))
+    assert {e.user_id for e in events} == {u.id for u in users}

@@ -33,7 +33,8 @@ async def test_access_token_header_and_claims(stubs: Stubs, auth: RunningAuth) -
     assert header["kid"] == auth.app.keys.signing_key.kid
     claims = jwt.decode(pair.access_token, options={"verify_signature": False})
     assert set(claims) == {"sub", "username", "role", "iss", "aud", "iat", "exp", "jti", "sid"}
-    assert claims["exp"] - claims["iat"] == 300
+    # iat to the microsecond, exp in whole seconds.
+    assert 299 < claims["exp"] - claims["iat"] <= 300
     # sid names the login (the refresh family): a password change keeps this one alone.
     assert str(uuid.UUID(claims["sid"])) == claims["sid"]
     assert (claims["iss"], claims["aud"], claims["role"]) == ("meshchat-auth", "meshchat", "USER")

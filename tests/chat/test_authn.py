@@ -233,7 +233,9 @@ async def test_a_deleted_users_token(
         return not await accepted()
 
     if still_accepted:
-        # Local mode: the token verifies until it expires (at most the access-token TTL).
+        # Local mode without the account events (this auth service lists no service
+        # callers; tests/chat/test_revocation.py has them): the token verifies until it
+        # expires (at most the access-token TTL).
         assert await accepted()
         # Resolving members forwards the caller's own token, which the auth service refuses.
         await people("bob")

@@ -23,7 +23,7 @@ from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from meshchat_chat.fanout.listener import APPLICATION_NAME
 from tests.chat.proxy import TcpProxy
 from tests.support.people import People, Person, Stream
-from tests.support.rpc import DEADLINE, eventually
+from tests.support.rpc import DEADLINE, eventually, status_of
 from tests.support.stack import RunningAuth, RunningChat, start_chat
 
 pytestmark = pytest.mark.postgres
@@ -37,8 +37,9 @@ async def replicas(
     tmp_path: Path, auth: RunningAuth, postgres_url: str
 ) -> AsyncIterator[tuple[RunningChat, RunningChat]]:
     """Two chat replicas on one PostgreSQL database."""
-    first = await start_chat(tmp_path / "a", auth, postgres_url)
-    second = await start_chat(tmp_path / "b", auth, postgres_url)
+    # A flood is what this test is about: the send rate limit is off.
+    first = await start_chat(tmp_path / "a", auth, postgres_url, send_interval=0.0)
+    second = await start_chat(tmp_path / "b", auth, postgres_url, send_interval=0.0)
     yield first, second
     await first.stop()
     await second.stop()
@@ -87,7 +88,7 @@ async def test_subscribers_on_both_replicas_get_every_message_once_in_order(
             assert [(m.seq, m.text) for m in messages] == sent
         # The idempotency key holds across replicas.
         first = await alice.send(room.id, "once", "k-1")
-        assert await on(alice, ch_b).send(room.id, "twice?", "k-1") == first
+        assert await on(alice, ch_b).send(room.id, "once", "k-1") == first
         for stream in subscribers:
             assert seqs_of(await stream.messages(1)) == [total + 1]
             stream.cancel()
@@ -96,7 +97,7 @@ async def test_subscribers_on_both_replicas_get_every_message_once_in_order(
 async def test_clients_of_a_killed_replica_resume_on_the_other_without_loss(
     tmp_path: Path, auth: RunningAuth, postgres_url: str
 ) -> None:
-    survivor = await start_chat(tmp_path / "survivor", auth, postgres_url)
+    survivor = await start_chat(tmp_path / "survivor", auth, postgres_url, send_interval=0.0)
     port = free_port()
     env = {
         **os.environ,
@@ -105,6 +106,7 @@ async def test_clients_of_a_killed_replica_resume_on_the_other_without_loss(
         "MESHCHAT_DATABASE_URL": postgres_url,
         "MESHCHAT_AUTH_ADDR": auth.address,
         "MESHCHAT_LOG_LEVEL": "warning",
+        "MESHCHAT_SEND_INTERVAL": "0",
     }
     log_path = tmp_path / "victim.log"
     with log_path.open("wb") as log:
@@ -262,3 +264,38 @@ async def test_health_follows_the_database_and_the_listener_recovers_what_it_mis
         await fragile.stop()
         await steady.stop()
         await proxy.stop()
+
+
+async def test_each_replica_caches_chats_and_honours_changes_made_on_the_other(
+    auth: RunningAuth, replicas: tuple[RunningChat, RunningChat]
+) -> None:
+    a, b = replicas
+    async with auth.channel() as auth_ch, a.channel() as ch_a, b.channel() as ch_b:
+        people = People(auth, auth_ch, ch_a)
+        alice, bob = await people("alice"), await people("bob")
+        room = await alice.create_chat("cached", "bob")
+        bob_b = on(bob, ch_b)
+        await eventually(lambda: b.app.listener is not None and b.app.listener.connected)
+        await bob_b.get_chat(room.id)
+        hits = b.app.cache.hits
+        assert len((await bob_b.get_chat(room.id)).members) == 2
+        assert b.app.cache.hits == hits + 1, "the second read went to the database"
+
+        await alice.remove_member(room.id, "bob")
+        assert (await status_of(bob_b.get_chat(room.id)))[0] == grpc.StatusCode.PERMISSION_DENIED
+        assert (await status_of(bob_b.send(room.id, "still here?")))[0] == (
+            grpc.StatusCode.PERMISSION_DENIED
+        )
+        code, _ = await status_of(Stream(bob_b.connect(room.id)).replay())
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+
+        await alice.add_member(room.id, "bob")
+        assert len((await bob_b.get_chat(room.id)).members) == 2
+        sent = await alice.send(room.id, "welcome back")
+        # A resume from the message just sent on the other replica is no error.
+        stream = Stream(bob_b.connect(room.id, after_seq=sent.seq))
+        assert await stream.replay() == ([], sent.seq)
+        stream.cancel()
+
+        await alice.delete_chat(room.id)
+        assert (await status_of(bob_b.get_chat(room.id)))[0] == grpc.StatusCode.NOT_FOUND

@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from grpc_health.v1 import health_pb2
 
 from devtools.processes import free_port, health_status
 from meshchat_chat.config import SETTINGS
 from tests.support.rpc import eventually
+
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 PROGRAM = [sys.executable, "-m", "meshchat_chat"]
 
@@ -102,7 +105,8 @@ async def test_sigterm_stops_the_service_gracefully(tmp_path: Path) -> None:
         **os.environ,
         "MESHCHAT_LISTEN": f"127.0.0.1:{port}",
         "MESHCHAT_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
-        # No auth service there: the chat service starts anyway and keeps asking for keys.
+        # No auth service there: the chat service starts anyway, NOT_SERVING without keys,
+        # and keeps asking for them.
         "MESHCHAT_AUTH_ADDR": f"127.0.0.1:{free_port()}",
         "MESHCHAT_GRACE_PERIOD": "2s",
     }
@@ -110,12 +114,12 @@ async def test_sigterm_stops_the_service_gracefully(tmp_path: Path) -> None:
         *PROGRAM, "serve", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE
     )
 
-    async def serving() -> bool:
+    async def answering() -> bool:
         assert process.returncode is None
-        return await asyncio.to_thread(health_status, f"127.0.0.1:{port}") == 1
+        return await asyncio.to_thread(health_status, f"127.0.0.1:{port}") == NOT_SERVING
 
     try:
-        await eventually(serving, what="SERVING")
+        await eventually(answering, what="health answering NOT_SERVING")
         assert (tmp_path / ".data" / "chat.db").exists()
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 15)

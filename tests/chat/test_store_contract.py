@@ -7,16 +7,29 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
-from meshchat_chat.domain import Chat, ChatCursor, Member, NewMessage, SendOutcome, UserRef
+from meshchat_chat.domain import (
+    AccountChange,
+    AddOutcome,
+    AppliedChange,
+    Chat,
+    ChatCursor,
+    KeySet,
+    Member,
+    NewMessage,
+    Revocation,
+    SendOutcome,
+    UserRef,
+)
 from meshchat_chat.store import Store, open_store
 from meshchat_runtime.errors import NotFound
 from meshchat_runtime.settings import parse_database_url
 from meshchat_runtime.timestamps import utc_now
 from tests.support.backends import STORES, database_url_of
-from tests.support.chats import message, new_chat
+from tests.support.chats import UNLIMITED, message, new_chat
 from tests.support.fakes import MemoryChatStore
 from tests.support.schema import snapshot
 
@@ -89,6 +102,31 @@ async def test_messages_are_numbered_without_gaps_under_concurrency(store: Store
     assert stored == [by_seq[m.seq] for m in stored]
 
 
+async def test_concurrent_sends_of_members_strangers_and_retries_each_get_their_answer(
+    store: Store,
+) -> None:
+    chat = await new_chat(store, ALICE, BOB)
+    # The sends land at once: on PostgreSQL they share transactions.
+    calls = [message(chat, ALICE, f"a{i}") for i in range(20)]
+    calls += [message(chat, CAROL, "stranger")] * 3
+    calls += [message(chat, BOB, f"retry {i}", "b-1") for i in range(5)]
+    calls += [message(chat, BOB, f"b{i}") for i in range(20)]
+    results = await asyncio.gather(*(store.send_message(m) for m in calls))
+    assert [r.outcome for r in results[20:23]] == [SendOutcome.NOT_MEMBER] * 3
+    retries = results[23:28]
+    assert len({r.message for r in retries}) == 1
+    assert [r.outcome for r in retries].count(SendOutcome.CREATED) == 1
+    created = [r.message for r in results if r.outcome is SendOutcome.CREATED and r.message]
+    assert sorted(m.seq for m in created) == list(range(1, 42))
+    # Each sender's sends are numbered in the order they were made.
+    for prefix in ("a", "b"):
+        mine = [m for m in created if m.text.startswith(prefix) and m.text[1:].isdigit()]
+        assert [m.text for m in sorted(mine, key=lambda m: m.seq)] == [
+            f"{prefix}{i}" for i in range(20)
+        ]
+    assert await store.messages_after(chat.id, 0, 100) == sorted(created, key=lambda m: m.seq)
+
+
 async def test_client_message_id_makes_a_send_idempotent(store: Store) -> None:
     chat = await new_chat(store, ALICE, BOB)
     first = await store.send_message(message(chat, ALICE, "original", "c-1"))
@@ -140,8 +178,8 @@ async def test_history_pages_in_both_directions(store: Store) -> None:
 async def test_members_come_and_go(store: Store) -> None:
     chat = await new_chat(store, ALICE)
     joined = Member(BOB.user_id, BOB.username, utc_now())
-    assert await store.add_member(chat.id, joined)
-    assert not await store.add_member(chat.id, joined)
+    assert await store.add_member(chat.id, joined, UNLIMITED) is AddOutcome.ADDED
+    assert await store.add_member(chat.id, joined, UNLIMITED) is AddOutcome.ALREADY_MEMBER
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert loaded.member(BOB.user_id) == joined
@@ -151,7 +189,7 @@ async def test_members_come_and_go(store: Store) -> None:
     assert loaded is not None
     assert [m.username for m in loaded.members] == ["alice"]
     with pytest.raises(NotFound):
-        await store.add_member(str(uuid.uuid4()), joined)
+        await store.add_member(str(uuid.uuid4()), joined, UNLIMITED)
 
 
 async def test_delete_chat_removes_members_and_messages(store: Store) -> None:
@@ -188,7 +226,134 @@ async def test_members_joined_together_come_in_code_point_order(store: Store) ->
         last_seq=0,
         members=tuple(Member(str(uuid.uuid4()), n, now) for n in names),
     )
-    await store.create_chat(chat)
+    assert await store.create_chat(chat, max_owned=UNLIMITED)
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert [m.username for m in loaded.members] == sorted(names)
+
+
+def deletion(seq: int, user: UserRef) -> AccountChange:
+    return AccountChange(seq, Revocation(user.user_id, utc_now(), deleted=True))
+
+
+async def test_a_deleted_user_leaves_every_chat_and_hands_over_ownership(store: Store) -> None:
+    dave = UserRef(str(uuid.uuid4()), "dave")
+    # Members join in the order given: the earliest remaining one inherits.
+    shared = await new_chat(store, ALICE, BOB, CAROL)
+    tie = await new_chat(store, ALICE, CAROL, BOB)
+    alone = await new_chat(store, ALICE)
+    member = await new_chat(store, dave, ALICE)
+    untouched = await new_chat(store, BOB, CAROL)
+    await store.send_message(message(shared, ALICE, "kept"))
+    applied = await store.apply_account_change(deletion(7, ALICE))
+    assert applied == AppliedChange(tuple(sorted([shared.id, tie.id, member.id])), (alone.id,))
+    handed = await store.get_chat(shared.id)
+    assert handed is not None
+    assert (handed.owner_id, [m.username for m in handed.members]) == (
+        BOB.user_id,
+        ["bob", "carol"],
+    )
+    tied = await store.get_chat(tie.id)
+    assert tied is not None
+    assert tied.owner_id == CAROL.user_id
+    assert await store.get_chat(alone.id) is None
+    kept = await store.get_chat(member.id)
+    assert kept is not None
+    assert (kept.owner_id, len(kept.members)) == (dave.user_id, 1)
+    assert await store.get_chat(untouched.id) == untouched
+    assert await store.list_chats(ALICE.user_id, 10, None) == []
+    assert [m.sender_username for m in await store.messages_after(shared.id, 0, 10)] == ["alice"]
+    # Applying it again (another replica, a resumed stream) changes nothing.
+    assert await store.apply_account_change(deletion(7, ALICE)) == AppliedChange()
+    assert await store.account_event_position() == 7
+
+
+async def test_revocations_merge_per_user_and_the_position_never_goes_back(
+    store: Store,
+) -> None:
+    assert (await store.revocations(), await store.account_event_position()) == ([], 0)
+    early = utc_now()
+    late = early + timedelta(seconds=1)
+    first = Revocation(ALICE.user_id, early, kept_session_id="s1")
+    await store.apply_account_change(AccountChange(3, first))
+    assert await store.apply_account_change(AccountChange(2, Revocation(BOB.user_id, early))) == (
+        AppliedChange()
+    )
+    assert await store.account_event_position() == 3
+    later = Revocation(ALICE.user_id, late)
+    await store.apply_account_change(AccountChange(4, later))
+    by_user = {r.user_id: r for r in await store.revocations()}
+    assert by_user == {
+        ALICE.user_id: first.merged(later),
+        BOB.user_id: Revocation(BOB.user_id, early),
+    }
+    assert await store.account_event_position() == 4
+
+
+def chat_of(owner: UserRef, name: str) -> Chat:
+    now = utc_now()
+    return Chat(
+        str(uuid.uuid4()),
+        name,
+        owner.user_id,
+        now,
+        0,
+        (Member(owner.user_id, owner.username, now),),
+    )
+
+
+async def test_concurrent_creations_never_pass_the_owners_quota(store: Store) -> None:
+    await new_chat(store, BOB)
+    created = await asyncio.gather(
+        *(store.create_chat(chat_of(ALICE, f"c{i}"), max_owned=3) for i in range(12))
+    )
+    assert sorted(created) == [False] * 9 + [True] * 3
+    assert len(await store.list_chats(ALICE.user_id, 100, None)) == 3
+    assert await store.create_chat(chat_of(BOB, "bob's second"), max_owned=3)
+
+
+async def test_concurrent_additions_never_pass_the_member_limit(store: Store) -> None:
+    chat = await new_chat(store, ALICE)
+    now = utc_now()
+    joining = [Member(str(uuid.uuid4()), f"user{i}", now) for i in range(12)]
+    outcomes = await asyncio.gather(*(store.add_member(chat.id, m, 4) for m in joining))
+    assert sorted(o.value for o in outcomes) == ["added"] * 3 + ["chat_full"] * 9
+    loaded = await store.get_chat(chat.id)
+    assert loaded is not None
+    assert len(loaded.members) == 4
+    assert await store.add_member(chat.id, loaded.members[1], 4) is AddOutcome.ALREADY_MEMBER
+
+
+async def test_replicas_applying_the_same_event_at_once_agree(store: Store) -> None:
+    # Every replica applies every event, and they share the database.
+    room = await new_chat(store, ALICE, BOB, CAROL)
+    barrier = asyncio.Barrier(4)
+
+    async def apply() -> AppliedChange:
+        await barrier.wait()
+        return await store.apply_account_change(deletion(5, ALICE))
+
+    outcomes = await asyncio.gather(*(apply() for _ in range(4)))
+    # One of them made the change; the others found it made.
+    assert sorted(outcomes, key=lambda applied: applied.changed_chats) == [
+        *([AppliedChange()] * 3),
+        AppliedChange((room.id,)),
+    ]
+    handed = await store.get_chat(room.id)
+    assert handed is not None
+    assert (handed.owner_id, [m.username for m in handed.members]) == (
+        BOB.user_id,
+        ["bob", "carol"],
+    )
+    assert [r.user_id for r in await store.revocations()] == [ALICE.user_id]
+    assert await store.account_event_position() == 5
+
+
+async def test_the_key_set_kept_is_the_one_fetched_last(store: Store) -> None:
+    assert await store.load_key_set() is None
+    now = utc_now()
+    older = KeySet('{"keys": [{"kid": "a"}]}', now - timedelta(minutes=5))
+    newer = KeySet('{"keys": [{"kid": "b"}]}', now)
+    await store.save_key_set(newer)
+    await store.save_key_set(older)  # a slower replica's fetch, which came in late
+    assert await store.load_key_set() == newer

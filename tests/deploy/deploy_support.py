@@ -38,10 +38,21 @@ __all__ = [
     "skaffold_schema",
 ]
 
-# Kinds that kubernetes-validate has no schema for (CRDs of cert-manager, Gateway API and
-# CloudNativePG).
+# Kinds that kubernetes-validate has no schema for (CRDs of cert-manager, Gateway API,
+# prometheus-operator and CloudNativePG).
 CRD_KINDS = frozenset(
-    {"Certificate", "Issuer", "Gateway", "GRPCRoute", "BackendTLSPolicy", "Cluster", "Database"}
+    {
+        "Certificate",
+        "Issuer",
+        "Gateway",
+        "GRPCRoute",
+        "BackendTLSPolicy",
+        "Cluster",
+        "Database",
+        "PodMonitor",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
 )
 
 
@@ -221,6 +232,33 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "edge-envoy": {
         "edge": {"service": {"type": "NodePort", "nodePort": 30443}},
         "networkPolicy": {"metricsPeers": [{"namespaceSelector": {}}]},
+    },
+    # Every monitoring object and tracing to a collector (docs/observability.md).
+    "observability": {
+        "ingress": {"enabled": False},
+        "edge": {"enabled": True},
+        "metrics": {
+            "monitoringNamespace": "monitoring",
+            "podMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True, "runbookBaseUrl": "https://docs.example/o11y"},
+            "dashboard": {"enabled": True, "annotations": {"grafana_folder": "meshchat"}},
+        },
+        "tracing": {"collector": {"address": "otel-collector.monitoring"}, "samplingRatio": 0.25},
+        "networkPolicy": {
+            "extraEgress": [
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                            }
+                        }
+                    ],
+                    "ports": [{"port": 4317, "protocol": "TCP"}],
+                }
+            ]
+        },
     },
     # What `helm template`, `skaffold render` or Argo CD need (no lookup): nothing secret rendered.
     "render-only": RENDER_ONLY,

@@ -146,6 +146,9 @@ BROKEN: dict[str, tuple[Callable[[Doc], None], str]] = {
     ),
     "Cluster": (_set("spec.instances", 0), "0 is less than the minimum of 1"),
     "Database": (_set("spec.ensure", "exists"), "'exists' is not one of"),
+    "PodMonitor": (_set("spec.podMetricsEndpoints.0.scheme", "gopher"), "'gopher' is not one of"),
+    "ServiceMonitor": (_set("spec.endpoints.1.interval", "30 seconds"), "does not match"),
+    "PrometheusRule": (_set("spec.groups.0.rules.0.for", "soon"), "does not match"),
 }
 
 

@@ -400,13 +400,17 @@ def test_calls_to_other_pods_are_retried_only_where_that_is_safe(
     chat = bootstraps(renderings["default"])["chat"].config
     (outbound,) = _find(_listeners(chat)["outbound_auth"], "routes")
     assert _retries_by_path(outbound) == {
+        # A stream: the account-event follower resumes it itself, after the last event.
+        "/meshchat.auth.v1.AccountEventService/Watch": None,
         "/meshchat.auth.v1.UserService/GetUser": RETRY_IDEMPOTENT,
         "/meshchat.auth.v1.UserService/ListUsers": RETRY_IDEMPOTENT,
         "/meshchat.auth.v1.AccessService/Check": RETRY_IDEMPOTENT,
         "/meshchat.auth.v1.AuthService/GetJwks": RETRY_IDEMPOTENT,
         "/": RETRY_ANY_CALL,
     }
-    policy = outbound[0]["route"]["retry_policy"]
+    watch, get_user = outbound[:2]
+    assert (watch["route"]["timeout"], watch["route"]["idle_timeout"]) == ("0s", "3600s")
+    policy = get_user["route"]["retry_policy"]
     assert policy["num_retries"] == 2
     assert [p["name"] for p in policy["retry_host_predicate"]] == [
         "envoy.retry_host_predicates.previous_hosts"
@@ -450,9 +454,9 @@ def test_dns_names_of_clusters_are_fully_qualified(renderings: dict[str, Renderi
     assert names[("default", "chat", "auth")] == (
         f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local."
     )
-    # chat to auth in both renderings; in both, the edge to auth (unary, public) and chat
-    # (unary, streaming, public).
-    assert len(names) == 2 + 2 * 5
+    # chat to auth in both renderings; in both, the edge to auth and chat (unary, streaming,
+    # public each).
+    assert len(names) == 2 + 2 * 6
     # With ndots:5, a name without the final dot is first tried with every search domain.
     assert all(host.endswith(".") for host in names.values()), names
 
@@ -495,7 +499,11 @@ def test_edge_terminates_client_tls_and_routes_by_service(
     assert "combined_validation_context" not in tls["common_tls_context"]
     hosts = {vhost["name"]: vhost for vhost in _find(edge, "virtual_hosts")[0]}
     assert hosts["auth"]["domains"][0] == "auth.meshchat.127.0.0.1.nip.io"
-    assert {r["route"]["cluster"] for r in hosts["auth"]["routes"]} == {"auth", "auth_public"}
+    assert {r["route"]["cluster"] for r in hosts["auth"]["routes"]} == {
+        "auth",
+        "auth_streaming",
+        "auth_public",
+    }
     assert hosts["auth"]["routes"][-1]["match"] == {"prefix": "/"}
     chat = {r["match"].get("prefix") or r["match"].get("path"): r for r in hosts["chat"]["routes"]}
     assert chat["/meshchat.chat.v1.ChatService/Connect"]["route"]["timeout"] == "0s"
@@ -627,6 +635,7 @@ def test_the_edge_has_a_cluster_per_class_of_calls(renderings: dict[str, Renderi
     public = {"max_connections": 64, "max_pending_requests": 64, "max_requests": 256}
     assert {name: limits[name]["max_requests"] for name in limits} == {
         "auth": 4096,
+        "auth_streaming": 4096,
         "auth_public": 256,
         "chat": 4096,
         "chat_streaming": 4096,
@@ -634,7 +643,7 @@ def test_the_edge_has_a_cluster_per_class_of_calls(renderings: dict[str, Renderi
     }
     assert {k: limits["chat_public"][k] for k in public} == public
     # Same pods, same identity: only the limits differ.
-    for name in ("auth_public", "chat_streaming", "chat_public"):
+    for name in ("auth_streaming", "auth_public", "chat_streaming", "chat_public"):
         base = clusters[name.split("_")[0]]
         assert (
             clusters[name]["load_assignment"]["endpoints"] == base["load_assignment"]["endpoints"]

@@ -34,6 +34,7 @@ async def test_concurrent_starts_migrate_once(postgres_url: str) -> None:
     assert rows == [
         (1, "0001_users_and_tokens.sql"),
         (2, "0002_refresh_families_and_attempts.sql"),
+        (3, "0003_account_events.sql"),
     ]
 
 
@@ -131,7 +132,7 @@ async def test_auth_sqlite_timestamps_of_0001_become_microseconds(tmp_path: Path
     assert [(row[2], row[3], row[4], row[6]) for row in references] == [
         ("users", "user_id", "id", "CASCADE")
     ]
-    assert versions == [(1,), (2,), (3,)]
+    assert versions == [(1,), (2,), (3,), (4,)]
     assert tokens_left == families_left == (0,)
 
 

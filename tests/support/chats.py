@@ -9,7 +9,10 @@ from meshchat_chat.domain import Chat, Member, NewMessage, UserRef
 from meshchat_chat.store import Store
 from meshchat_runtime.timestamps import utc_now
 
-__all__ = ["message", "new_chat"]
+__all__ = ["UNLIMITED", "message", "new_chat"]
+
+# A quota no test reaches.
+UNLIMITED = 1_000_000
 
 
 async def new_chat(store: Store, *members: UserRef, name: str = "general", age: float = 0) -> Chat:
@@ -26,7 +29,7 @@ async def new_chat(store: Store, *members: UserRef, name: str = "general", age: 
             for i, m in enumerate(members)
         ),
     )
-    await store.create_chat(chat)
+    assert await store.create_chat(chat, max_owned=UNLIMITED)
     return chat
 
 

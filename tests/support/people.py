@@ -137,6 +137,14 @@ class People:
         )
 
 
+def delivered(event: chat_pb2.ConnectResponse) -> list[chat_pb2.Message]:
+    """The messages an event carries: one message, a batch, or none."""
+    if event.HasField("batch"):
+        assert len(event.batch.messages) >= 2, "a batch of fewer than two messages"
+        return list(event.batch.messages)
+    return [event.message] if event.HasField("message") else []
+
+
 class Stream:
     """A Connect stream read with deadlines."""
 
@@ -157,8 +165,8 @@ class Stream:
             event = await self.event()
             if event.HasField("caught_up"):
                 return messages, event.caught_up.last_seq
-            assert event.HasField("message"), event
-            messages.append(event.message)
+            assert event.HasField("message") or event.HasField("batch"), event
+            messages += delivered(event)
 
     async def messages(self, count: int, within: float = DEADLINE) -> list[chat_pb2.Message]:
         """The next ``count`` messages, skipping heartbeats; all within ``within`` seconds."""
@@ -168,8 +176,7 @@ class Stream:
             while len(messages) < count:
                 event = await self._events.__anext__()
                 assert not event.HasField("caught_up"), "CaughtUp came twice"
-                if event.HasField("message"):
-                    messages.append(event.message)
+                messages.extend(delivered(event))
 
         await asyncio.wait_for(collect(), within)
         return messages

@@ -9,6 +9,7 @@ from meshchat_auth.config import TokenPolicy
 from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.service import AccessChecker, AccountService, PasswordCheck, SessionService
+from meshchat_chat.authclient.revocations import RevocationList
 from meshchat_chat.fanout.hub import Hub
 from meshchat_chat.service import ChatLimits, ChatService
 from meshchat_runtime.access import default_policy
@@ -116,6 +117,18 @@ def hub(chat_store: MemoryChatStore) -> Hub:
 
 
 @pytest.fixture
-def chats(chat_store: MemoryChatStore, directory: MemoryUserDirectory, hub: Hub) -> ChatService:
+def chat_limits() -> ChatLimits:
+    """The chat use cases' limits: quick heartbeats, no send rate limit (floods are what
+    several tests are about); override with ``@pytest.mark.parametrize("chat_limits", ...)``."""
+    return ChatLimits(heartbeat_interval=0.05, send_interval=0.0)
+
+
+@pytest.fixture
+def chats(
+    chat_store: MemoryChatStore,
+    directory: MemoryUserDirectory,
+    hub: Hub,
+    chat_limits: ChatLimits,
+) -> ChatService:
     """Chat use cases."""
-    return ChatService(chat_store, directory, hub, ChatLimits(heartbeat_interval=0.05))
+    return ChatService(chat_store, directory, hub, chat_limits, RevocationList())

@@ -261,9 +261,54 @@ admin:
 {{- end -}}
 
 {{/*
+With tracing.collector.address: a connection manager's tracing, OpenTelemetry's tracer exporting
+to the otel_collector cluster and propagating W3C trace context (traceparent). A request is
+sampled by the first Envoy it reaches (tracing.samplingRatio); the Envoys after it follow that
+decision (carried by x-request-id), the apps the traceparent's sampled flag:
+(dict "ctx" $ "service" "meshchat-edge").
+*/}}
+{{- define "meshchat.envoy.tracing" -}}
+{{- $tracing := .ctx.Values.tracing -}}
+{{- if $tracing.collector.address -}}
+tracing:
+  random_sampling:
+    value: {{ mulf $tracing.samplingRatio 100 }}
+  provider:
+    name: envoy.tracers.opentelemetry
+    typed_config:
+      "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+      grpc_service:
+        envoy_grpc:
+          cluster_name: otel_collector
+        timeout: 1s
+      service_name: {{ .service }}
+{{- end -}}
+{{- end -}}
+
+{{/* With tracing.collector.address: the cluster of the OTLP/gRPC collector. */}}
+{{- define "meshchat.envoy.collectorCluster" -}}
+{{- $collector := .Values.tracing.collector -}}
+{{- if $collector.address -}}
+- name: otel_collector
+  type: STRICT_DNS
+  connect_timeout: {{ .Values.mesh.envoy.timeouts.connect }}
+  {{- include "meshchat.envoy.upstreamHttp2" . | nindent 2 }}
+  load_assignment:
+    cluster_name: otel_collector
+    endpoints:
+      - lb_endpoints:
+          - endpoint:
+              address:
+                socket_address:
+                  address: {{ $collector.address | quote }}
+                  port_value: {{ $collector.port }}
+{{- end -}}
+{{- end -}}
+
+{{/*
 An HTTP/2 connection manager for gRPC calls (the sidecars' inbound and outbound listeners, the
 edge): (dict "ctx" $ "name" "inbound" "options" (dict ...more top-level fields) "rejectUnderscores" true
-"virtualHosts" (YAML text of the route configuration's virtual hosts)).
+"virtualHosts" (YAML text of the route configuration's virtual hosts) "service" (the name its spans carry)).
 */}}
 {{- define "meshchat.envoy.grpcConnectionManager" -}}
 {{- $envoy := .ctx.Values.mesh.envoy -}}
@@ -294,6 +339,9 @@ edge): (dict "ctx" $ "name" "inbound" "options" (dict ...more top-level fields) 
     http2_protocol_options:
       {{- include "meshchat.envoy.http2Options" .ctx | nindent 6 }}
     {{- include "meshchat.envoy.accessLog" .ctx | nindent 4 }}
+    {{- with include "meshchat.envoy.tracing" (dict "ctx" .ctx "service" .service) }}
+    {{- . | nindent 4 }}
+    {{- end }}
     route_config:
       name: {{ .name }}
       virtual_hosts:
@@ -571,10 +619,10 @@ address (use_remote_address is off), so it neither appends to the header nor tru
           common_tls_context:
             {{- include "meshchat.envoy.commonTlsContext" (dict "ctx" $ctx "sans" $callers) | nindent 12 }}
       filters:
-        {{- include "meshchat.envoy.grpcConnectionManager" (dict "ctx" $ctx "name" "inbound" "options" $options "rejectUnderscores" true "virtualHosts" (toYaml $hosts)) | nindent 8 }}
+        {{- include "meshchat.envoy.grpcConnectionManager" (dict "ctx" $ctx "name" "inbound" "options" $options "rejectUnderscores" true "virtualHosts" (toYaml $hosts) "service" .service) | nindent 8 }}
 {{- end -}}
 
-{{/* An outbound listener (plaintext on loopback): the app's way to another service, over mTLS from here on: (dict "ctx" $ "upstream" (an entry of .workload.upstreams)). */}}
+{{/* An outbound listener (plaintext on loopback): the app's way to another service, over mTLS from here on: (dict "ctx" $ "upstream" (an entry of .workload.upstreams) "service" (the name its spans carry)). */}}
 {{- define "meshchat.envoy.outboundListener" -}}
 {{- $name := printf "outbound_%s" .upstream.name -}}
 {{- $api := index (include "meshchat.grpcApi" .ctx | fromYaml) .upstream.name -}}
@@ -584,7 +632,7 @@ address (use_remote_address is off), so it neither appends to the header nor tru
   per_connection_buffer_limit_bytes: {{ .ctx.Values.mesh.envoy.limits.perConnectionBufferLimitBytes }}
   filter_chains:
     - filters:
-        {{- include "meshchat.envoy.grpcConnectionManager" (dict "ctx" .ctx "name" $name "virtualHosts" (toYaml $hosts)) | nindent 8 }}
+        {{- include "meshchat.envoy.grpcConnectionManager" (dict "ctx" .ctx "name" $name "virtualHosts" (toYaml $hosts) "service" .service) | nindent 8 }}
 {{- end -}}
 
 {{/*
@@ -716,6 +764,7 @@ the component's specifics (callers, upstreams) come from .workload.
 {{- $v := index $ctx.Values .component -}}
 {{- $envoy := $ctx.Values.mesh.envoy -}}
 {{- $name := include "meshchat.componentName" . -}}
+{{- $service := printf "%s-envoy" $name -}}
 # Envoy sidecar of {{ $name }}, rendered by the meshchat chart. Do not edit: change the values.
 {{- $listeners := list "inbound" -}}
 {{- range .workload.upstreams -}}
@@ -724,9 +773,9 @@ the component's specifics (callers, upstreams) come from .workload.
 {{ include "meshchat.envoy.node" (dict "ctx" $ctx "name" $name "admin" $v.sidecar.admin "memory" $envoy.resources.limits.memory "listeners" $listeners) }}
 static_resources:
   listeners:
-    {{- include "meshchat.envoy.inboundListener" . | nindent 4 }}
+    {{- include "meshchat.envoy.inboundListener" (merge (dict "service" $service) .) | nindent 4 }}
     {{- range .workload.upstreams }}
-    {{- include "meshchat.envoy.outboundListener" (dict "ctx" $ctx "upstream" .) | nindent 4 }}
+    {{- include "meshchat.envoy.outboundListener" (dict "ctx" $ctx "upstream" . "service" $service) | nindent 4 }}
     {{- end }}
     {{- $checks := list (dict "path" "/healthz" "cluster" "local_app") (dict "path" "/livez/app" "cluster" "local_app_liveness") }}
     {{- include "meshchat.envoy.healthListener" (dict "ctx" $ctx "listen" $v.sidecar.health "checks" $checks) | nindent 4 }}
@@ -743,6 +792,9 @@ static_resources:
     {{- include "meshchat.envoy.staticCluster" (dict "name" "envoy_admin" "address" $v.sidecar.admin.address "port" $v.sidecar.admin.port "connectTimeout" $envoy.timeouts.connect) | nindent 4 }}
     {{- range .workload.upstreams }}
     {{- include "meshchat.envoy.meshCluster" (merge (dict "ctx" $ctx) .) | nindent 4 }}
+    {{- end }}
+    {{- with include "meshchat.envoy.collectorCluster" $ctx }}
+    {{- . | nindent 4 }}
     {{- end }}
 {{- end -}}
 

@@ -146,7 +146,7 @@ resources:
                 sds_config:
                   {{- include "meshchat.envoy.sdsSource" (dict "ctx" $ctx "file" "sds-server-certificate.yaml") | nindent 18 }}
       filters:
-        {{- include "meshchat.envoy.grpcConnectionManager" (dict "ctx" $ctx "name" "edge" "options" $options "rejectUnderscores" true "maxConnectionDuration" .Values.edge.maxConnectionDuration "virtualHosts" (toYaml $hosts) "filters" (include "meshchat.envoy.edgeRateLimitFilter" $ctx)) | nindent 8 }}
+        {{- include "meshchat.envoy.grpcConnectionManager" (dict "ctx" $ctx "name" "edge" "options" $options "rejectUnderscores" true "maxConnectionDuration" .Values.edge.maxConnectionDuration "virtualHosts" (toYaml $hosts) "filters" (include "meshchat.envoy.edgeRateLimitFilter" $ctx) "service" (include "meshchat.componentName" (dict "ctx" $ctx "component" "edge"))) | nindent 8 }}
 {{- end -}}
 
 {{/* The edge's bootstrap (envoy.yaml). */}}
@@ -164,6 +164,9 @@ static_resources:
     {{- include "meshchat.envoy.edgeClusters" (dict "ctx" . "component" "auth") | nindent 4 }}
     {{- include "meshchat.envoy.edgeClusters" (dict "ctx" . "component" "chat") | nindent 4 }}
     {{- include "meshchat.envoy.staticCluster" (dict "name" "envoy_admin" "address" $edge.admin.address "port" $edge.admin.port "connectTimeout" .Values.mesh.envoy.timeouts.connect) | nindent 4 }}
+    {{- with include "meshchat.envoy.collectorCluster" . }}
+    {{- . | nindent 4 }}
+    {{- end }}
 {{- end -}}
 
 {{/* The edge's ConfigMap: the bootstrap and the SDS files. */}}

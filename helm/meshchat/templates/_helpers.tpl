@@ -238,7 +238,9 @@ auth:
     - meshchat.auth.v1.UserService
     - meshchat.auth.v1.AuthService
     - meshchat.auth.v1.AccessService
-  streaming: []
+  # Not among the services: the ways in do not route it by name (only chat may call it).
+  streaming:
+    - /meshchat.auth.v1.AccountEventService/Watch
   idempotent:
     - /meshchat.auth.v1.UserService/GetUser
     - /meshchat.auth.v1.UserService/ListUsers

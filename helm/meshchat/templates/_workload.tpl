@@ -20,8 +20,27 @@ here branches on the component's name.
 -}}
 {{- $env = concat $env (include "meshchat.databaseEnv" . | fromYamlArray) -}}
 {{- $env = append $env (dict "name" "OTEL_SERVICE_NAME" "value" (printf "meshchat-%s" .component)) -}}
+{{- $env = concat $env (include "meshchat.tracingEnv" .ctx | fromYamlArray) -}}
 {{- $env = append $env (dict "name" "HOME" "value" "/tmp") -}}
 {{- toYaml $env -}}
+{{- end -}}
+
+{{/*
+With tracing.collector.address, the standard OpenTelemetry variables the apps export spans by
+(OTLP/gRPC in plaintext, as the Envoys do) and sample by: the traceparent's decision when there
+is one (the Envoy in front of the app made it), else tracing.samplingRatio.
+*/}}
+{{- define "meshchat.tracingEnv" -}}
+{{- $tracing := .Values.tracing -}}
+{{- if $tracing.collector.address -}}
+{{- toYaml (list
+  (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" (printf "http://%s:%v" $tracing.collector.address $tracing.collector.port))
+  (dict "name" "OTEL_EXPORTER_OTLP_INSECURE" "value" "true")
+  (dict "name" "OTEL_TRACES_SAMPLER" "value" "parentbased_traceidratio")
+  (dict "name" "OTEL_TRACES_SAMPLER_ARG" "value" (toString $tracing.samplingRatio))) -}}
+{{- else -}}
+[]
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -206,6 +225,9 @@ spec:
       annotations:
         checksum/config: {{ include "meshchat.envoyConfigMap" . | sha256sum }}
         checksum/env: {{ $env | sha256sum }}
+        {{- with include "meshchat.monitoring.podAnnotations" (dict "ctx" .ctx "port" $v.sidecar.metrics.port "path" "/metrics") }}
+        {{- . | nindent 8 }}
+        {{- end }}
         {{- with $v.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

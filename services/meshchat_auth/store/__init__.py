@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from meshchat_auth.domain import (
+    AccountEvent,
     AttemptLimit,
     NewUser,
     RefreshFamily,
@@ -19,6 +20,7 @@ from meshchat_auth.domain import (
 )
 from meshchat_auth.store.postgres import PostgresAuthStore
 from meshchat_auth.store.sqlite import SqliteAuthStore
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["AuthStore", "open_store"]
@@ -43,13 +45,19 @@ class AuthStore(Protocol):
         """The account with this username, ignoring case."""
         ...
 
-    async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
-        """Apply ``changes`` (revoking families when they say so) in one step; None when
-        the account does not exist."""
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case, each once, in no order."""
         ...
 
-    async def delete_user(self, user_id: str) -> bool:
-        """Delete the account and all of its refresh families; False when there was none."""
+    async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
+        """Apply ``changes`` (revoking families when they say so) and record the account
+        events of :func:`~meshchat_auth.domain.change_events` in one step; None when the
+        account does not exist."""
+        ...
+
+    async def delete_user(self, user_id: str, now: datetime) -> bool:
+        """Delete the account and all of its refresh families, and record its DELETED event;
+        False when there was none."""
         ...
 
     async def list_users(self, after_username: str | None, limit: int) -> list[User]:
@@ -94,6 +102,15 @@ class AuthStore(Protocol):
         ``forget`` deleted (a successful login clears its own account-and-address record)."""
         ...
 
+    async def account_events(self, after_seq: int, limit: int) -> list[AccountEvent]:
+        """Up to ``limit`` account events after ``after_seq``, oldest first. Events become
+        visible in the order of their numbers: none is ever seen after a later one."""
+        ...
+
+    async def last_account_event_seq(self) -> int:
+        """The newest account event's sequence number; 0 before the first."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the database answers."""
         ...
@@ -103,9 +120,10 @@ class AuthStore(Protocol):
         ...
 
 
-async def open_store(url: DatabaseUrl) -> AuthStore:
-    """Connect to the database named by ``url``, apply the migrations, return its store."""
+async def open_store(url: DatabaseUrl, metrics: DatabaseMetrics | None = None) -> AuthStore:
+    """Connect to the database named by ``url``, apply the migrations, return its store
+    (timing its operations into ``metrics`` when given)."""
     if url.dialect == "sqlite":
         assert url.sqlite_path is not None
-        return await SqliteAuthStore.open(url.sqlite_path)
-    return await PostgresAuthStore.open(url)
+        return await SqliteAuthStore.open(url.sqlite_path, metrics)
+    return await PostgresAuthStore.open(url, metrics)

@@ -11,6 +11,8 @@ import psycopg
 from psycopg import sql
 
 from meshchat_auth.domain import (
+    AccountEvent,
+    AccountEventKind,
     AttemptLimit,
     NewUser,
     RefreshFamily,
@@ -20,17 +22,21 @@ from meshchat_auth.domain import (
     StoredRotation,
     User,
     UserChanges,
+    change_events,
     decide_rotation,
 )
 from meshchat_runtime.database import PostgresDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["MIGRATION_LOCK", "PostgresAuthStore"]
 
 # The advisory lock under which replicas starting together apply the migrations one at a time.
 MIGRATION_LOCK = "meshchat_auth.migrations"
+# The advisory lock that orders the commits of account events.
+EVENTS_LOCK = "meshchat_auth.account_events"
 # Expired failed-login records deleted per reservation: more than one reservation creates,
 # so the table stays bounded by the records of one window.
 PRUNE_BATCH = 100
@@ -64,6 +70,23 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+async def _record_event(
+    conn: psycopg.AsyncConnection[Any],
+    user_id: str,
+    kind: AccountEventKind,
+    now: datetime,
+    kept_session_id: str = "",
+) -> None:
+    # Held until the commit: events commit in the order of their numbers, so a reader never
+    # sees a number while an earlier one is still to come.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (EVENTS_LOCK,))
+    await conn.execute(
+        "INSERT INTO account_events (user_id, kind, occurred_at, kept_session_id) "
+        "VALUES (%s, %s, %s, %s)",
+        (user_id, int(kind), now, kept_session_id),
+    )
+
+
 class PostgresAuthStore:
     """The AuthStore contract on a PostgreSQL database."""
 
@@ -71,9 +94,11 @@ class PostgresAuthStore:
         self._db = db
 
     @classmethod
-    async def open(cls, url: DatabaseUrl) -> PostgresAuthStore:
+    async def open(
+        cls, url: DatabaseUrl, metrics: DatabaseMetrics | None = None
+    ) -> PostgresAuthStore:
         """Open a pool and migrate under the advisory lock."""
-        db = PostgresDatabase(url)
+        db = PostgresDatabase(url, metrics=metrics)
         await db.open(load_migrations("meshchat_auth", "postgresql"), MIGRATION_LOCK)
         return cls(db)
 
@@ -115,6 +140,14 @@ class PostgresAuthStore:
             row = await cur.fetchone()
         return _user(row) if row else None
 
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case."""
+        keys = sorted({u.lower() for u in usernames})
+        async with self._db.connection() as conn:
+            cur = await conn.execute(_USERS + "WHERE lower(username) = ANY(%s)", (keys,))
+            rows = await cur.fetchall()
+        return [_user(row) for row in rows]
+
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
         """Apply ``changes``; None when the account does not exist."""
         if not _is_uuid(user_id):
@@ -138,8 +171,16 @@ class PostgresAuthStore:
         )
         try:
             async with self._db.connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "SELECT role FROM users WHERE id = %s FOR UPDATE", (user_id,)
+                )
+                old = await cur.fetchone()
+                if old is None:
+                    return None
                 cur = await conn.execute(query, (*values, user_id))
                 row = await cur.fetchone()
+                for kind, kept in change_events(changes, Role(old["role"])):
+                    await _record_event(conn, user_id, kind, now, kept)
                 if row is not None and changes.revoke_families:
                     await conn.execute(
                         "UPDATE refresh_families SET revoked_at = %s WHERE user_id = %s "
@@ -150,13 +191,17 @@ class PostgresAuthStore:
             raise _duplicate(exc) from None
         return _user(row) if row else None
 
-    async def delete_user(self, user_id: str) -> bool:
-        """Delete the account; its refresh families and tokens go with it (ON DELETE CASCADE)."""
+    async def delete_user(self, user_id: str, now: datetime) -> bool:
+        """Delete the account, recording the event; its refresh families and tokens go with
+        it (ON DELETE CASCADE)."""
         if not _is_uuid(user_id):
             return False
-        async with self._db.connection() as conn:
+        async with self._db.connection() as conn, conn.transaction():
             cur = await conn.execute("DELETE FROM users WHERE id = %s", (user_id,))
-            return cur.rowcount > 0
+            if cur.rowcount == 0:
+                return False
+            await _record_event(conn, user_id, AccountEventKind.DELETED, now)
+            return True
 
     async def list_users(self, after_username: str | None, limit: int) -> list[User]:
         """Accounts ordered by lowercase username."""
@@ -308,6 +353,33 @@ class PostgresAuthStore:
             await conn.execute(
                 "DELETE FROM login_failures WHERE attempt_key = ANY(%s)", (list(forget),)
             )
+
+    async def account_events(self, after_seq: int, limit: int) -> list[AccountEvent]:
+        """The events after ``after_seq``, oldest first."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT seq, user_id::text, kind, occurred_at, kept_session_id "
+                "FROM account_events WHERE seq > %s ORDER BY seq LIMIT %s",
+                (after_seq, limit),
+            )
+            rows = await cur.fetchall()
+        return [
+            AccountEvent(
+                seq=row["seq"],
+                user_id=row["user_id"],
+                kind=AccountEventKind(row["kind"]),
+                occurred_at=row["occurred_at"],
+                kept_session_id=row["kept_session_id"],
+            )
+            for row in rows
+        ]
+
+    async def last_account_event_seq(self) -> int:
+        """The newest event's sequence number; 0 before the first."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute("SELECT coalesce(max(seq), 0) AS seq FROM account_events")
+            row = await cur.fetchone()
+        return int(row["seq"]) if row is not None else 0
 
     async def ping(self) -> bool:
         """Whether the database answers."""

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from meshchat_auth.domain import (
+    AccountEvent,
+    AccountEventKind,
     AttemptLimit,
     NewUser,
     RefreshFamily,
@@ -19,11 +21,13 @@ from meshchat_auth.domain import (
     StoredRotation,
     User,
     UserChanges,
+    change_events,
     decide_rotation,
 )
 from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import AlreadyExists
 from meshchat_runtime.identity import Role
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.timestamps import from_micros, to_micros
 
 __all__ = ["SqliteAuthStore"]
@@ -57,6 +61,16 @@ def _duplicate(error: sqlite3.IntegrityError) -> AlreadyExists:
     return AlreadyExists(f"a user with this {field} already exists")
 
 
+async def _record_event(
+    conn: Any, user_id: str, kind: AccountEventKind, now: datetime, kept_session_id: str = ""
+) -> None:
+    await conn.execute(
+        "INSERT INTO account_events (user_id, kind, occurred_at, kept_session_id) "
+        "VALUES (?, ?, ?, ?)",
+        (user_id, int(kind), to_micros(now), kept_session_id),
+    )
+
+
 class SqliteAuthStore:
     """The AuthStore contract on one SQLite file."""
 
@@ -64,9 +78,9 @@ class SqliteAuthStore:
         self._db = db
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteAuthStore:
+    async def open(cls, path: Path, metrics: DatabaseMetrics | None = None) -> SqliteAuthStore:
         """Open (creating and migrating) the database file at ``path``."""
-        db = SqliteDatabase(path)
+        db = SqliteDatabase(path, metrics)
         await db.open(load_migrations("meshchat_auth", "sqlite"))
         return cls(db)
 
@@ -110,6 +124,20 @@ class SqliteAuthStore:
         """The account with this username, ignoring case."""
         return await self._one_user("lower(username) = lower(?)", username)
 
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case."""
+        keys = sorted({u.lower() for u in usernames})
+        marks = ", ".join("?" * len(keys))
+        async with (
+            self._db.reading() as conn,
+            conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE lower(username) IN ({marks})",  # noqa: S608 (placeholders only)
+                keys,
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [_user(row) for row in rows]
+
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
         """Apply ``changes``; None when the account does not exist."""
         sets = ["updated_at = ?"]
@@ -125,12 +153,16 @@ class SqliteAuthStore:
             values.append(int(changes.role))
         try:
             async with self._db.transaction() as conn:
-                cur = await conn.execute(
+                async with conn.execute("SELECT role FROM users WHERE id = ?", (user_id,)) as c:
+                    old = await c.fetchone()
+                if old is None:
+                    return None
+                await conn.execute(
                     f"UPDATE users SET {', '.join(sets)} WHERE id = ?",  # noqa: S608
                     (*values, user_id),
                 )
-                if cur.rowcount == 0:
-                    return None
+                for kind, kept in change_events(changes, Role(old["role"])):
+                    await _record_event(conn, user_id, kind, now, kept)
                 if changes.revoke_families:
                     await conn.execute(
                         "UPDATE refresh_families SET revoked_at = ? WHERE user_id = ? "
@@ -146,13 +178,16 @@ class SqliteAuthStore:
             raise _duplicate(exc) from None
         return _user(row)
 
-    async def delete_user(self, user_id: str) -> bool:
-        """Delete the account and all of its refresh families."""
+    async def delete_user(self, user_id: str, now: datetime) -> bool:
+        """Delete the account and all of its refresh families, recording the event."""
         async with self._db.transaction() as conn:
             await conn.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))
             await conn.execute("DELETE FROM refresh_families WHERE user_id = ?", (user_id,))
             cur = await conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
-            return cur.rowcount > 0
+            if cur.rowcount == 0:
+                return False
+            await _record_event(conn, user_id, AccountEventKind.DELETED, now)
+            return True
 
     async def list_users(self, after_username: str | None, limit: int) -> list[User]:
         """Accounts ordered by lowercase username."""
@@ -304,6 +339,37 @@ class SqliteAuthStore:
             await conn.executemany(
                 "DELETE FROM login_failures WHERE attempt_key = ?", [(key,) for key in forget]
             )
+
+    async def account_events(self, after_seq: int, limit: int) -> list[AccountEvent]:
+        """The events after ``after_seq``, oldest first."""
+        async with (
+            self._db.reading() as conn,
+            conn.execute(
+                "SELECT seq, user_id, kind, occurred_at, kept_session_id FROM account_events "
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [
+            AccountEvent(
+                seq=row["seq"],
+                user_id=row["user_id"],
+                kind=AccountEventKind(row["kind"]),
+                occurred_at=from_micros(row["occurred_at"]),
+                kept_session_id=row["kept_session_id"],
+            )
+            for row in rows
+        ]
+
+    async def last_account_event_seq(self) -> int:
+        """The newest event's sequence number; 0 before the first."""
+        async with (
+            self._db.reading() as conn,
+            conn.execute("SELECT coalesce(max(seq), 0) AS seq FROM account_events") as cur,
+        ):
+            row = await cur.fetchone()
+        return int(row["seq"]) if row is not None else 0
 
     async def ping(self) -> bool:
         """Whether the database answers."""

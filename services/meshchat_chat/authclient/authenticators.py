@@ -17,48 +17,76 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 import grpc
 import grpc.aio
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from google.protobuf.json_format import MessageToDict
+from google.protobuf import json_format
 
 from meshchat.auth.v1 import access_pb2, access_pb2_grpc, auth_pb2, auth_pb2_grpc
+from meshchat_chat.domain import KeySet
 from meshchat_runtime.errors import DomainError, PermissionDenied, Unauthenticated, Unavailable
 from meshchat_runtime.identity import Principal, Role
+from meshchat_runtime.timestamps import utc_now
 from meshchat_runtime.tokens import TokenVerifier, UnknownKeyId, public_key_from_jwk
 
-__all__ = ["JwksCache", "LocalAuthenticator", "RemoteAuthenticator"]
+__all__ = ["JwksCache", "KeyArchive", "LocalAuthenticator", "RemoteAuthenticator"]
 
 log = logging.getLogger(__name__)
+
+# A failed fetch is retried after RETRY_FIRST seconds, doubling up to RETRY_MOST (and never
+# later than the refresh interval).
+RETRY_FIRST = 0.5
+RETRY_MOST = 10.0
+
+
+class KeyArchive(Protocol):
+    """Where the last good key set is kept across restarts (the chat service's own store)."""
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set, unless the one kept was fetched later."""
+        ...
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last, or None."""
+        ...
 
 
 class JwksCache:
     """The auth service's public keys by ``kid``, fetched over gRPC and refreshed.
 
     Keys are refreshed every ``refresh_interval`` and, when a token names an unknown
-    ``kid``, again, at most once per ``min_refetch_interval``. When a fetch fails the cached keys
-    stay in use for up to ``max_age`` after the last successful fetch, so tokens keep being
-    accepted while the auth service is down.
+    ``kid``, again, at most once per ``min_refetch_interval``; a failed fetch is retried
+    sooner, with backoff. When a fetch fails the cached keys stay in use for up to
+    ``max_age`` after the last successful fetch, so tokens keep being accepted while the auth
+    service is down. Each fetched set is kept in ``archive``, and a replica that starts
+    while the auth service is down begins with the kept set (while within ``max_age``).
     """
 
     def __init__(
         self,
         channel: grpc.aio.Channel,
         *,
+        archive: KeyArchive | None = None,
         refresh_interval: float = 300.0,
         min_refetch_interval: float = 10.0,
         max_age: float = 86400.0,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._stub = auth_pb2_grpc.AuthServiceStub(channel)
+        self._archive = archive
+        self._wall_clock = wall_clock
         self._refresh_interval = refresh_interval
         self._min_refetch_interval = min_refetch_interval
         self._max_age = max_age
         self._timeout = timeout
         self._clock = clock
         self._keys: dict[str, EllipticCurvePublicKey] = {}
+        self._created_at = clock()
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._refetched_at: float | None = None
@@ -73,13 +101,28 @@ class JwksCache:
         return self._keys.get(kid)
 
     @property
+    def max_age(self) -> float:
+        """How long fetched keys stay in use when no fetch succeeds."""
+        return self._max_age
+
+    def age(self) -> float:
+        """Seconds since the keys were last fetched; since this cache was made when never."""
+        return self._clock() - (self._fetched_at or self._created_at)
+
+    @property
     def usable(self) -> bool:
         """Whether keys were fetched within ``max_age``."""
         return self._fetched_at is not None and self._clock() - self._fetched_at <= self._max_age
 
+    async def probe(self) -> bool:
+        """Whether tokens can be verified: a health dependency."""
+        return self.usable
+
     async def start(self) -> None:
-        """Fetch the keys now and then every ``refresh_interval``, in the background; until
-        the first fetch succeeds, tokens are refused (UNAVAILABLE)."""
+        """Begin with the kept key set, if any, then fetch the keys now and every
+        ``refresh_interval`` in the background; while no key set is usable, tokens are
+        refused (UNAVAILABLE) and health says NOT_SERVING."""
+        await self._restore()
         self._task = asyncio.create_task(self._refresh_periodically(), name="jwks refresh")
 
     async def stop(self) -> None:
@@ -91,15 +134,57 @@ class JwksCache:
                 await self._task
 
     async def _refresh_periodically(self) -> None:
+        retry = RETRY_FIRST
         while not self._stopping.is_set():
-            await self.refresh()
+            if await self.refresh():
+                wait, retry = self._refresh_interval, RETRY_FIRST
+            else:
+                if self._fetched_at is None:
+                    await self._restore()  # the store may not have been ready at start
+                wait, retry = min(retry, self._refresh_interval), min(retry * 2, RETRY_MOST)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._refresh_interval)
+                await asyncio.wait_for(self._stopping.wait(), wait)
+
+    async def _restore(self) -> None:
+        """Use the kept key set when no keys were fetched yet and it is within ``max_age``."""
+        if self._archive is None or self._fetched_at is not None:
+            return
+        try:
+            kept = await self._archive.load_key_set()
+        except DomainError as exc:
+            log.warning("cannot read the kept keys: %s", exc.message)
+            return
+        if kept is None:
+            return
+        age = (self._wall_clock() - kept.fetched_at).total_seconds()
+        if age > self._max_age:
+            log.warning("the kept keys are too old to use", extra={"age_seconds": age})
+            return
+        keys = self._parse(list(json_format.Parse(kept.keys, auth_pb2.Jwks()).keys))
+        self._keys = keys
+        self._fetched_at = self._clock() - max(age, 0.0)
+        log.info(
+            "using the keys kept from the last fetch",
+            extra={"kids": sorted(keys), "fetched_at": kept.fetched_at.isoformat()},
+        )
+
+    async def _keep(self, jwks: auth_pb2.Jwks) -> None:
+        if self._archive is None:
+            return
+        document = json_format.MessageToJson(jwks, indent=None)
+        try:
+            await self._archive.save_key_set(KeySet(document, self._wall_clock()))
+        except DomainError as exc:
+            log.warning("cannot keep the fetched keys: %s", exc.message)
 
     async def refresh_for_unknown_kid(self) -> bool:
         """Fetch again because a token named an unknown key, unless such a fetch was made
         within ``min_refetch_interval``. True when the key set was fetched just now (by
         this call or by one it waited for)."""
+        if not self.usable and self._lock.locked():
+            # No keys, and a fetch is under way (the auth service may well be down): the
+            # caller is told UNAVAILABLE at once rather than made to wait for it.
+            return False
         attempted = self._attempted_at
         async with self._lock:
             if self._attempted_at != attempted:
@@ -108,20 +193,24 @@ class JwksCache:
             if last is not None and self._clock() - last < self._min_refetch_interval:
                 return False
             self._refetched_at = self._clock()
-            return await self._fetch()
+            # With keys in hand an unknown kid means a rotation, and the auth service is
+            # likely up (perhaps just restarted: wait for the channel); without any, it is
+            # likely down, and the background refresh is the one to wait for it.
+            return await self._fetch(wait_for_ready=self.usable)
 
     async def refresh(self) -> bool:
         """Fetch the key set now; False (keys kept) when the auth service cannot be reached."""
         async with self._lock:
             return await self._fetch()
 
-    async def _fetch(self) -> bool:
+    async def _fetch(self, *, wait_for_ready: bool = True) -> bool:
+        """Fetch the key set; with ``wait_for_ready``, wait (within the timeout) for a channel
+        that is still reconnecting after an outage."""
         now = self._clock()
         self._attempted_at = now
         try:
-            # wait_for_ready: right after an outage the channel may still be reconnecting.
             jwks = await self._stub.GetJwks(
-                auth_pb2.GetJwksRequest(), timeout=self._timeout, wait_for_ready=True
+                auth_pb2.GetJwksRequest(), timeout=self._timeout, wait_for_ready=wait_for_ready
             )
         except grpc.aio.AioRpcError as exc:
             log.warning(
@@ -129,17 +218,23 @@ class JwksCache:
                 extra={"code": exc.code().name, "details": exc.details(), "keys": len(self._keys)},
             )
             return False
-        keys: dict[str, EllipticCurvePublicKey] = {}
-        for jwk in jwks.keys:
-            try:
-                keys[jwk.kid] = public_key_from_jwk(MessageToDict(jwk))
-            except ValueError as exc:
-                log.warning("ignoring a key of the JWKS", extra={"kid": jwk.kid, "error": str(exc)})
+        keys = self._parse(list(jwks.keys))
         self._keys = keys
         self._fetched_at = now
         self._attempted_at = now
         log.info("fetched the auth service's keys", extra={"kids": sorted(keys)})
+        await self._keep(jwks)
         return True
+
+    @staticmethod
+    def _parse(jwks: list[auth_pb2.Jwk]) -> dict[str, EllipticCurvePublicKey]:
+        keys: dict[str, EllipticCurvePublicKey] = {}
+        for jwk in jwks:
+            try:
+                keys[jwk.kid] = public_key_from_jwk(json_format.MessageToDict(jwk))
+            except ValueError as exc:
+                log.warning("ignoring a key of the JWKS", extra={"kid": jwk.kid, "error": str(exc)})
+        return keys
 
 
 class LocalAuthenticator:

@@ -1,15 +1,18 @@
 """In-process fan-out of new messages to the open streams of this replica.
 
-Each chat with open streams has a topic. A topic delivers messages to its subscriptions in
-seq order without gaps: a message that arrives ahead of its predecessors waits while the
-topic reads the missing ones from the store, once for all of its subscribers. Messages
-come from this replica's sends (:meth:`Hub.publish`) and, through the PostgreSQL
-listener, as announcements of sends on other replicas (:meth:`Hub.announce`), which the
-topic reads from the store.
+Each chat with open streams has a topic: a bounded log of the chat's newest messages, in seq
+order without gaps, shared by all of the chat's streams. A message that arrives ahead of its
+predecessors waits while the topic reads the missing ones from the store, once for all of its
+subscribers. Messages come from this replica's sends (:meth:`Hub.publish`) and, through the
+PostgreSQL listener, as announcements of sends on other replicas (:meth:`Hub.announce`),
+which the topic reads from the store.
 
-Each subscription has a bounded queue. Publishing never waits: when a queue is full the
-subscription is marked lagging and its queue dropped, and its stream catches up from the
-store. So a slow consumer never blocks a sender and never loses a message.
+A stream keeps its own position (the seq it has delivered) and takes from the log everything
+after it at once, so a stream that keeps up gets one message at a time and one that falls
+behind gets batches that grow with its backlog. Publishing never waits and costs one append
+plus a wake-up of the streams that wait; nothing is queued per stream. A stream that falls
+further behind than the log reaches is told it is lagging and catches up from the store, so
+a slow consumer never blocks a sender, never holds memory, and never loses a message.
 """
 
 from __future__ import annotations
@@ -24,20 +27,25 @@ from collections.abc import AsyncIterator, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from meshchat_chat.domain import Message
+from meshchat_chat.fanout.cache import ChatCache
 from meshchat_chat.store import Store
 
-__all__ = ["Hub", "HubCollector", "HubStats", "Signal", "Subscription"]
+__all__ = ["BATCH_MAX", "Hub", "HubCollector", "HubStats", "Signal", "Subscription"]
 
 log = logging.getLogger(__name__)
 
 FILL_PAGE = 500
 FILL_RETRY_SECONDS = 1.0
+# The most messages handed to a stream at once: 100 messages of the longest text (4,096
+# characters of 4 bytes) stay well below grpc's default 4 MiB message limit of clients.
+BATCH_MAX = 100
 
 
 class Signal(enum.Enum):
-    """What a subscription reports besides a message."""
+    """What a subscription reports besides messages."""
 
-    # The queue overflowed and was dropped: read what is missing from the store.
+    # The messages after the stream's position are no longer in the log: read them from the
+    # store.
     LAGGING = "lagging"
     # The chat's members changed or the chat was deleted: check access again.
     RECHECK = "recheck"
@@ -56,81 +64,87 @@ class HubStats:
 
 
 class Subscription:
-    """One stream's view of a chat: a bounded queue of messages and two flags."""
+    """One stream's view of a chat's topic, and two flags."""
 
-    __slots__ = ("_closing", "_items", "_lagging", "_limit", "_recheck", "_stats", "_waiter")
+    __slots__ = ("_closing", "_recheck", "_topic", "_waiter")
 
-    def __init__(self, limit: int, stats: HubStats) -> None:
-        # A list, not a deque: an empty deque costs 600 bytes and most streams are idle.
-        self._items: list[Message] = []
-        self._limit = limit
-        self._stats = stats
-        self._lagging = False
+    def __init__(self, topic: _Topic) -> None:
+        self._topic = topic
         self._recheck = False
         self._closing = False
         self._waiter: asyncio.Future[None] | None = None
 
-    def offer(self, message: Message) -> None:
-        """Queue a message without waiting; on overflow, drop the queue and mark lagging."""
-        if len(self._items) >= self._limit:
-            self._items.clear()
-            if not self._lagging:
-                self._lagging = True
-                self._stats.overflows += 1
-        else:
-            self._items.append(message)
-        self._wake()
-
     def flag_recheck(self) -> None:
         """Ask the stream to check its access again."""
         self._recheck = True
-        self._wake()
+        self.wake()
 
     def flag_closing(self) -> None:
         """Ask the stream to end: the replica is stopping."""
         self._closing = True
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """End the stream's wait, if it waits."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def next(self, wait: float) -> Message | Signal | None:
-        """The next signal or message, or None when nothing came within ``wait`` seconds."""
-        if not (self._closing or self._recheck or self._lagging or self._items):
-            self._waiter = asyncio.get_running_loop().create_future()
+    async def next(self, after: int, wait: float) -> tuple[Message, ...] | Signal | None:
+        """A signal; or the messages after seq ``after`` (up to :data:`BATCH_MAX`, ascending,
+        without gaps); or None when nothing came within ``wait`` seconds."""
+        topic = self._topic
+        if not self._ready(after):
+            loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(wait):
-                    await self._waiter
+                    # A stream that caught up from the store ahead of the topic is woken by
+                    # messages it has already delivered: it waits on.
+                    while not self._ready(after):
+                        self._waiter = loop.create_future()
+                        topic.waiting.add(self)
+                        await self._waiter
             except TimeoutError:
                 return None
             finally:
+                topic.waiting.discard(self)
                 self._waiter = None
         if self._closing:
             return Signal.CLOSING
         if self._recheck:
             self._recheck = False
             return Signal.RECHECK
-        if self._lagging:
-            self._lagging = False
-            return Signal.LAGGING
-        if self._items:
-            return self._items.pop(0)
-        return None
+        return topic.after(after)
+
+    def _ready(self, after: int) -> bool:
+        return self._closing or self._recheck or self._topic.head > after
 
 
 class _Topic:
-    """The subscriptions of one chat and the seq up to which they have been given messages."""
+    """The log of one chat's newest messages and the subscriptions that read it."""
 
-    def __init__(self, chat_id: str, head: int, store: Store) -> None:
+    def __init__(self, chat_id: str, head: int, store: Store, capacity: int, stats: HubStats):
         self.chat_id = chat_id
         self.head = head
         self.subscribers: set[Subscription] = set()
+        self.waiting: set[Subscription] = set()
+        # log[i].seq == head - len(log) + 1 + i
+        self._log: list[Message] = []
+        self._capacity = capacity
+        self._stats = stats
         self._store = store
         self._pending: dict[int, Message] = {}
         self._fill_target = head
         self._fill_task: asyncio.Task[None] | None = None
         self._retry: asyncio.TimerHandle | None = None
+
+    def after(self, seq: int) -> tuple[Message, ...] | Signal:
+        """The logged messages after ``seq`` (at most BATCH_MAX), or LAGGING when the log no
+        longer holds the one that follows ``seq``."""
+        start = seq + 1 - (self.head - len(self._log) + 1)
+        if start < 0:
+            self._stats.overflows += 1
+            return Signal.LAGGING
+        return tuple(self._log[start : start + BATCH_MAX])
 
     def accept(self, message: Message) -> None:
         if message.seq <= self.head:
@@ -139,14 +153,22 @@ class _Topic:
             self._pending[message.seq] = message
             self.request_fill(message.seq - 1)
             return
-        self._deliver(message)
+        self._append(message)
         while (following := self._pending.pop(self.head + 1, None)) is not None:
-            self._deliver(following)
+            self._append(following)
+        self._wake()
 
-    def _deliver(self, message: Message) -> None:
+    def _append(self, message: Message) -> None:
         self.head = message.seq
-        for subscription in self.subscribers:
-            subscription.offer(message)
+        self._log.append(message)
+        # Trimmed in bulk, so that an append costs O(1) on average.
+        if len(self._log) >= 2 * self._capacity:
+            del self._log[: len(self._log) - self._capacity]
+
+    def _wake(self) -> None:
+        waiting, self.waiting = self.waiting, set()
+        for subscription in waiting:
+            subscription.wake()
 
     def request_fill(self, target: int) -> None:
         """Read the messages up to ``target`` from the store (single flight)."""
@@ -163,14 +185,13 @@ class _Topic:
                 if len(messages) < FILL_PAGE:
                     break
         except Exception as exc:
-            # Hand over what is pending (streams check for gaps themselves) and try again
-            # shortly: the database may be back by then.
+            # Try again shortly: the database may be back by then. What is pending waits,
+            # since the log never has gaps.
             log.warning("cannot read missed messages: %s", exc, extra={"chat": self.chat_id})
-            for seq in sorted(self._pending):
-                self._deliver(self._pending[seq])
             self._retry = asyncio.get_running_loop().call_later(
                 FILL_RETRY_SECONDS, self.request_fill, self._fill_target
             )
+            return
         self._pending = {seq: m for seq, m in self._pending.items() if seq > self.head}
         self._fill_target = self.head
 
@@ -184,14 +205,22 @@ class _Topic:
 
 
 class Hub:
-    """The topics of the chats that have open streams on this replica."""
+    """The topics of the chats that have open streams on this replica. ``queue_size`` is how
+    many of a chat's newest messages its topic keeps for streams that fall behind. The hub
+    passes what it learns about chats on to ``cache``."""
 
-    def __init__(self, store: Store, queue_size: int) -> None:
+    def __init__(self, store: Store, queue_size: int, cache: ChatCache | None = None) -> None:
         self._store = store
         self._queue_size = queue_size
+        self._cache = cache
         self._topics: dict[str, _Topic] = {}
         self._closing = False
         self.stats = HubStats()
+
+    @property
+    def chats_followed(self) -> int:
+        """How many chats have open streams here."""
+        return len(self._topics)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, chat_id: str) -> AsyncIterator[Subscription]:
@@ -201,8 +230,10 @@ class Hub:
             # The topic starts at the newest message committed before it exists; a stream
             # reads its replay after subscribing, so everything up to there is in the replay.
             head = await self._store.last_seq(chat_id) or 0
-            topic = self._topics.setdefault(chat_id, _Topic(chat_id, head, self._store))
-        subscription = Subscription(self._queue_size, self.stats)
+            topic = self._topics.setdefault(
+                chat_id, _Topic(chat_id, head, self._store, self._queue_size, self.stats)
+            )
+        subscription = Subscription(topic)
         if self._closing:
             subscription.flag_closing()
         topic.subscribers.add(subscription)
@@ -218,18 +249,24 @@ class Hub:
 
     def publish(self, message: Message) -> None:
         """A message committed on this replica."""
+        if self._cache is not None:
+            self._cache.note_seq(message.chat_id, message.seq)
         topic = self._topics.get(message.chat_id)
         if topic is not None:
             topic.accept(message)
 
     def announce(self, chat_id: str, seq: int) -> None:
         """A message committed somewhere (this or another replica): read it unless known."""
+        if self._cache is not None:
+            self._cache.note_seq(chat_id, seq)
         topic = self._topics.get(chat_id)
         if topic is not None and seq > topic.head:
             topic.request_fill(seq)
 
     def membership_changed(self, chat_id: str) -> None:
         """The chat's members changed or it was deleted: its streams check access again."""
+        if self._cache is not None:
+            self._cache.forget(chat_id)
         topic = self._topics.get(chat_id)
         if topic is not None:
             for subscription in topic.subscribers:
@@ -243,9 +280,16 @@ class Hub:
             for subscription in topic.subscribers:
                 subscription.flag_closing()
 
+    def disconnected(self) -> None:
+        """Announcements may be missed from now on (the listener lost its connection)."""
+        if self._cache is not None:
+            self._cache.suspend()
+
     def resync(self) -> None:
         """Announcements may have been missed (the listener reconnected): every topic reads
         what is new in the store and every stream checks its access again."""
+        if self._cache is not None:
+            self._cache.resume()
         for topic in self._topics.values():
             topic.request_fill(sys.maxsize)
             for subscription in topic.subscribers:
@@ -266,6 +310,7 @@ class HubCollector:
         )
         yield CounterMetricFamily(
             "meshchat_chat_stream_overflows",
-            "Times a stream's queue overflowed and the stream caught up from the database.",
+            "Times a stream fell behind the messages kept in memory and caught up from the "
+            "database.",
             value=stats.overflows,
         )

@@ -2,12 +2,14 @@
 
 A send is one statement: it checks membership and the idempotency key, increments the
 chat's counter row (the row lock orders concurrent sends of a chat, and a rolled-back send
-gives its number back), inserts the message and queues a NOTIFY, all in the transaction
-of that statement, so a message and its announcement are committed together.
+gives its number back), inserts the message and queues a NOTIFY, all in one transaction, so
+a message and its announcement are committed together. Concurrent sends to one chat on a
+replica share one transaction: their statements run in order, and commit (durably) together.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,25 +17,37 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from meshchat_chat.domain import (
+    AccountChange,
+    AddOutcome,
+    AppliedChange,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
+    Revocation,
     SendOutcome,
     SendResult,
 )
 from meshchat_runtime.database import PostgresDatabase, load_migrations
 from meshchat_runtime.errors import NotFound
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.settings import DatabaseUrl
 
 __all__ = ["MIGRATION_LOCK", "NOTIFY_CHANNEL", "PostgresStore"]
 
 # The channel on which the store announces "<chat id>:<seq>" after a message is committed and
-# "<chat id>:members" after a chat's membership changed or it was deleted.
+# "<chat id>:members" after a chat's membership changed or it was deleted (members added too:
+# every replica caches chats with their members).
 NOTIFY_CHANNEL = "meshchat_chat"
 # The advisory lock under which replicas starting together apply the migrations one at a time.
 MIGRATION_LOCK = "meshchat_chat.migrations"
+# The advisory lock under which replicas apply account events one at a time.
+ACCOUNT_EVENTS_LOCK = "meshchat_chat.account_events"
+# The advisory lock, with the owner's id appended, under which one owner's chats are counted
+# and created.
+OWNER_LOCK = "meshchat_chat.owner"
 
 _CHAT_COLUMNS = (
     "c.id::text AS id, c.name, c.owner_id, c.created_at, c.last_seq, "
@@ -76,6 +90,31 @@ SELECT false AS created, existing.* FROM existing
 """  # noqa: S608
 
 
+_Send = tuple[NewMessage, "asyncio.Future[SendResult]"]
+# The most sends of one chat stored in one transaction.
+SEND_GROUP_MAX = 64
+
+
+def _send_params(message: NewMessage) -> dict[str, object]:
+    return {
+        "chat": message.chat_id,
+        "sender": message.sender.user_id,
+        "username": message.sender.username,
+        "text": message.text,
+        "client_id": message.client_message_id,
+        "created": message.created_at,
+    }
+
+
+def _revocation(user_id: str, row: Mapping[str, Any]) -> Revocation:
+    return Revocation(
+        user_id=user_id,
+        not_before=row["not_before"],
+        kept_session_id=row["kept_session_id"],
+        deleted=row["deleted"],
+    )
+
+
 def _chat(row: Mapping[str, Any]) -> Chat:
     return Chat(
         id=row["id"],
@@ -109,17 +148,33 @@ class PostgresStore:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        # The sends waiting for each chat while a group of its sends is being stored.
+        self._sends: dict[str, list[_Send]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(cls, url: DatabaseUrl, *, pool_size: int = 10) -> PostgresStore:
+    async def open(
+        cls, url: DatabaseUrl, *, pool_size: int = 10, metrics: DatabaseMetrics | None = None
+    ) -> PostgresStore:
         """Open a pool of up to ``pool_size`` connections and migrate under the advisory lock."""
-        db = PostgresDatabase(url, min_size=min(2, pool_size), max_size=pool_size)
+        db = PostgresDatabase(url, min_size=min(2, pool_size), max_size=pool_size, metrics=metrics)
         await db.open(load_migrations("meshchat_chat", "postgresql"), MIGRATION_LOCK)
         return cls(db)
 
-    async def create_chat(self, chat: Chat) -> None:
-        """Store a new chat with its members."""
+    async def create_chat(self, chat: Chat, max_owned: int) -> bool:
+        """Store a new chat with its members unless the owner has too many: an advisory lock
+        on the owner orders their concurrent creations, so the count holds until the insert."""
         async with self._db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"{OWNER_LOCK}:{chat.owner_id}",),
+            )
+            cur = await conn.execute(
+                "SELECT count(*) AS owned FROM chats WHERE owner_id = %s", (chat.owner_id,)
+            )
+            row = await cur.fetchone()
+            if row is not None and row["owned"] >= max_owned:
+                return False
             await conn.execute(
                 "INSERT INTO chats (id, name, owner_id, created_at, last_seq) "
                 "VALUES (%s::uuid, %s, %s, %s, %s)",
@@ -131,6 +186,7 @@ class PostgresStore:
                     "VALUES (%s::uuid, %s, %s, %s)",
                     [(chat.id, m.user_id, m.username, m.joined_at) for m in chat.members],
                 )
+            return True
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
@@ -168,18 +224,36 @@ class PostgresStore:
                 await self._announce_members(conn, chat_id)
             return deleted
 
-    async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member unless already one."""
-        async with self._db.connection() as conn:
-            try:
-                cur = await conn.execute(
-                    "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
-                    "VALUES (%s::uuid, %s, %s, %s) ON CONFLICT (chat_id, user_id) DO NOTHING",
-                    (chat_id, member.user_id, member.username, member.joined_at),
-                )
-            except pg_errors.ForeignKeyViolation:
-                raise NotFound(f"chat {chat_id} not found") from None
-            return cur.rowcount > 0
+    async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
+        """Add a member unless already one or the chat is full, and announce it (replicas
+        cache members). The chat's row is locked, so concurrent additions to it are counted
+        one after the other. The count is a statement of its own, after the lock: its
+        snapshot then includes what the previous holder of the lock committed (one
+        statement would count with the snapshot of its start)."""
+        async with self._db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT 1 FROM chats WHERE id = %s::uuid FOR UPDATE", (chat_id,)
+            )
+            if await cur.fetchone() is None:
+                raise NotFound(f"chat {chat_id} not found")
+            cur = await conn.execute(
+                "SELECT count(*) AS members, coalesce(bool_or(user_id = %s), false) AS present "
+                "FROM chat_members WHERE chat_id = %s::uuid",
+                (member.user_id, chat_id),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            if row["present"]:
+                return AddOutcome.ALREADY_MEMBER
+            if row["members"] >= max_members:
+                return AddOutcome.CHAT_FULL
+            await conn.execute(
+                "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
+                "VALUES (%s::uuid, %s, %s, %s)",
+                (chat_id, member.user_id, member.username, member.joined_at),
+            )
+            await self._announce_members(conn, chat_id)
+            return AddOutcome.ADDED
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         """Remove a member and announce it, so that their open streams end."""
@@ -198,18 +272,75 @@ class PostgresStore:
         await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{chat_id}:members"))
 
     async def send_message(self, message: NewMessage) -> SendResult:
-        """Store the message with the chat's next seq, or return the first one of a retry."""
-        params = {
-            "chat": message.chat_id,
-            "sender": message.sender.user_id,
-            "username": message.sender.username,
-            "text": message.text,
-            "client_id": message.client_message_id,
-            "created": message.created_at,
-        }
+        """Store the message with the chat's next seq, or return the first one of a retry.
+
+        Concurrent sends to one chat are stored together: while a group of them is being
+        committed, the next ones wait and then go in one transaction (one commit, one WAL
+        flush) in the order they came, which is the order of their seqs."""
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+        waiting = self._sends.get(message.chat_id)
+        if waiting is None:
+            waiting = self._sends[message.chat_id] = []
+            drain = asyncio.create_task(self._drain(message.chat_id, waiting), name="sends")
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
+        waiting.append((message, future))
+        return await asyncio.shield(future)
+
+    async def _drain(self, chat_id: str, waiting: list[_Send]) -> None:
+        try:
+            while waiting:
+                group = waiting[:SEND_GROUP_MAX]
+                del waiting[:SEND_GROUP_MAX]
+                await self._send_group(group)
+        finally:
+            del self._sends[chat_id]
+
+    async def _send_group(self, group: list[_Send]) -> None:
+        messages = [message for message, _ in group]
+        outcomes: list[SendResult | BaseException]
+        try:
+            if len(messages) == 1:
+                outcomes = [await self._send_one(messages[0])]
+            else:
+                outcomes = list(await self._send_together(messages))
+        except pg_errors.UniqueViolation:
+            # A retry on another replica won a race; the group rolled back, seqs included.
+            outcomes = [await self._outcome(m) for m in messages]
+        except Exception as exc:
+            outcomes = [exc] * len(messages)
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def _outcome(self, message: NewMessage) -> SendResult | BaseException:
+        try:
+            return await self._send_one(message)
+        except Exception as exc:
+            return exc
+
+    async def _send_together(self, messages: list[NewMessage]) -> list[SendResult]:
+        async with self._db.connection() as conn, conn.transaction():
+            async with conn.pipeline():
+                cursors = [await conn.execute(_SEND.encode(), _send_params(m)) for m in messages]
+            results = []
+            for message, cur in zip(messages, cursors, strict=True):
+                row = await cur.fetchone()
+                if row is None:
+                    results.append(await self._refusal(conn, message))
+                else:
+                    created = SendOutcome.CREATED if row["created"] else SendOutcome.DUPLICATE
+                    results.append(SendResult(created, _message(row)))
+            return results
+
+    async def _send_one(self, message: NewMessage) -> SendResult:
         async with self._db.connection() as conn:
             try:
-                cur = await conn.execute(_SEND.encode(), params)
+                cur = await conn.execute(_SEND.encode(), _send_params(message))
                 row = await cur.fetchone()
             except pg_errors.UniqueViolation:
                 # A concurrent retry with the same client_message_id won the race; this
@@ -226,8 +357,13 @@ class PostgresStore:
             if row is not None:
                 outcome = SendOutcome.CREATED if row["created"] else SendOutcome.DUPLICATE
                 return SendResult(outcome, _message(row))
-            cur = await conn.execute("SELECT 1 FROM chats WHERE id = %s::uuid", (message.chat_id,))
-            exists = await cur.fetchone() is not None
+            return await self._refusal(conn, message)
+
+    @staticmethod
+    async def _refusal(conn: psycopg.AsyncConnection[Any], message: NewMessage) -> SendResult:
+        """Why a send stored nothing: the sender is no member, or there is no chat."""
+        cur = await conn.execute("SELECT 1 FROM chats WHERE id = %s::uuid", (message.chat_id,))
+        exists = await cur.fetchone() is not None
         return SendResult(SendOutcome.NOT_MEMBER if exists else SendOutcome.NO_CHAT)
 
     async def messages_after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
@@ -261,6 +397,96 @@ class PostgresStore:
             cur = await conn.execute("SELECT last_seq FROM chats WHERE id = %s::uuid", (chat_id,))
             row = await cur.fetchone()
         return int(row["last_seq"]) if row is not None else None
+
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Merge the revocation, remove a deleted user from every chat (handing each chat
+        they owned to its earliest remaining member, or deleting it), and move the position,
+        in one transaction."""
+        new = change.revocation
+        async with self._db.connection() as conn, conn.transaction():
+            # One at a time across replicas: two deletions applied together would each pick
+            # the other user, not yet gone, as the heir of a chat they share.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (ACCOUNT_EVENTS_LOCK,))
+            cur = await conn.execute(
+                "SELECT not_before, kept_session_id, deleted FROM revocations "
+                "WHERE user_id = %s FOR UPDATE",
+                (new.user_id,),
+            )
+            row = await cur.fetchone()
+            merged = _revocation(new.user_id, row).merged(new) if row is not None else new
+            await conn.execute(
+                "INSERT INTO revocations (user_id, not_before, kept_session_id, deleted) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (user_id) DO UPDATE SET "
+                "not_before = excluded.not_before, kept_session_id = excluded.kept_session_id, "
+                "deleted = excluded.deleted",
+                (merged.user_id, merged.not_before, merged.kept_session_id, merged.deleted),
+            )
+            await conn.execute(
+                "INSERT INTO account_event_position (id, seq) VALUES (1, %s) "
+                "ON CONFLICT (id) DO UPDATE SET "
+                "seq = greatest(account_event_position.seq, excluded.seq)",
+                (change.seq,),
+            )
+            if not new.deleted:
+                return AppliedChange()
+            cur = await conn.execute(
+                "SELECT id::text AS id FROM chats WHERE owner_id = %s ORDER BY id FOR UPDATE",
+                (new.user_id,),
+            )
+            owned = [r["id"] for r in await cur.fetchall()]
+            cur = await conn.execute(
+                "DELETE FROM chat_members WHERE user_id = %s RETURNING chat_id::text AS id",
+                (new.user_id,),
+            )
+            member_of = [r["id"] for r in await cur.fetchall()]
+            deleted = []
+            for chat_id in owned:
+                cur = await conn.execute(
+                    "UPDATE chats SET owner_id = heir.user_id FROM (SELECT user_id "
+                    "FROM chat_members WHERE chat_id = %s::uuid "
+                    'ORDER BY joined_at, username COLLATE "C" LIMIT 1) heir '
+                    "WHERE chats.id = %s::uuid",
+                    (chat_id, chat_id),
+                )
+                if cur.rowcount == 0:
+                    await conn.execute("DELETE FROM chats WHERE id = %s::uuid", (chat_id,))
+                    deleted.append(chat_id)
+            changed = sorted(set(member_of + owned))
+            for chat_id in changed:
+                await self._announce_members(conn, chat_id)
+        return AppliedChange(tuple(c for c in changed if c not in deleted), tuple(deleted))
+
+    async def revocations(self) -> list[Revocation]:
+        """Every user's revocation."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT user_id, not_before, kept_session_id, deleted FROM revocations"
+            )
+            return [_revocation(row["user_id"], row) for row in await cur.fetchall()]
+
+    async def account_event_position(self) -> int:
+        """The number of the last account event applied; 0 before the first."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute("SELECT seq FROM account_event_position WHERE id = 1")
+            row = await cur.fetchone()
+        return int(row["seq"]) if row is not None else 0
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        async with self._db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO jwks (id, keys, fetched_at) VALUES (1, %s, %s) ON CONFLICT (id) DO "
+                "UPDATE SET keys = excluded.keys, fetched_at = excluded.fetched_at "
+                "WHERE excluded.fetched_at >= jwks.fetched_at",
+                (key_set.keys, key_set.fetched_at),
+            )
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute("SELECT keys, fetched_at FROM jwks WHERE id = 1")
+            row = await cur.fetchone()
+        return KeySet(row["keys"], row["fetched_at"]) if row is not None else None
 
     async def ping(self) -> bool:
         """Whether a pooled connection answers."""

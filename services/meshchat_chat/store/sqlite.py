@@ -15,16 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from meshchat_chat.domain import (
+    AccountChange,
+    AddOutcome,
+    AppliedChange,
     Chat,
     ChatCursor,
+    KeySet,
     Member,
     Message,
     NewMessage,
+    Revocation,
     SendOutcome,
     SendResult,
 )
 from meshchat_runtime.database import SqliteDatabase, load_migrations
 from meshchat_runtime.errors import NotFound
+from meshchat_runtime.metrics import DatabaseMetrics
 from meshchat_runtime.timestamps import from_micros, to_micros
 
 __all__ = ["SqliteStore"]
@@ -71,6 +77,15 @@ def _messages(rows: Iterable[Any]) -> list[Message]:
     return [_message(row) for row in rows]
 
 
+def _revocation(user_id: str, row: Any) -> Revocation:
+    return Revocation(
+        user_id=user_id,
+        not_before=from_micros(row["not_before"]),
+        kept_session_id=row["kept_session_id"],
+        deleted=bool(row["deleted"]),
+    )
+
+
 class SqliteStore:
     """Chats, members and messages in one SQLite file."""
 
@@ -82,18 +97,24 @@ class SqliteStore:
         self._reader.execute("PRAGMA busy_timeout=1000")
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
+    async def open(cls, path: Path, metrics: DatabaseMetrics | None = None) -> SqliteStore:
         """Open (creating and migrating) the database file at ``path``."""
-        db = SqliteDatabase(path)
+        db = SqliteDatabase(path, metrics)
         await db.open(load_migrations("meshchat_chat", "sqlite"))
         return cls(db)
 
     def _read(self, query: str, params: Sequence[object]) -> list[sqlite3.Row]:
         return self._reader.execute(query, params).fetchall()
 
-    async def create_chat(self, chat: Chat) -> None:
-        """Store a new chat with its members."""
+    async def create_chat(self, chat: Chat, max_owned: int) -> bool:
+        """Store a new chat with its members unless the owner has too many (writes are
+        serialized, so the count holds until the insert)."""
         async with self._db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT count(*) FROM chats WHERE owner_id = ?", (chat.owner_id,)
+            )
+            if next(iter(rows))[0] >= max_owned:
+                return False
             await conn.execute(
                 "INSERT INTO chats (id, name, owner_id, created_at, last_seq) VALUES (?, ?, ?, ?, ?)",
                 (chat.id, chat.name, chat.owner_id, to_micros(chat.created_at), chat.last_seq),
@@ -103,6 +124,7 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?)",
                 [(chat.id, m.user_id, m.username, to_micros(m.joined_at)) for m in chat.members],
             )
+            return True
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         """The chat with its members, or None."""
@@ -129,9 +151,19 @@ class SqliteStore:
             cursor = await conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
             return cursor.rowcount > 0
 
-    async def add_member(self, chat_id: str, member: Member) -> bool:
-        """Add a member unless already one."""
+    async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
+        """Add a member unless already one or the chat is full."""
         async with self._db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT count(*), coalesce(max(user_id = ?), 0) FROM chat_members "
+                "WHERE chat_id = ?",
+                (member.user_id, chat_id),
+            )
+            count, present = next(iter(rows))
+            if present:
+                return AddOutcome.ALREADY_MEMBER
+            if count >= max_members:
+                return AddOutcome.CHAT_FULL
             try:
                 cursor = await conn.execute(
                     "INSERT INTO chat_members (chat_id, user_id, username, joined_at) "
@@ -140,7 +172,7 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError:
                 raise NotFound(f"chat {chat_id} not found") from None
-            return cursor.rowcount > 0
+            return AddOutcome.ADDED if cursor.rowcount > 0 else AddOutcome.ALREADY_MEMBER
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         """Remove a member."""
@@ -221,6 +253,94 @@ class SqliteStore:
         """The chat's counter, or None."""
         rows = self._read("SELECT last_seq FROM chats WHERE id = ?", (chat_id,))
         return next((int(row[0]) for row in rows), None)
+
+    async def apply_account_change(self, change: AccountChange) -> AppliedChange:
+        """Merge the revocation, remove a deleted user from every chat (handing each chat
+        they owned to its earliest remaining member, or deleting it), and move the position,
+        in one transaction."""
+        new = change.revocation
+        async with self._db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT not_before, kept_session_id, deleted FROM revocations WHERE user_id = ?",
+                (new.user_id,),
+            )
+            merged = next((_revocation(new.user_id, row).merged(new) for row in rows), new)
+            await conn.execute(
+                "INSERT INTO revocations (user_id, not_before, kept_session_id, deleted) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+                "not_before = excluded.not_before, kept_session_id = excluded.kept_session_id, "
+                "deleted = excluded.deleted",
+                (
+                    merged.user_id,
+                    to_micros(merged.not_before),
+                    merged.kept_session_id,
+                    int(merged.deleted),
+                ),
+            )
+            await conn.execute(
+                "INSERT INTO account_event_position (id, seq) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq = max(seq, excluded.seq)",
+                (change.seq,),
+            )
+            if not new.deleted:
+                return AppliedChange()
+            member_of = [
+                row[0]
+                for row in await conn.execute_fetchall(
+                    "SELECT chat_id FROM chat_members WHERE user_id = ?", (new.user_id,)
+                )
+            ]
+            owned = [
+                row[0]
+                for row in await conn.execute_fetchall(
+                    "SELECT id FROM chats WHERE owner_id = ?", (new.user_id,)
+                )
+            ]
+            await conn.execute("DELETE FROM chat_members WHERE user_id = ?", (new.user_id,))
+            deleted = []
+            for chat_id in owned:
+                heirs = await conn.execute_fetchall(
+                    "SELECT user_id FROM chat_members WHERE chat_id = ? "
+                    "ORDER BY joined_at, username LIMIT 1",
+                    (chat_id,),
+                )
+                heir = next((row[0] for row in heirs), None)
+                if heir is None:
+                    await conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+                    deleted.append(chat_id)
+                else:
+                    await conn.execute(
+                        "UPDATE chats SET owner_id = ? WHERE id = ?", (heir, chat_id)
+                    )
+        changed = sorted(set(member_of + owned) - set(deleted))
+        return AppliedChange(tuple(changed), tuple(deleted))
+
+    async def revocations(self) -> list[Revocation]:
+        """Every user's revocation."""
+        rows = self._read(
+            "SELECT user_id, not_before, kept_session_id, deleted FROM revocations", ()
+        )
+        return [_revocation(row["user_id"], row) for row in rows]
+
+    async def account_event_position(self) -> int:
+        """The number of the last account event applied; 0 before the first."""
+        rows = self._read("SELECT seq FROM account_event_position WHERE id = 1", ())
+        return next((int(row[0]) for row in rows), 0)
+
+    async def save_key_set(self, key_set: KeySet) -> None:
+        """Keep the key set unless a later one is kept."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO jwks (id, keys, fetched_at) VALUES (1, ?, ?) ON CONFLICT (id) DO "
+                "UPDATE SET keys = excluded.keys, fetched_at = excluded.fetched_at "
+                "WHERE excluded.fetched_at >= jwks.fetched_at",
+                (key_set.keys, to_micros(key_set.fetched_at)),
+            )
+
+    async def load_key_set(self) -> KeySet | None:
+        """The key set kept last."""
+        rows = self._read("SELECT keys, fetched_at FROM jwks WHERE id = 1", ())
+        return next((KeySet(row[0], from_micros(row[1])) for row in rows), None)
 
     async def ping(self) -> bool:
         """Whether the database answers."""

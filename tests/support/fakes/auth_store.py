@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from meshchat_auth.domain import (
+    AccountEvent,
+    AccountEventKind,
     AttemptLimit,
     NewUser,
     RefreshFamily,
@@ -18,6 +20,7 @@ from meshchat_auth.domain import (
     StoredRotation,
     User,
     UserChanges,
+    change_events,
     decide_rotation,
 )
 from meshchat_runtime.errors import AlreadyExists
@@ -52,7 +55,14 @@ class MemoryAuthStore:
         self._families: dict[str, _Family] = {}
         self._tokens: dict[str, _Token] = {}
         self._attempts: dict[str, tuple[int, datetime]] = {}
+        self._events: list[AccountEvent] = []
         self._open = True
+
+    def _record(
+        self, user_id: str, kind: AccountEventKind, now: datetime, kept_session_id: str = ""
+    ) -> None:
+        seq = len(self._events) + 1
+        self._events.append(AccountEvent(seq, user_id, kind, now, kept_session_id))
 
     def _check_unique(self, username: str, email: str, except_id: str = "") -> None:
         for other in self._users.values():
@@ -88,6 +98,11 @@ class MemoryAuthStore:
         key = username.lower()
         return next((u for u in self._users.values() if u.username.lower() == key), None)
 
+    async def get_users_by_usernames(self, usernames: Sequence[str]) -> list[User]:
+        """The accounts with these usernames, ignoring case."""
+        keys = {u.lower() for u in usernames}
+        return [u for u in self._users.values() if u.username.lower() in keys]
+
     async def update_user(self, user_id: str, changes: UserChanges, now: datetime) -> User | None:
         """Apply ``changes``; None when the account does not exist."""
         async with self._lock:
@@ -106,6 +121,8 @@ class MemoryAuthStore:
                 updated_at=now,
             )
             self._users[user_id] = updated
+            for kind, kept_session in change_events(changes, user.role):
+                self._record(user_id, kind, now, kept_session)
             if changes.revoke_families:
                 for family in self._families.values():
                     kept = family.family.family_id == changes.keep_family
@@ -113,11 +130,12 @@ class MemoryAuthStore:
                         family.revoked_at = family.revoked_at or now
             return updated
 
-    async def delete_user(self, user_id: str) -> bool:
-        """Delete the account and all of its refresh families."""
+    async def delete_user(self, user_id: str, now: datetime) -> bool:
+        """Delete the account and all of its refresh families, recording the event."""
         async with self._lock:
             if self._users.pop(user_id, None) is None:
                 return False
+            self._record(user_id, AccountEventKind.DELETED, now)
             for token_hash, token in list(self._tokens.items()):
                 if token.token.user_id == user_id:
                     del self._tokens[token_hash]
@@ -221,6 +239,14 @@ class MemoryAuthStore:
                     self._attempts[key] = (count - 1, start)
             for key in forget:
                 self._attempts.pop(key, None)
+
+    async def account_events(self, after_seq: int, limit: int) -> list[AccountEvent]:
+        """The events after ``after_seq``, oldest first."""
+        return self._events[max(after_seq, 0) : max(after_seq, 0) + limit]
+
+    async def last_account_event_seq(self) -> int:
+        """The newest event's number."""
+        return len(self._events)
 
     async def ping(self) -> bool:
         """Whether the store is open."""

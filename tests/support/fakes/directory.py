@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from meshchat_chat.domain import Caller, UserRef
 from meshchat_runtime.errors import NotFound
@@ -15,7 +16,7 @@ class MemoryUserDirectory:
 
     def __init__(self) -> None:
         self._users: dict[str, UserRef] = {}
-        self.lookups: list[tuple[str, Caller]] = []
+        self.lookups: list[tuple[tuple[str, ...], Caller]] = []
 
     def add(self, username: str) -> UserRef:
         """Sign up a user with a fresh id."""
@@ -23,10 +24,10 @@ class MemoryUserDirectory:
         self._users[username.lower()] = user
         return user
 
-    async def find(self, username: str, caller: Caller) -> UserRef:
-        """The user named ``username``; NotFound naming them when there is none."""
-        self.lookups.append((username, caller))
-        user = self._users.get(username.lower())
-        if user is None:
-            raise NotFound(f"user {username!r} not found")
-        return user
+    async def resolve(self, usernames: Sequence[str], caller: Caller) -> list[UserRef]:
+        """The users named, in the order given; NotFound naming the missing ones."""
+        self.lookups.append((tuple(usernames), caller))
+        missing = [u for u in usernames if u.lower() not in self._users]
+        if missing:
+            raise NotFound(f"users not found: {', '.join(repr(u) for u in missing)}")
+        return [self._users[u.lower()] for u in usernames]

@@ -14,6 +14,7 @@ from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.service import AccessChecker, AccountService, PasswordCheck, SessionService
 from meshchat_runtime.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from meshchat_runtime.timestamps import utc_now
 from tests.support.accounts import principal, sign_up
 from tests.support.clock import FakeClock
 from tests.support.fakes import MemoryAuthStore
@@ -263,7 +264,7 @@ async def test_a_deleted_users_refresh_tokens_stop_working(
 ) -> None:
     alice = await sign_up(accounts, "alice")
     pair = await sessions.login("alice", PASSWORD)
-    await auth_store.delete_user(alice.id)
+    await auth_store.delete_user(alice.id, utc_now())
     with pytest.raises(Unauthenticated):
         await sessions.refresh(pair.refresh_token)
 

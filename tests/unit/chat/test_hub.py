@@ -23,13 +23,26 @@ async def store_messages(store: Store, chat_id: str, count: int) -> list[Message
     return stored
 
 
-async def drain(subscription: Subscription, count: int) -> list[int | Signal]:
-    items: list[int | Signal] = []
-    while len(items) < count:
-        item = await subscription.next(5)
-        assert item is not None, items
-        items.append(item if isinstance(item, Signal) else item.seq)
-    return items
+class Reader:
+    """Reads a subscription the way a stream does: from its own position on."""
+
+    def __init__(self, subscription: Subscription, at: int = 0) -> None:
+        self.subscription = subscription
+        self.at = at
+        self.batches: list[int] = []
+
+    async def take(self, count: int) -> list[int | Signal]:
+        items: list[int | Signal] = []
+        while len(items) < count:
+            item = await self.subscription.next(self.at, 5)
+            assert item is not None, items
+            if isinstance(item, Signal):
+                items.append(item)
+            else:
+                self.at = item[-1].seq
+                self.batches.append(len(item))
+                items += [m.seq for m in item]
+        return items
 
 
 async def test_a_message_ahead_of_its_predecessors_waits_for_them(
@@ -38,12 +51,13 @@ async def test_a_message_ahead_of_its_predecessors_waits_for_them(
     chat_id = (await new_chat(chat_store, ALICE)).id
     hub = Hub(chat_store, queue_size=16)
     async with hub.subscribe(chat_id) as subscription:
+        reader = Reader(subscription)
         first, second, third = await store_messages(chat_store, chat_id, 3)
         hub.publish(third)  # 1 and 2 are committed but not published yet: read from the store
-        assert await drain(subscription, 3) == [1, 2, 3]
+        assert await reader.take(3) == [1, 2, 3]
         hub.publish(first)
         hub.publish(second)
-        assert await subscription.next(0.05) is None  # already delivered: dropped
+        assert await subscription.next(3, 0.05) is None  # already delivered: dropped
 
 
 async def test_announcements_are_read_from_the_store_once_known_ones_are_ignored(
@@ -55,24 +69,32 @@ async def test_announcements_are_read_from_the_store_once_known_ones_are_ignored
         assert hub.stats.streams == 2
         await store_messages(chat_store, chat_id, 2)
         hub.announce(chat_id, 2)
-        assert await drain(a, 2) == [1, 2]
-        assert await drain(b, 2) == [1, 2]
+        assert await Reader(a).take(2) == [1, 2]
+        assert await Reader(b).take(2) == [1, 2]
         hub.announce(chat_id, 1)
-        assert await a.next(0.05) is None
+        assert await a.next(2, 0.05) is None
     assert hub.stats.streams == 0
 
 
-async def test_a_full_queue_is_dropped_and_the_stream_told_to_catch_up(
+async def test_waiting_messages_come_as_one_batch_and_a_stream_too_far_behind_is_lagging(
     chat_store: MemoryChatStore,
 ) -> None:
     chat_id = (await new_chat(chat_store, ALICE)).id
     hub = Hub(chat_store, queue_size=2)
     async with hub.subscribe(chat_id) as subscription:
-        for message in await store_messages(chat_store, chat_id, 5):
+        keeping_up = Reader(subscription)
+        for message in await store_messages(chat_store, chat_id, 2):
             hub.publish(message)
+            assert await keeping_up.take(1) == [message.seq]
+        assert keeping_up.batches == [1, 1]
+        for message in await store_messages(chat_store, chat_id, 3):
+            hub.publish(message)
+        # The log keeps the newest 2 to 4 messages, 3 to 5 now: 2 is gone; 4 and 5 come at once.
+        behind, close = Reader(subscription, at=1), Reader(subscription, at=3)
+        assert await behind.take(1) == [Signal.LAGGING]
         assert hub.stats.overflows == 1
-        # 1 and 2 filled the queue; 3 overflowed it (dropped with it); 4 and 5 came after.
-        assert await drain(subscription, 3) == [Signal.LAGGING, 4, 5]
+        assert await close.take(2) == [4, 5]
+        assert close.batches == [2]
 
 
 async def test_membership_changes_and_resyncs_ask_streams_to_check_again(
@@ -81,8 +103,9 @@ async def test_membership_changes_and_resyncs_ask_streams_to_check_again(
     chat_id = (await new_chat(chat_store, ALICE)).id
     hub = Hub(chat_store, queue_size=4)
     async with hub.subscribe(chat_id) as subscription:
+        reader = Reader(subscription)
         hub.membership_changed(chat_id)
-        assert await drain(subscription, 1) == [Signal.RECHECK]
+        assert await reader.take(1) == [Signal.RECHECK]
         await store_messages(chat_store, chat_id, 1)
         hub.resync()
-        assert await drain(subscription, 2) == [Signal.RECHECK, 1]
+        assert await reader.take(2) == [Signal.RECHECK, 1]

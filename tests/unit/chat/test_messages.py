@@ -6,9 +6,14 @@ import asyncio
 
 import pytest
 
-from meshchat_chat.domain import CaughtUp, Message
+from meshchat_chat.domain import CaughtUp, Message, MessageBatch
 from meshchat_chat.service import ChatService
-from meshchat_runtime.errors import InvalidArgument, NotFound, PermissionDenied
+from meshchat_runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from tests.support.callers import person
 from tests.support.fakes import MemoryChatStore, MemoryUserDirectory
 
@@ -53,9 +58,11 @@ async def test_a_retry_with_the_same_client_message_id_returns_the_first_message
     chat = await chats.create_chat(alice, "retries", ["bob"])
     first = await chats.send_message(alice, chat.id, "exactly once", "client-1")
     await chats.send_message(bob, chat.id, "in between", "")
-    assert await chats.send_message(alice, chat.id, "a changed retry", "client-1") == first
+    assert await chats.send_message(alice, chat.id, "exactly once", "client-1") == first
+    with pytest.raises(FailedPrecondition, match="client_message_id 'client-1' was already used"):
+        await chats.send_message(alice, chat.id, "a changed retry", "client-1")
     concurrent = await asyncio.gather(
-        *(chats.send_message(bob, chat.id, f"try {i}", "b-1") for i in range(8))
+        *(chats.send_message(bob, chat.id, "try", "b-1") for i in range(8))
     )
     assert len(set(concurrent)) == 1
     assert (await chats.send_message(bob, chat.id, "same id, other sender", "client-1")).seq == 4
@@ -78,7 +85,11 @@ async def test_a_retry_is_not_published_again(
     first = await chats.send_message(alice, chat.id, "hello", "c-1")
     await chats.send_message(alice, chat.id, "hello", "c-1")
     second = await chats.send_message(alice, chat.id, "next", "")
-    live = [await asyncio.wait_for(anext(stream), 5) for _ in range(2)]
+    live: list[Message] = []
+    while len(live) < 2:
+        event = await asyncio.wait_for(anext(stream), 5)
+        assert isinstance(event, MessageBatch), event
+        live += event.messages
     assert live == [first, second]
     await stream.aclose()
 

@@ -20,7 +20,8 @@ What sets the auth workload apart, as data for the shared helpers of _workload.t
     (dict "name" "MESHCHAT_GENERATE_KEY" "value" "false")
     (dict "name" "MESHCHAT_ACCESS_TOKEN_TTL" "value" (toString $v.accessTokenTtlSeconds))
     (dict "name" "MESHCHAT_REFRESH_TOKEN_TTL" "value" (toString $v.refreshTokenTtlSeconds))
-    (dict "name" "MESHCHAT_TRUST_FORWARDED_FOR" "value" "true"))
+    (dict "name" "MESHCHAT_TRUST_FORWARDED_FOR" "value" "true")
+    (dict "name" "MESHCHAT_SERVICE_CALLERS" "value" (include "meshchat.identity" (dict "ctx" . "component" "chat"))))
   "secretMounts" (list
     (dict "name" "jwt-keys" "secretName" (include "meshchat.jwtSecretName" .) "mountPath" $v.jwt.keysDir))
   "callers" (list "chat")

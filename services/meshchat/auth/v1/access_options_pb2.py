@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%meshchat/auth/v1/access_options.proto\x12\x10meshchat.auth.v1\x1a google/protobuf/descriptor.proto\"F\n\nAccessRule\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12(\n\x08min_role\x18\x02 \x01(\x0e\x32\x16.meshchat.auth.v1.Role*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02:N\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1c.meshchat.auth.v1.AccessRuleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%meshchat/auth/v1/access_options.proto\x12\x10meshchat.auth.v1\x1a google/protobuf/descriptor.proto\"W\n\nAccessRule\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12(\n\x08min_role\x18\x02 \x01(\x0e\x32\x16.meshchat.auth.v1.Role\x12\x0f\n\x07service\x18\x03 \x01(\x08*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02:N\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1c.meshchat.auth.v1.AccessRuleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshchat.auth.v1.access_options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=165
-  _globals['_ROLE']._serialized_end=224
+  _globals['_ROLE']._serialized_start=182
+  _globals['_ROLE']._serialized_end=241
   _globals['_ACCESSRULE']._serialized_start=93
-  _globals['_ACCESSRULE']._serialized_end=163
+  _globals['_ACCESSRULE']._serialized_end=180
 # @@protoc_insertion_point(module_scope)

@@ -48,19 +48,26 @@ class AccessRule(_message.Message):
 
     PUBLIC_FIELD_NUMBER: _builtins.int
     MIN_ROLE_FIELD_NUMBER: _builtins.int
+    SERVICE_FIELD_NUMBER: _builtins.int
     public: _builtins.bool
     """Anyone may call the method, with or without a token (sign-up, login, JWKS)."""
     min_role: Global___Role.ValueType
     """The lowest role that may call the method; higher roles inherit it."""
+    service: _builtins.bool
+    """Only other meshchat services may call the method: the callers that the serving service
+    trusts by the mesh identity its sidecar attests (x-forwarded-client-cert). A user's
+    token never counts.
+    """
     def __init__(
         self,
         *,
         public: _builtins.bool = ...,
         min_role: Global___Role.ValueType = ...,
+        service: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_role", b"min_role", "public", b"public"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_role", b"min_role", "public", b"public", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -60,6 +60,11 @@ class UserServiceStub:
                 request_serializer=meshchat_dot_auth_dot_v1_dot_users__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=meshchat_dot_auth_dot_v1_dot_users__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.LookupUsers = channel.unary_unary(
+                '/meshchat.auth.v1.UserService/LookupUsers',
+                request_serializer=meshchat_dot_auth_dot_v1_dot_users__pb2.LookupUsersRequest.SerializeToString,
+                response_deserializer=meshchat_dot_auth_dot_v1_dot_users__pb2.LookupUsersResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -104,6 +109,15 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupUsers(self, request, context):
+        """Any user may resolve up to 500 usernames in one call (the chat service does, to add
+        members). Each must be a valid username; names are matched ignoring case, unknown ones
+        are left out of the answer, and emails are never shown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +145,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=meshchat_dot_auth_dot_v1_dot_users__pb2.ListUsersRequest.FromString,
                     response_serializer=meshchat_dot_auth_dot_v1_dot_users__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'LookupUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupUsers,
+                    request_deserializer=meshchat_dot_auth_dot_v1_dot_users__pb2.LookupUsersRequest.FromString,
+                    response_serializer=meshchat_dot_auth_dot_v1_dot_users__pb2.LookupUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +287,33 @@ class UserService:
             '/meshchat.auth.v1.UserService/ListUsers',
             meshchat_dot_auth_dot_v1_dot_users__pb2.ListUsersRequest.SerializeToString,
             meshchat_dot_auth_dot_v1_dot_users__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshchat.auth.v1.UserService/LookupUsers',
+            meshchat_dot_auth_dot_v1_dot_users__pb2.LookupUsersRequest.SerializeToString,
+            meshchat_dot_auth_dot_v1_dot_users__pb2.LookupUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

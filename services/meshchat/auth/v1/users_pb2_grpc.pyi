@@ -49,6 +49,11 @@ class UserServiceStub:
     """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]
     """Admin only, paginated by username."""
+    LookupUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.LookupUsersRequest, _users_pb2.LookupUsersResponse]
+    """Any user may resolve up to 500 usernames in one call (the chat service does, to add
+    members). Each must be a valid username; names are matched ignoring case, unknown ones
+    are left out of the answer, and emails are never shown.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -70,6 +75,11 @@ class UserServiceAsyncStub(UserServiceStub):
     """
     ListUsers: _aio.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]  # type: ignore[assignment]
     """Admin only, paginated by username."""
+    LookupUsers: _aio.UnaryUnaryMultiCallable[_users_pb2.LookupUsersRequest, _users_pb2.LookupUsersResponse]  # type: ignore[assignment]
+    """Any user may resolve up to 500 usernames in one call (the chat service does, to add
+    members). Each must be a valid username; names are matched ignoring case, unknown ones
+    are left out of the answer, and emails are never shown.
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -118,5 +128,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.ListUsersResponse, _abc.Awaitable[_users_pb2.ListUsersResponse]]:
         """Admin only, paginated by username."""
+
+    @_abc_1.abstractmethod
+    def LookupUsers(
+        self,
+        request: _users_pb2.LookupUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.LookupUsersResponse, _abc.Awaitable[_users_pb2.LookupUsersResponse]]:
+        """Any user may resolve up to 500 usernames in one call (the chat service does, to add
+        members). Each must be a valid username; names are matched ignoring case, unknown ones
+        are left out of the answer, and emails are never shown.
+        """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,14 @@
+-- What the chat service follows of the auth service's account events: the tokens it refuses
+-- (one row per user, the merge of the user's events) and the number of the last event
+-- applied, written in the transaction that applies it. Times are microseconds, UTC.
+CREATE TABLE revocations (
+    user_id TEXT PRIMARY KEY,
+    not_before INTEGER NOT NULL,
+    kept_session_id TEXT NOT NULL DEFAULT '',
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE account_event_position (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+CREATE INDEX chats_owner ON chats (owner_id)
