@@ -16,7 +16,10 @@ help: ## List the targets.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# setuptools tells every editable install how it works (an InformationOnly "warning", not a
+	@# deprecation): silenced by its message, so that any real warning still shows.
+	PYTHONWARNINGS='ignore:Editable installation:UserWarning' \
+	  $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 .PHONY: venv
@@ -24,8 +27,8 @@ venv: $(STAMP) ## Create .venv and install meshchat with its development tools.
 
 .PHONY: run
 run: $(STAMP) ## Start the auth and chat services on the embedded SQLite default (Ctrl-C stops).
-	@# honcho answers Ctrl-C with status 130 once both services have stopped cleanly.
-	$(BIN)/honcho --procfile Procfile start || [ $$? -eq 130 ]
+	@# honcho with the Procfile; says when both serve and what to type next (devtools/run.py).
+	@$(BIN)/python -m devtools.run
 
 .PHONY: proto
 proto: $(STAMP) ## Regenerate the Python code in services/meshchat from proto/.

@@ -45,6 +45,10 @@ _OUTCOME_UNKNOWN = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILAB
 _PAGE_SIZE = 200
 # Advice that fits the call better than the general one of failures.rpc_failure.
 MEMBERS_ONLY = {grpc.StatusCode.PERMISSION_DENIED: "ask the chat's owner to add you"}
+_OWN_MESSAGES = {
+    grpc.StatusCode.NOT_FOUND: "`meshchat history CHAT_ID --json` shows the seqs",
+    grpc.StatusCode.PERMISSION_DENIED: "only your own messages (the owner and admins: any)",
+}
 _USERNAMES = {grpc.StatusCode.NOT_FOUND: "check the usernames"}
 _CHAT_AND_USER = {
     grpc.StatusCode.NOT_FOUND: "check the chat id (`meshchat chats` lists yours) and the username"
@@ -389,6 +393,35 @@ class Api:
     def recent_messages(self, chat_id: str, limit: int) -> list[chat_pb2.Message]:
         """The newest ``limit`` messages, oldest first."""
         return list(self.list_messages(chat_id, limit).messages)
+
+    def edit_message(self, chat_id: str, seq: int, text: str) -> chat_pb2.Message:
+        """Change the text of one's own message ``seq``."""
+        request = chat_pb2.EditMessageRequest(chat_id=chat_id, seq=seq, text=text)
+        return self._authorized(
+            self.endpoints.chat,
+            self._chat().EditMessage,
+            request,
+            f"edit message #{seq}",
+            _OWN_MESSAGES,
+        )
+
+    def delete_message(self, chat_id: str, seq: int) -> chat_pb2.Message:
+        """Delete message ``seq`` (one's own; the owner or an admin, any)."""
+        request = chat_pb2.DeleteMessageRequest(chat_id=chat_id, seq=seq)
+        return self._authorized(
+            self.endpoints.chat,
+            self._chat().DeleteMessage,
+            request,
+            f"delete message #{seq}",
+            _OWN_MESSAGES,
+        )
+
+    def mark_read(self, chat_id: str, seq: int = 0) -> chat_pb2.ReadState:
+        """Move the read position forward to ``seq`` (0: the newest)."""
+        request = chat_pb2.MarkReadRequest(chat_id=chat_id, seq=seq)
+        return self._authorized(
+            self.endpoints.chat, self._chat().MarkRead, request, "mark the chat read", MEMBERS_ONLY
+        )
 
     def connect(self, chat_id: str, after_seq: int, token: str) -> ConnectCall:
         """Open the chat's stream from ``after_seq``; errors surface while iterating, as

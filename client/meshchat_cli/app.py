@@ -23,7 +23,7 @@ def _group(help_text: str) -> typer.Typer:
 
 def create_app() -> typer.Typer:
     """The command tree; built per invocation, so nothing lives at module level."""
-    from meshchat_cli.commands import accounts, chats, messages, profiles, users
+    from meshchat_cli.commands import accounts, changes, chats, messages, profiles, users
     from meshchat_cli.options import HELP, global_options
 
     app = typer.Typer(
@@ -62,6 +62,9 @@ def create_app() -> typer.Typer:
     app.command("send")(messages.send)
     app.command("history")(messages.history)
     app.command("connect")(messages.connect)
+    app.command("edit")(changes.edit)
+    app.command("delete-message")(changes.delete_message)
+    app.command("read")(changes.read)
 
     user = _group("Manage accounts: list, show, change, delete.")
     user.command("list")(users.list_users)

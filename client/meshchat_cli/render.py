@@ -103,16 +103,27 @@ def _action(message: chat_pb2.Message) -> str | None:
     return message.text.removeprefix(_ACTION) if message.text.startswith(_ACTION) else None
 
 
+DELETED = "message deleted"
+EDITED = " (edited)"
+
+
+def _edited(message: chat_pb2.Message) -> str:
+    return EDITED if message.HasField("edit_time") else ""
+
+
 def message_line(message: chat_pb2.Message, own: bool) -> str:
     """``HH:MM:SS sender: text``, the sender marked ``(you)`` on the user's own messages;
-    an action as ``HH:MM:SS * sender text``."""
+    an action as ``HH:MM:SS * sender text``; ``(edited)`` after an edited text, and
+    ``message deleted`` for a deleted one."""
     mark = " (you)" if own else ""
     time = format_time(message.create_time, _today())
     sender = clean(message.sender_username)
+    if message.HasField("delete_time"):
+        return f"{time} {sender}{mark}: {DELETED}"
     action = _action(message)
     if action is not None:
-        return f"{time} * {sender}{mark} {clean(action)}"
-    return f"{time} {sender}{mark}: {clean(message.text)}"
+        return f"{time} * {sender}{mark} {clean(action)}{_edited(message)}"
+    return f"{time} {sender}{mark}: {clean(message.text)}{_edited(message)}"
 
 
 def _sender_style(sender: str, own: bool) -> str:
@@ -134,6 +145,9 @@ def _message_parts(message: chat_pb2.Message, own: bool) -> tuple[Text, Text]:
     time = (format_time(message.create_time, _today()), "dim")
     mark = (" (you)" if own else "", "dim green")
     action = _action(message)
+    if message.HasField("delete_time"):
+        head = Text.assemble(time, " ", (sender, _sender_style(sender, own)), mark, ": ")
+        return head, Text(DELETED, style="dim italic")
     if action is not None:
         head = Text.assemble(time, " * ", (sender, _sender_style(sender, own)), mark, " ")
         body = Text(clean(action), style="italic")
@@ -141,6 +155,7 @@ def _message_parts(message: chat_pb2.Message, own: bool) -> tuple[Text, Text]:
         head = Text.assemble(time, " ", (sender, _sender_style(sender, own)), mark, ": ")
         body = Text(clean(message.text), style="green" if own else "")
     body.highlight_regex(_MENTION, "bold")
+    body.append(_edited(message), style="dim")
     return head, body
 
 
@@ -193,6 +208,8 @@ def message_document(message: chat_pb2.Message, own: bool) -> dict[str, Any]:
         "time": iso_time(message.create_time),
         "client_message_id": message.client_message_id,
         "own": own,
+        "edited": message.HasField("edit_time"),
+        "deleted": message.HasField("delete_time"),
     }
 
 
@@ -209,6 +226,11 @@ def chat_document(chat: chat_pb2.Chat) -> dict[str, Any]:
         "owner_id": chat.owner_id,
         "members": [member.username for member in chat.members],
         "last_seq": chat.last_seq,
+        "read_seq": chat.read_seq,
+        "unread": chat.unread_count,
+        "last_message_time": (
+            iso_time(chat.last_message_time) if chat.HasField("last_message_time") else None
+        ),
     }
 
 

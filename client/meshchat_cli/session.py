@@ -14,6 +14,7 @@ ended) is recorded by the thread that met it, which then interrupts the main thr
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
 import signal
@@ -37,8 +38,59 @@ __all__ = ["Backoff", "ConnectSession"]
 # After the end of input, how long to wait for the user's own last messages to come back.
 _ECHO_WAIT = 10.0
 _JOIN_TIMEOUT = 2.0
+# Refusals of /edit and /delete that leave the chat going.
+_REFUSALS = (
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+)
 # After this many failed tries in a row the chat counts as offline (the tries go on).
 _OFFLINE_AFTER = 8
+# The read position is sent to the server at most this often while messages arrive, and
+# once more when the session ends.
+_MARK_READ_EVERY = 2.0
+
+Entry = chat_pb2.Message | chat_pb2.MessageChange
+
+
+def _entries(event: chat_pb2.ConnectResponse) -> list[Entry]:
+    """The messages and changes of an event in seq order (a batch holds both kinds)."""
+    kind = event.WhichOneof("event")
+    if kind == "message":
+        return [event.message]
+    if kind == "change":
+        return [event.change]
+    if kind == "batch":
+        return sorted([*event.batch.messages, *event.batch.changes], key=lambda e: e.seq)
+    return []
+
+
+class _ReadMarker:
+    """Moves the user's read position as entries are shown: at most every
+    :data:`_MARK_READ_EVERY` seconds, and at the end. A failure to mark is not worth ending
+    the session for: the next mark, or the stream, tells."""
+
+    def __init__(self, api: Api, chat_id: str) -> None:
+        self._api = api
+        self._chat_id = chat_id
+        self._shown = 0
+        self._marked = 0
+        self._marked_at = 0.0
+
+    def shown(self, seq: int) -> None:
+        """Entry ``seq`` has been shown."""
+        self._shown = max(self._shown, seq)
+        if time.monotonic() - self._marked_at >= _MARK_READ_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the read position, unless the server has it."""
+        if self._shown <= self._marked:
+            return
+        self._marked_at = time.monotonic()
+        with contextlib.suppress(CliError):
+            self._marked = self._api.mark_read(self._chat_id, self._shown).read_seq
 
 
 @dataclass
@@ -134,12 +186,14 @@ class _Receiver:
         screen: Screen,
         board: _StatusBoard,
         failure: _Failure,
+        reads: _ReadMarker,
     ) -> None:
         self._api = api
         self._chat_id = chat_id
         self._screen = screen
         self._board = board
         self._failure = failure
+        self._reads = reads
         self._stopped = threading.Event()
         self._shown = threading.Condition()
         self._last_seq = after_seq
@@ -165,13 +219,29 @@ class _Receiver:
         with self._shown:
             self._shown.wait_for(lambda: self._last_seq >= seq, timeout=timeout)
 
-    def _show(self, message: chat_pb2.Message) -> None:
+    def _show(self, entry: Entry) -> None:
         with self._shown:
-            if message.seq <= self._last_seq:
+            if entry.seq <= self._last_seq:
                 return
-            self._last_seq = message.seq
+            self._last_seq = entry.seq
             self._shown.notify_all()
-        self._screen.show(message)
+        if isinstance(entry, chat_pb2.MessageChange):
+            self._show_change(entry)
+        else:
+            self._screen.show(entry)
+        self._reads.shown(entry.seq)
+
+    def _show_change(self, change: chat_pb2.MessageChange) -> None:
+        """A line can no longer be changed where it was printed: the change is told, and an
+        edited message shown again."""
+        who, seq = change.actor_username, change.message.seq
+        if change.kind == chat_pb2.MessageChange.KIND_DELETED:
+            self._screen.notice(
+                f"{who} deleted message #{seq} ({change.message.sender_username}'s)"
+            )
+            return
+        self._screen.notice(f"{who} edited message #{seq}:")
+        self._screen.show(change.message)
 
     def _caught_up(self) -> None:
         if self._failed_tries:
@@ -192,16 +262,14 @@ class _Receiver:
             if kind == "caught_up":
                 self._caught_up()
                 continue
-            if kind not in ("message", "batch"):
-                continue  # a heartbeat
-            # A batch is its messages one after the other.
-            for message in [event.message] if kind == "message" else event.batch.messages:
-                if message.seq > self._last_seq + 1:
-                    # Never skip one: reopen after the last message shown, and the server
+            # A batch is its entries one after the other; a heartbeat has none.
+            for entry in _entries(event):
+                if entry.seq > self._last_seq + 1:
+                    # Never skip one: reopen after the last entry shown, and the server
                     # replays what is missing.
                     call.cancel()
                     return f"message {self._last_seq + 1} was missing"
-                self._show(message)
+                self._show(entry)
         return "the server ended the stream"
 
     def _attempt(self) -> str | None:
@@ -331,13 +399,20 @@ class ConnectSession:
             "/help lists the commands, Ctrl-D leaves"
         )
 
-    def _show_history(self, messages: list[chat_pb2.Message], live: bool) -> None:
-        """Show ``messages`` between marks; ``live``: the live messages follow."""
+    def _show_history(
+        self, messages: list[chat_pb2.Message], live: bool, read_seq: int = 0
+    ) -> None:
+        """Show ``messages`` between marks; ``live``: the live messages follow. Where the
+        user left off (``read_seq``; 0: never read) is marked."""
         if not messages:
             self._screen.notice("no earlier messages" + (" · live from here" if live else ""))
             return
         self._screen.notice(f"── {len(messages)} earlier message(s) ──")
+        left_off = read_seq > 0
         for message in messages:
+            if left_off and message.seq > read_seq:
+                self._screen.notice("── new since you left ──", style="yellow")
+                left_off = False
             self._screen.show(message)
         self._screen.notice("── live from here ──" if live else "── end of history ──")
 
@@ -363,11 +438,26 @@ class ConnectSession:
                 self._who()
             case slash.History(count):
                 self._show_history(self._api.recent_messages(self._chat.id, count), live=False)
+            case slash.Edit(seq, text):
+                self._change(lambda: self._api.edit_message(self._chat.id, seq, text))
+            case slash.Delete(seq):
+                self._change(lambda: self._api.delete_message(self._chat.id, seq))
             case slash.Invalid(problem):
                 self._screen.notice(problem, style="red")
             case slash.Nothing():
                 pass
         return True
+
+    def _change(self, call: Callable[[], chat_pb2.Message]) -> None:
+        """Edit or delete; the stream shows the change. A refusal (not your message, no
+        such message) is told, and the chat goes on."""
+        try:
+            call()
+        except CliError as error:
+            if error.status in TRANSIENT or error.status in _REFUSALS:
+                self._screen.notice(error.message, style="red")
+                return
+            raise
 
     def _read_and_send(self, sender: _Sender) -> None:
         while (line := self._screen.read_line()) is not None:
@@ -391,11 +481,16 @@ class ConnectSession:
             recent, after_seq = [], self._chat.last_seq
         failure = _Failure()
         board = _StatusBoard(self._screen)
-        receiver = _Receiver(self._api, self._chat.id, after_seq, self._screen, board, failure)
+        reads = _ReadMarker(self._api, self._chat.id)
+        receiver = _Receiver(
+            self._api, self._chat.id, after_seq, self._screen, board, failure, reads
+        )
         sender = _Sender(self._api, self._chat.id, self._screen, board, failure)
         self._greet(user)
         if self._history:
-            self._show_history(recent, live=True)
+            self._show_history(recent, live=True, read_seq=self._chat.read_seq)
+            if recent:
+                reads.shown(recent[-1].seq)
         receiver.start()
         sender.start()
         try:
@@ -409,5 +504,7 @@ class ConnectSession:
             failure.close()
             sender.stop()
             receiver.stop()
+            if failure.error is None:
+                reads.flush()
         if failure.error is not None:
             raise failure.error

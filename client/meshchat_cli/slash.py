@@ -12,6 +12,8 @@ from dataclasses import dataclass
 __all__ = [
     "HELP",
     "HISTORY_MAX",
+    "Delete",
+    "Edit",
     "Help",
     "History",
     "Invalid",
@@ -29,6 +31,7 @@ HISTORY_MAX = 500
 HELP = (
     "commands: /help this list · /quit leave (or Ctrl-D) · /who the members · "
     f"/history N the last N messages (at most {HISTORY_MAX}) · /me TEXT an action · "
+    "/edit SEQ TEXT change your message #SEQ · /delete SEQ delete message #SEQ · "
     "//TEXT sends /TEXT"
 )
 
@@ -63,6 +66,21 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class Edit:
+    """Change the text of message ``seq``."""
+
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete message ``seq``."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class Invalid:
     """A command that does not exist or is used wrongly: what to tell the user."""
 
@@ -74,7 +92,20 @@ class Nothing:
     """A blank line."""
 
 
-Typed = Send | Help | Quit | Who | History | Invalid | Nothing
+Typed = Send | Help | Quit | Who | History | Edit | Delete | Invalid | Nothing
+
+
+def _edit(argument: str) -> Typed:
+    seq, _, text = argument.partition(" ")
+    if not seq.isdigit() or int(seq) < 1 or not text.strip():
+        return Invalid("/edit takes a message's number and the new text, like /edit 12 hello")
+    return Edit(int(seq), text.strip())
+
+
+def _delete(argument: str) -> Typed:
+    if not argument.isdigit() or int(argument) < 1:
+        return Invalid("/delete takes a message's number, like /delete 12")
+    return Delete(int(argument))
 
 
 def _history(argument: str) -> Typed:
@@ -102,6 +133,10 @@ def parse(line: str) -> Typed:
             return Who()
         case "history":
             return _history(argument)
+        case "edit":
+            return _edit(argument)
+        case "delete":
+            return _delete(argument)
         case "me" if argument:
             return Send(line)
         case "me":

@@ -35,6 +35,9 @@ __all__ = ["Mesh", "mesh_ca", "run_mesh"]
 # How long each step of starting may take, in seconds.
 START_DEADLINE = 60
 
+# The CLI commands `make mesh` suggests, after the export line.
+WALK_THROUGH = ("register alice", "login alice", "create chat general", "connect general")
+
 
 def mesh_ca() -> CertificateAuthority:
     """A new CA for the mesh's certificates."""
@@ -101,6 +104,19 @@ class Mesh:
             "--server-name",
             self.hosts["main"],
         ]
+
+    def cli_environment(self) -> dict[str, str]:
+        """The variables that point the CLI at the edge, as :meth:`meshchat_command`'s flags do."""
+        return {
+            "MESHCHAT_SERVER": self.edge_address,
+            "MESHCHAT_CA_FILE": str(self.ca_file),
+            "MESHCHAT_SERVER_NAME": self.hosts["main"],
+        }
+
+    def export_line(self) -> str:
+        """One shell line that sets :meth:`cli_environment` in a terminal."""
+        variables = self.cli_environment().items()
+        return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in variables)
 
     def grpcurl_command(self, component: str) -> list[str]:
         """grpcurl at one service through the edge (by its host name); append list, describe..."""
@@ -226,8 +242,8 @@ class Mesh:
         return [child for child in self.children.values() if not child.alive]
 
     def describe(self) -> str:
-        """What runs where, and the commands that reach the edge."""
-        meshchat = shlex.join(self.meshchat_command())
+        """What runs where, and the commands that reach the edge: one ``export`` line, then the
+        CLI and grpcurl (both in .venv/bin) as they are typed with it."""
         lines = [
             "The mesh is up (shared host: every process on 127.0.0.1, distinct ports).",
             f"  edge Envoy (TLS for clients)  {self.edge_address}",
@@ -242,15 +258,18 @@ class Mesh:
         lines += [
             f"  logs: {self.logs}",
             "",
-            "The CLI through the edge:",
-            f"  {meshchat} register alice",
-            f"  {meshchat} login alice",
-            f"  {meshchat} create chat general",
-            f"  {meshchat} connect general",
+            "In each terminal (with .venv/bin on PATH), point the CLI at the edge:",
+            f"  {self.export_line()}",
+            "then:",
+            *(f"  meshchat {command}" for command in WALK_THROUGH),
             "grpcurl through the edge (reflection and health, one host name per service):",
         ]
         for component in COMPONENTS:
-            lines.append(f"  {shlex.join([*self.grpcurl_command(component), 'list'])}")
+            authority = shlex.quote(self.hosts[component])
+            lines.append(
+                f'  grpcurl -cacert "$MESHCHAT_CA_FILE" -authority {authority} '
+                '"$MESHCHAT_SERVER" list'
+            )
         lines += ["", "Ctrl-C stops everything."]
         return "\n".join(lines)
 

@@ -10,11 +10,13 @@ from pathlib import Path
 from meshchat_runtime.settings import (
     DATABASE_URL,
     LISTEN,
+    LOG_FORMAT,
     LOG_LEVEL,
     METRICS_LISTEN,
     SHARED_SETTINGS,
     ConfigError,
     DatabaseUrl,
+    LogFormat,
     ServerSettings,
     Setting,
     SettingValues,
@@ -226,6 +228,7 @@ class AuthConfig:
     trust_forwarded_for: bool = TRUST_FORWARDED_FOR.default_value
     service_callers: tuple[str, ...] = SERVICE_CALLERS.default_value
     log_level: str = LOG_LEVEL.default_value
+    log_format: LogFormat = LOG_FORMAT.default_value
 
 
 def config_from(values: SettingValues) -> AuthConfig:
@@ -255,4 +258,5 @@ def config_from(values: SettingValues) -> AuthConfig:
         trust_forwarded_for=values[TRUST_FORWARDED_FOR],
         service_callers=values[SERVICE_CALLERS],
         log_level=values[LOG_LEVEL],
+        log_format=values[LOG_FORMAT],
     )

@@ -174,6 +174,10 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
             username=principal.username,
             role=int(principal.role),  # type: ignore[arg-type]
             expires_at=int(principal.expires_at),
+            expire_time=timestamp_pb2.Timestamp(
+                seconds=int(principal.expires_at),
+                nanos=int(principal.expires_at % 1 * 1_000_000_000),
+            ),
         )
 
 

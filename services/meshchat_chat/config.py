@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from meshchat_runtime.settings import (
     DATABASE_URL,
     LISTEN,
+    LOG_FORMAT,
     LOG_LEVEL,
     METRICS_LISTEN,
     SHARED_SETTINGS,
     DatabaseUrl,
     HostPort,
+    LogFormat,
     ServerSettings,
     Setting,
     SettingValues,
@@ -197,6 +199,7 @@ class ChatConfig:
     max_chats_per_user: int = MAX_CHATS_PER_USER.default_value
     max_members_per_chat: int = MAX_MEMBERS_PER_CHAT.default_value
     log_level: str = LOG_LEVEL.default_value
+    log_format: LogFormat = LOG_FORMAT.default_value
 
 
 def config_from(values: SettingValues) -> ChatConfig:
@@ -223,4 +226,5 @@ def config_from(values: SettingValues) -> ChatConfig:
         max_chats_per_user=values[MAX_CHATS_PER_USER],
         max_members_per_chat=values[MAX_MEMBERS_PER_CHAT],
         log_level=values[LOG_LEVEL],
+        log_format=values[LOG_FORMAT],
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import enum
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,21 +24,31 @@ __all__ = [
     "AppliedChange",
     "Caller",
     "CaughtUp",
+    "Change",
+    "ChangeKind",
+    "ChangeOutcome",
+    "ChangeResult",
     "Chat",
     "ChatCursor",
     "ChatPage",
+    "Departure",
+    "DepartureReason",
+    "Entry",
     "Heartbeat",
     "KeySet",
     "Member",
     "Message",
     "MessageBatch",
     "MessagePage",
+    "NewChange",
     "NewMessage",
+    "ReadState",
     "Revocation",
     "SendOutcome",
     "SendResult",
     "StreamEvent",
     "UserRef",
+    "apply_change",
     "decode_chat_cursor",
     "encode_chat_cursor",
     "validate_chat_id",
@@ -102,7 +114,9 @@ class Chat:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A stored message; ``seq`` numbers the messages of a chat 1, 2, 3 ... without gaps."""
+    """A stored message. ``seq`` numbers a chat's entries, messages and their changes
+    together, 1, 2, 3 ... without gaps; a message keeps its seq when edited or deleted.
+    A deleted message's text is empty."""
 
     chat_id: str
     seq: int
@@ -111,6 +125,107 @@ class Message:
     text: str
     client_message_id: str
     created_at: datetime
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+class ChangeKind(enum.Enum):
+    """What a change did to a message."""
+
+    EDITED = "edited"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An edit or deletion of the message ``message.seq``: an entry of the chat's log with a
+    seq of its own. ``message`` is the message as it stands after the change, or as it
+    stands now when the change is read back from the store."""
+
+    chat_id: str
+    seq: int
+    kind: ChangeKind
+    message: Message
+    actor: UserRef
+    changed_at: datetime
+
+
+Entry = Message | Change
+"""An entry of a chat's log, numbered by ``seq``: what Connect streams deliver."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewChange:
+    """A change to store; the store assigns its seq. ``text`` is the new text of an edit."""
+
+    chat_id: str
+    message_seq: int
+    kind: ChangeKind
+    actor: UserRef
+    changed_at: datetime
+    text: str = ""
+
+
+class ChangeOutcome(enum.Enum):
+    """What became of a change."""
+
+    CHANGED = "changed"
+    # An edit to the text the message has, or a deletion of a deleted message.
+    UNCHANGED = "unchanged"
+    # An edit of a deleted message.
+    DELETED = "deleted"
+    NO_MESSAGE = "no_message"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """The outcome of a change; the change for CHANGED; the message as it stands for
+    CHANGED, UNCHANGED and DELETED."""
+
+    outcome: ChangeOutcome
+    change: Change | None = None
+    message: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A member's read position in a chat, the messages of others after it that are not
+    deleted, and when the chat's newest message was sent (None: no message yet)."""
+
+    read_seq: int
+    unread_count: int
+    last_message_at: datetime | None
+
+
+class DepartureReason(enum.Enum):
+    """Why a user is no longer a member of a chat."""
+
+    REMOVED = "removed"
+    LEFT = "left"
+    CHAT_DELETED = "chat_deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """The record of a user leaving a chat, kept to tell them why they can no longer read
+    it: the chat's name then, the reason, who did it and when."""
+
+    chat_id: str
+    user_id: str
+    chat_name: str
+    reason: DepartureReason
+    by_username: str
+    at: datetime
+
+    def describe(self) -> str:
+        """The departure in words, for the user who departed."""
+        match self.reason:
+            case DepartureReason.REMOVED:
+                return f"you were removed from {self.chat_name} by {self.by_username}"
+            case DepartureReason.LEFT:
+                return f"you left {self.chat_name}"
+            case DepartureReason.CHAT_DELETED:
+                return f"{self.chat_name} was deleted by {self.by_username}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +283,12 @@ class ChatCursor:
 
 @dataclass(frozen=True, slots=True)
 class ChatPage:
-    """One page of chats and the token of the next one ("" on the last page)."""
+    """One page of chats, the token of the next one ("" on the last page) and the caller's
+    read state in each of them (by chat id)."""
 
     chats: tuple[Chat, ...]
     next_page_token: str
+    read_states: Mapping[str, ReadState]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,13 +314,27 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class MessageBatch:
-    """One or more consecutive messages of a chat, ascending by seq without gaps: what a
-    stream delivers at once."""
+    """One or more consecutive entries (messages and changes) of a chat, ascending by seq
+    without gaps: what a stream delivers at once."""
 
-    messages: tuple[Message, ...]
+    messages: tuple[Entry, ...]
 
 
 StreamEvent = MessageBatch | CaughtUp | Heartbeat
+
+
+def apply_change(message: Message, change: NewChange) -> Message | ChangeOutcome:
+    """The message after ``change``, or why the change changes nothing (one rule for every
+    store)."""
+    if message.deleted_at is not None:
+        return (
+            ChangeOutcome.UNCHANGED if change.kind is ChangeKind.DELETED else ChangeOutcome.DELETED
+        )
+    if change.kind is ChangeKind.DELETED:
+        return dataclasses.replace(message, text="", deleted_at=change.changed_at)
+    if change.text == message.text:
+        return ChangeOutcome.UNCHANGED
+    return dataclasses.replace(message, text=change.text, edited_at=change.changed_at)
 
 
 def validate_chat_id(value: str, field: str = "chat_id") -> str:

@@ -16,15 +16,21 @@ from meshchat_chat.domain import (
     AppliedChange,
     Caller,
     CaughtUp,
+    ChangeKind,
+    ChangeOutcome,
     Chat,
     ChatCursor,
     ChatPage,
+    Departure,
+    DepartureReason,
     Heartbeat,
     Member,
     Message,
     MessageBatch,
     MessagePage,
+    NewChange,
     NewMessage,
+    ReadState,
     Revocation,
     SendOutcome,
     StreamEvent,
@@ -58,6 +64,7 @@ from meshchat_runtime.usernames import LOOKUP_MAX, validate_username
 __all__ = ["ChatLimits", "ChatService", "DeliveryObserver", "TokenRevocations", "UserDirectory"]
 
 REPLAY_PAGE = 500
+_SENDERS = "only members may send messages to this chat"
 MAX_MEMBERS_PER_REQUEST = LOOKUP_MAX
 # A quota of chats or members frees up only when someone deletes or removes: retrying soon
 # is pointless, so clients are told to wait a minute.
@@ -84,6 +91,12 @@ class _Unobserved:
 
     def caught_up(self, reason: str) -> None:
         """Nothing to do."""
+
+
+def _changed(message: Message) -> bool:
+    """Whether the message was edited or deleted since it was sent: its text is no longer
+    what a retry of the send resends."""
+    return message.edited_at is not None or message.deleted_at is not None
 
 
 class UserDirectory(Protocol):
@@ -219,13 +232,14 @@ class ChatService:
             chats = chats[:size]
             last = chats[-1]
             next_token = encode_chat_cursor(ChatCursor(last.created_at, last.id))
-        return ChatPage(tuple(chats), next_token)
+        states = await self._store.read_states(caller.principal.user_id, [c.id for c in chats])
+        return ChatPage(tuple(chats), next_token, states)
 
     async def delete_chat(self, caller: Caller, chat_id: str) -> None:
         """Delete a chat: its owner or an admin."""
         chat = await self._stored_chat(chat_id)
         self._require_manager(caller, chat, "delete")
-        if not await self._store.delete_chat(chat.id):
+        if not await self._store.delete_chat(chat.id, caller.principal.username, utc_now()):
             raise NotFound(f"chat {chat.id} not found")
         await self._members_changed(chat.id)
 
@@ -267,7 +281,9 @@ class ChatService:
             raise NotFound(f"{username} is not a member of this chat")
         if member.user_id == chat.owner_id:
             raise FailedPrecondition("the owner cannot leave the chat; delete the chat instead")
-        if not await self._store.remove_member(chat.id, member.user_id):
+        reason = DepartureReason.LEFT if member.user_id == me.user_id else DepartureReason.REMOVED
+        departure = Departure(chat.id, member.user_id, chat.name, reason, me.username, utc_now())
+        if not await self._store.remove_member(departure):
             raise NotFound(f"{username} is not a member of this chat")
         await self._members_changed(chat.id)
         return await self._stored_chat(chat.id)
@@ -287,19 +303,19 @@ class ChatService:
         # away those who are no members without a write.
         known = self._cache.peek(chat_id)
         if known is not None and known.member(me.user_id) is None:
-            raise PermissionDenied("only members may send messages to this chat")
+            raise await self._no_access(caller, chat_id, gone=False, not_member=_SENDERS)
         result = await self._store.send_message(
             NewMessage(
                 chat_id, UserRef(me.user_id, me.username), text, client_message_id, utc_now()
             )
         )
-        if result.outcome is SendOutcome.NO_CHAT:
-            raise NotFound(f"chat {chat_id} not found")
-        if result.outcome is SendOutcome.NOT_MEMBER or result.message is None:
-            raise PermissionDenied("only members may send messages to this chat")
+        if result.outcome is SendOutcome.NO_CHAT or result.message is None:
+            raise await self._no_access(
+                caller, chat_id, gone=result.outcome is SendOutcome.NO_CHAT, not_member=_SENDERS
+            )
         if result.outcome is SendOutcome.CREATED:
             self._hub.publish(result.message)
-        elif result.message.text != text:
+        elif result.message.text != text and not _changed(result.message):
             raise FailedPrecondition(
                 f"client_message_id {client_message_id!r} was already used for a message with "
                 f"different text (seq {result.message.seq}): a retry must resend the same "
@@ -430,21 +446,99 @@ class ChatService:
 
     def _delivered(self, batch: MessageBatch) -> None:
         now = self._clock()
-        for message in batch.messages:
-            self._deliveries.delivered(now - message.created_at.timestamp())
+        for entry in batch.messages:
+            made = entry.created_at if isinstance(entry, Message) else entry.changed_at
+            self._deliveries.delivered(now - made.timestamp())
 
     async def _catch_up(self, chat_id: str, delivered: _Delivered) -> AsyncIterator[MessageBatch]:
         """The stored messages after ``delivered.seq``, in batches, up to the newest one
         (which includes any message the hub has handed over: it was committed before that),
         moving ``delivered`` along."""
         while True:
-            page = await self._store.messages_after(chat_id, delivered.seq, REPLAY_PAGE)
+            page = await self._store.log_after(chat_id, delivered.seq, REPLAY_PAGE)
             for start in range(0, len(page), BATCH_MAX):
                 batch = tuple(page[start : start + BATCH_MAX])
                 delivered.seq = batch[-1].seq
                 yield MessageBatch(batch)
             if len(page) < REPLAY_PAGE:
                 return
+
+    # -- changes and read positions ------------------------------------------------------
+
+    async def edit_message(self, caller: Caller, chat_id: str, seq: int, text: str) -> Message:
+        """Change the text of the caller's own message; it keeps its seq, and the edit takes
+        the chat's next one. The same text again changes nothing."""
+        validate_text(text, self._limits.max_message_length)
+        chat = await self._member_chat(caller, chat_id)
+        message = await self._message(chat, seq)
+        if message.sender_id != caller.principal.user_id:
+            raise PermissionDenied("only its sender may edit a message")
+        return await self._change(caller, chat, seq, ChangeKind.EDITED, text)
+
+    async def delete_message(self, caller: Caller, chat_id: str, seq: int) -> Message:
+        """Delete a message (its sender, the chat's owner or an admin): the text is erased,
+        the message keeps its seq and the deletion takes the chat's next one. Deleting a
+        deleted message changes nothing."""
+        chat = await self._readable_chat(caller, chat_id)
+        message = await self._message(chat, seq)
+        me = caller.principal
+        mine = message.sender_id == me.user_id and chat.member(me.user_id) is not None
+        if not mine and me.user_id != chat.owner_id and not me.is_admin:
+            raise PermissionDenied(
+                "only its sender, the chat's owner or an admin may delete a message"
+            )
+        return await self._change(caller, chat, seq, ChangeKind.DELETED, "")
+
+    async def _message(self, chat: Chat, seq: int) -> Message:
+        if seq < 1:
+            raise InvalidArgument("seq", "must be at least 1")
+        message = await self._store.get_message(chat.id, seq)
+        if message is None:
+            raise NotFound(f"there is no message #{seq} in {chat.name}")
+        return message
+
+    async def _change(
+        self, caller: Caller, chat: Chat, seq: int, kind: ChangeKind, text: str
+    ) -> Message:
+        me = caller.principal
+        result = await self._store.change_message(
+            NewChange(chat.id, seq, kind, UserRef(me.user_id, me.username), utc_now(), text)
+        )
+        if result.outcome is ChangeOutcome.NO_MESSAGE or result.message is None:
+            raise NotFound(f"there is no message #{seq} in {chat.name}")
+        if result.outcome is ChangeOutcome.DELETED:
+            raise FailedPrecondition(f"message #{seq} was deleted; it can no longer be edited")
+        if result.change is not None:
+            self._hub.publish(result.change)
+        return result.message
+
+    async def mark_read(self, caller: Caller, chat_id: str, seq: int) -> ReadState:
+        """Move the caller's read position forward to ``seq`` (0: the newest entry); it
+        never moves back."""
+        if seq < 0:
+            raise InvalidArgument("seq", "must not be negative")
+        chat = await self._member_chat(caller, chat_id)
+        newest = chat.last_seq
+        if seq > newest:
+            # The cache may not have heard of an entry just made on another replica.
+            newest = (await self._stored_chat(chat_id)).last_seq
+        if seq > newest:
+            raise InvalidArgument("seq", f"is beyond the chat's newest message ({newest})")
+        me = caller.principal
+        if await self._store.mark_read(chat.id, me.user_id, seq or newest) is None:
+            raise await self._no_access(caller, chat_id, gone=False)
+        states = await self._store.read_states(me.user_id, [chat.id])
+        if chat.id not in states:
+            raise await self._no_access(caller, chat_id, gone=False)
+        return states[chat.id]
+
+    async def get_chat_and_read_state(
+        self, caller: Caller, chat_id: str
+    ) -> tuple[Chat, ReadState | None]:
+        """The chat and the caller's read state in it (None for an admin who is no member)."""
+        chat = await self._readable_chat(caller, chat_id)
+        states = await self._store.read_states(caller.principal.user_id, [chat.id])
+        return chat, states.get(chat.id)
 
     # -- rules ---------------------------------------------------------------------------
 
@@ -455,13 +549,6 @@ class ChatService:
         if self._settle is not None:
             await self._settle()
 
-    async def _existing_chat(self, chat_id: str) -> Chat:
-        validate_chat_id(chat_id)
-        chat = await self._cache.get(chat_id, self._store.get_chat)
-        if chat is None:
-            raise NotFound(f"chat {chat_id} not found")
-        return chat
-
     async def _stored_chat(self, chat_id: str) -> Chat:
         """The chat as the store has it, for the changes of members."""
         validate_chat_id(chat_id)
@@ -471,10 +558,38 @@ class ChatService:
         return chat
 
     async def _readable_chat(self, caller: Caller, chat_id: str) -> Chat:
-        chat = await self._existing_chat(chat_id)
+        validate_chat_id(chat_id)
+        chat = await self._cache.get(chat_id, self._store.get_chat)
         me = caller.principal
-        if chat.member(me.user_id) is None and not me.is_admin:
-            raise PermissionDenied("you are not a member of this chat")
+        if chat is None or (chat.member(me.user_id) is None and not me.is_admin):
+            raise await self._no_access(caller, chat_id, gone=chat is None)
+        return chat
+
+    async def _no_access(
+        self,
+        caller: Caller,
+        chat_id: str,
+        *,
+        gone: bool,
+        not_member: str = "you are not a member of this chat",
+    ) -> Exception:
+        """Why the caller cannot use the chat: gone (NotFound) or not a member
+        (PermissionDenied, ``not_member``), told as what happened when they had been one."""
+        departure = await self._store.departure(chat_id, caller.principal.user_id)
+        if gone:
+            if departure is not None and departure.reason is DepartureReason.CHAT_DELETED:
+                return NotFound(departure.describe())
+            return NotFound(f"chat {chat_id} not found")
+        if departure is not None and departure.reason is not DepartureReason.CHAT_DELETED:
+            return PermissionDenied(departure.describe())
+        return PermissionDenied(not_member)
+
+    async def _member_chat(self, caller: Caller, chat_id: str) -> Chat:
+        """The chat, for its members only (admins who are no members have no messages of
+        their own or read position in it)."""
+        chat = await self._readable_chat(caller, chat_id)
+        if chat.member(caller.principal.user_id) is None:
+            raise await self._no_access(caller, chat_id, gone=False)
         return chat
 
     @staticmethod

@@ -17,10 +17,14 @@ from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
 from meshchat_chat.domain import (
     Caller,
     CaughtUp,
+    Change,
+    ChangeKind,
     Chat,
+    Entry,
     Heartbeat,
     Message,
     MessageBatch,
+    ReadState,
     StreamEvent,
 )
 from meshchat_chat.service import ChatService
@@ -45,9 +49,13 @@ def _timestamp(moment: datetime) -> Timestamp:
     return stamp
 
 
-def chat_to_proto(chat: Chat) -> chat_pb2.Chat:
-    """The proto of a chat."""
-    return chat_pb2.Chat(
+def _optional_timestamp(moment: datetime | None) -> Timestamp | None:
+    return _timestamp(moment) if moment is not None else None
+
+
+def chat_to_proto(chat: Chat, read: ReadState | None = None) -> chat_pb2.Chat:
+    """The proto of a chat, with the caller's read state when given."""
+    proto = chat_pb2.Chat(
         id=chat.id,
         name=chat.name,
         owner_id=chat.owner_id,
@@ -60,6 +68,12 @@ def chat_to_proto(chat: Chat) -> chat_pb2.Chat:
         create_time=_timestamp(chat.created_at),
         last_seq=chat.last_seq,
     )
+    if read is not None:
+        proto.read_seq = read.read_seq
+        proto.unread_count = read.unread_count
+        if read.last_message_at is not None:
+            proto.last_message_time.CopyFrom(_timestamp(read.last_message_at))
+    return proto
 
 
 def message_to_proto(message: Message) -> chat_pb2.Message:
@@ -72,6 +86,26 @@ def message_to_proto(message: Message) -> chat_pb2.Message:
         text=message.text,
         client_message_id=message.client_message_id,
         create_time=_timestamp(message.created_at),
+        edit_time=_optional_timestamp(message.edited_at),
+        delete_time=_optional_timestamp(message.deleted_at),
+    )
+
+
+_CHANGE_KINDS = {
+    ChangeKind.EDITED: chat_pb2.MessageChange.KIND_EDITED,
+    ChangeKind.DELETED: chat_pb2.MessageChange.KIND_DELETED,
+}
+
+
+def change_to_proto(change: Change) -> chat_pb2.MessageChange:
+    """The proto of an edit or deletion."""
+    return chat_pb2.MessageChange(
+        seq=change.seq,
+        kind=_CHANGE_KINDS[change.kind],
+        message=message_to_proto(change.message),
+        actor_id=change.actor.user_id,
+        actor_username=change.actor.username,
+        change_time=_timestamp(change.changed_at),
     )
 
 
@@ -90,21 +124,34 @@ def _field(tag: bytes, payload: bytes) -> bytes:
 
 
 # The tag bytes (field number << 3 | wire type 2, length-delimited) of ConnectResponse.message,
-# ConnectResponse.batch and MessageBatch.messages.
+# ConnectResponse.batch, ConnectResponse.change, MessageBatch.messages and MessageBatch.changes.
 _MESSAGE_TAG = bytes([1 << 3 | 2])
 _BATCH_TAG = bytes([4 << 3 | 2])
+_CHANGE_TAG = bytes([5 << 3 | 2])
 _BATCH_MESSAGES_TAG = bytes([1 << 3 | 2])
+_BATCH_CHANGES_TAG = bytes([2 << 3 | 2])
+
+# An entry as encoded: its seq and the state of its message (edits and a deletion change what a
+# message, or a change that carries it, encodes to).
+_Version = tuple[int, datetime | None, datetime | None]
+
+
+def _version(entry: Entry) -> _Version:
+    message = entry if isinstance(entry, Message) else entry.message
+    return (entry.seq, message.edited_at, message.deleted_at)
 
 
 class StreamEncoder:
     """Encodes Connect events to the bytes of their ConnectResponse. A message goes to every
     stream of its chat, so its bytes are built once and reused, and so are those of a batch
     that several streams at the same point receive: a batch is the concatenation of its
-    messages' encodings, which is the protobuf encoding of the repeated field."""
+    entries' encodings, which is the protobuf encoding of its two repeated fields (protobuf
+    allows them interleaved, and keeps each field's order). Entries are cached by their
+    version, so an edited or deleted message is never sent as it was."""
 
     def __init__(self, cache_size: int = 4096) -> None:
-        self._messages: dict[tuple[str, int], bytes] = {}
-        self._batches: dict[tuple[str, int, int], bytes] = {}
+        self._messages: dict[tuple[str, _Version], bytes] = {}
+        self._batches: dict[tuple[str, tuple[_Version, ...]], bytes] = {}
         self._cache_size = cache_size
         self._heartbeat = chat_pb2.ConnectResponse(
             heartbeat=chat_pb2.Heartbeat()
@@ -120,24 +167,34 @@ class StreamEncoder:
         assert isinstance(event, Heartbeat)
         return self._heartbeat
 
-    def _batch(self, messages: tuple[Message, ...]) -> bytes:
-        first, last = messages[0], messages[-1]
-        key = (first.chat_id, first.seq, last.seq)
+    def _batch(self, entries: tuple[Entry, ...]) -> bytes:
+        first = entries[0]
+        key = (first.chat_id, tuple(_version(e) for e in entries))
         encoded = self._batches.get(key)
         if encoded is None:
-            if len(messages) == 1:
-                encoded = _field(_MESSAGE_TAG, self._message(first))
+            if len(entries) == 1:
+                tag = _MESSAGE_TAG if isinstance(first, Message) else _CHANGE_TAG
+                encoded = _field(tag, self._entry(first))
             else:
-                inner = b"".join(_field(_BATCH_MESSAGES_TAG, self._message(m)) for m in messages)
+                inner = b"".join(
+                    _field(
+                        _BATCH_MESSAGES_TAG if isinstance(e, Message) else _BATCH_CHANGES_TAG,
+                        self._entry(e),
+                    )
+                    for e in entries
+                )
                 encoded = _field(_BATCH_TAG, inner)
             _remember(self._batches, key, encoded, self._cache_size)
         return encoded
 
-    def _message(self, message: Message) -> bytes:
-        key = (message.chat_id, message.seq)
+    def _entry(self, entry: Entry) -> bytes:
+        key = (entry.chat_id, _version(entry))
         encoded = self._messages.get(key)
         if encoded is None:
-            encoded = message_to_proto(message).SerializeToString()
+            proto = (
+                message_to_proto(entry) if isinstance(entry, Message) else change_to_proto(entry)
+            )
+            encoded = proto.SerializeToString()
             _remember(self._messages, key, encoded, self._cache_size)
         return encoded
 
@@ -192,14 +249,16 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         return chat_to_proto(chat)
 
     async def GetChat(self, request: chat_pb2.GetChatRequest, context: Context) -> chat_pb2.Chat:
-        return chat_to_proto(await self._chats.get_chat(_caller(context), request.chat_id))
+        chat, read = await self._chats.get_chat_and_read_state(_caller(context), request.chat_id)
+        return chat_to_proto(chat, read)
 
     async def ListChats(
         self, request: chat_pb2.ListChatsRequest, context: Context
     ) -> chat_pb2.ListChatsResponse:
         page = await self._chats.list_chats(_caller(context), request.page_size, request.page_token)
         return chat_pb2.ListChatsResponse(
-            chats=[chat_to_proto(c) for c in page.chats], next_page_token=page.next_page_token
+            chats=[chat_to_proto(c, page.read_states.get(c.id)) for c in page.chats],
+            next_page_token=page.next_page_token,
         )
 
     async def DeleteChat(
@@ -241,6 +300,28 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         )
         return chat_pb2.ListMessagesResponse(
             messages=[message_to_proto(m) for m in page.messages], has_more=page.has_more
+        )
+
+    async def EditMessage(
+        self, request: chat_pb2.EditMessageRequest, context: Context
+    ) -> chat_pb2.Message:
+        message = await self._chats.edit_message(
+            _caller(context), request.chat_id, request.seq, request.text
+        )
+        return message_to_proto(message)
+
+    async def DeleteMessage(
+        self, request: chat_pb2.DeleteMessageRequest, context: Context
+    ) -> chat_pb2.Message:
+        message = await self._chats.delete_message(_caller(context), request.chat_id, request.seq)
+        return message_to_proto(message)
+
+    async def MarkRead(
+        self, request: chat_pb2.MarkReadRequest, context: Context
+    ) -> chat_pb2.ReadState:
+        state = await self._chats.mark_read(_caller(context), request.chat_id, request.seq)
+        return chat_pb2.ReadState(
+            chat_id=request.chat_id, read_seq=state.read_seq, unread_count=state.unread_count
         )
 
     # The generated base class expects protos; add_to_server has Connect write these bytes.

@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 import click
 from opentelemetry.sdk.trace import TracerProvider
 
-from meshchat_runtime.settings import ConfigError, Setting, parse_bool
+from meshchat_runtime.settings import ConfigError, LogFormat, Setting, parse_bool
 from meshchat_runtime.telemetry import configure_logging, configure_tracing
 
 __all__ = [
@@ -95,6 +95,11 @@ class ServiceConfig(Protocol):
         """The least severe level logged."""
         ...
 
+    @property
+    def log_format(self) -> LogFormat:
+        """How log lines are written."""
+        ...
+
 
 class ServiceApp(Protocol):
     """A built service that serves until it is signalled."""
@@ -117,7 +122,7 @@ def serve(
 
     async def main() -> None:
         config = load_config()
-        configure_logging(config.log_level, program)
+        configure_logging(config.log_level, program, config.log_format)
         app = await build(config, configure_tracing(program))
         tune_garbage_collector()
         await app.run()

@@ -19,6 +19,7 @@ __all__ = [
     "DATABASE_URL",
     "GRACE_PERIOD",
     "LISTEN",
+    "LOG_FORMAT",
     "LOG_LEVEL",
     "LOG_LEVELS",
     "MAX_CONCURRENT_STREAMS",
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "DatabaseUrl",
     "HostPort",
+    "LogFormat",
     "Parser",
     "ServerSettings",
     "Setting",
@@ -212,6 +214,17 @@ def parse_choice(value: str, setting: str, choices: Sequence[str]) -> str:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class LogFormat(enum.Enum):
+    """How log lines are written to stderr."""
+
+    AUTO = "auto"
+    """Text on a terminal, JSON otherwise."""
+    JSON = "json"
+    """One JSON object per line, for log collectors."""
+    TEXT = "text"
+    """One readable line per record, for people."""
 
 
 def parse_log_level(value: str, setting: str) -> str:
@@ -443,7 +456,14 @@ LOG_LEVEL = Setting(
     "log-level",
     parse_log_level,
     "info",
-    "Least severe log level written (JSON lines on stderr).",
+    "Least severe log level written (on stderr, as --log-format says).",
+)
+
+LOG_FORMAT = Setting(
+    "log-format",
+    choice(LogFormat),
+    "auto",
+    "Log lines on stderr: json, text (readable), or auto (text on a terminal, else json).",
 )
 
 
@@ -453,6 +473,7 @@ SHARED_SETTINGS: tuple[Setting[object], ...] = (
     MAX_CONCURRENT_STREAMS,
     MAX_CONNECTION_AGE,
     LOG_LEVEL,
+    LOG_FORMAT,
 )
 """The settings every service has with the same default; with :data:`LISTEN`,
 :data:`METRICS_LISTEN` and :data:`DATABASE_URL`, to which each service gives its own."""

@@ -1,4 +1,4 @@
-"""JSON logs that carry the trace id, and OpenTelemetry tracing exported over OTLP when asked.
+"""Logs that carry the trace id (JSON lines, or readable lines for a terminal), and OpenTelemetry tracing exported over OTLP when asked.
 
 Tracing follows the standard environment: ``OTEL_EXPORTER_OTLP_ENDPOINT`` turns it on, and the
 SDK reads ``OTEL_TRACES_SAMPLER``/``OTEL_TRACES_SAMPLER_ARG`` (the chart sets a parent-based
@@ -21,9 +21,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from pythonjsonlogger.json import JsonFormatter
 
 from meshchat_runtime.metrics import DeliveryMetrics
+from meshchat_runtime.settings import LogFormat
 
 __all__ = [
     "StreamSpanEvents",
+    "TextFormatter",
     "TraceContextFilter",
     "client_interceptors",
     "configure_logging",
@@ -46,17 +48,46 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str, service: str) -> None:
-    """Send JSON lines to stderr for the whole process (called once, from main)."""
+# The attributes every LogRecord has; the others came as ``extra`` (or from the filter above).
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class TextFormatter(logging.Formatter):
+    """One readable line per record: time, level, logger, message, then the ``extra`` fields
+    as ``key=value`` (the trace id only inside a trace)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _RECORD_ATTRIBUTES and key != "span_id" and value not in ("", None)
+        ]
+        if not extras:
+            return line
+        head, newline, tail = line.partition("\n")  # a traceback stays below the fields
+        return f"{head}  {' '.join(extras)}{newline}{tail}"
+
+
+def _formatter(log_format: LogFormat, service: str) -> logging.Formatter:
+    if log_format is LogFormat.TEXT or (log_format is LogFormat.AUTO and sys.stderr.isatty()):
+        return TextFormatter()
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        static_fields={"service": service},
+    )
+
+
+def configure_logging(level: str, service: str, log_format: LogFormat = LogFormat.JSON) -> None:
+    """Send log lines to stderr for the whole process (called once, from main): JSON, or
+    readable text (:class:`TextFormatter`) as ``log_format`` says."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(TraceContextFilter())
-    handler.setFormatter(
-        JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            static_fields={"service": service},
-        )
-    )
+    handler.setFormatter(_formatter(log_format, service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -21,7 +21,8 @@ async def test_check_allows_a_user_endpoint(stubs: Stubs) -> None:
     assert answer.username == "alice"
     assert answer.user_id == pair.user.id
     assert answer.role == access_options_pb2.ROLE_USER
-    assert answer.expires_at == pair.access_token_expire_time.seconds
+    assert answer.expire_time == pair.access_token_expire_time
+    assert answer.expires_at == pair.access_token_expire_time.seconds  # the deprecated field
 
 
 async def test_check_without_a_token_is_unauthenticated(stubs: Stubs) -> None:

@@ -15,10 +15,17 @@ from meshchat_chat.domain import (
     AccountChange,
     AddOutcome,
     AppliedChange,
+    Change,
+    ChangeKind,
+    ChangeOutcome,
     Chat,
     ChatCursor,
+    Departure,
+    DepartureReason,
     KeySet,
     Member,
+    Message,
+    NewChange,
     NewMessage,
     Revocation,
     SendOutcome,
@@ -183,8 +190,8 @@ async def test_members_come_and_go(store: Store) -> None:
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert loaded.member(BOB.user_id) == joined
-    assert await store.remove_member(chat.id, BOB.user_id)
-    assert not await store.remove_member(chat.id, BOB.user_id)
+    assert await store.remove_member(_departure(chat, BOB, DepartureReason.REMOVED))
+    assert not await store.remove_member(_departure(chat, BOB, DepartureReason.REMOVED))
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert [m.username for m in loaded.members] == ["alice"]
@@ -195,8 +202,8 @@ async def test_members_come_and_go(store: Store) -> None:
 async def test_delete_chat_removes_members_and_messages(store: Store) -> None:
     chat = await new_chat(store, ALICE, BOB)
     await store.send_message(message(chat, ALICE, "bye", "k"))
-    assert await store.delete_chat(chat.id)
-    assert not await store.delete_chat(chat.id)
+    assert await store.delete_chat(chat.id, "alice", utc_now())
+    assert not await store.delete_chat(chat.id, "alice", utc_now())
     assert await store.get_chat(chat.id) is None
     assert await store.messages_after(chat.id, 0, 10) == []
     assert await store.list_chats(BOB.user_id, 10, None) == []
@@ -230,6 +237,167 @@ async def test_members_joined_together_come_in_code_point_order(store: Store) ->
     loaded = await store.get_chat(chat.id)
     assert loaded is not None
     assert [m.username for m in loaded.members] == sorted(names)
+
+
+def _departure(chat: Chat, user: UserRef, reason: DepartureReason) -> Departure:
+    return Departure(chat.id, user.user_id, chat.name, reason, "alice", utc_now())
+
+
+def _edit(chat: Chat, seq: int, text: str, actor: UserRef = ALICE) -> NewChange:
+    return NewChange(chat.id, seq, ChangeKind.EDITED, actor, utc_now(), text)
+
+
+def _delete(chat: Chat, seq: int, actor: UserRef = ALICE) -> NewChange:
+    return NewChange(chat.id, seq, ChangeKind.DELETED, actor, utc_now())
+
+
+async def test_changes_take_the_next_seq_and_keep_the_message_s(store: Store) -> None:
+    chat = await new_chat(store, ALICE, BOB)
+    await store.send_message(message(chat, ALICE, "helo", "c-1"))
+    await store.send_message(message(chat, BOB, "hi"))
+    edited = await store.change_message(_edit(chat, 1, "hello"))
+    assert edited.outcome is ChangeOutcome.CHANGED
+    assert edited.change is not None
+    assert edited.message is not None
+    assert (edited.change.seq, edited.message.seq, edited.message.text) == (3, 1, "hello")
+    assert edited.message.edited_at is not None
+    assert await store.last_seq(chat.id) == 3
+    # History lists the messages as they stand; the log has the changes in their places.
+    assert [(m.seq, m.text) for m in await store.messages_before(chat.id, None, 10)] == [
+        (1, "hello"),
+        (2, "hi"),
+    ]
+    assert [m.seq for m in await store.messages_after(chat.id, 0, 10)] == [1, 2]
+    log = await store.log_after(chat.id, 0, 10)
+    assert [e.seq for e in log] == [1, 2, 3]
+    assert log[0] == edited.message
+    assert log[2] == edited.change
+    # The same text again, and a seq that is a change, change nothing.
+    same = await store.change_message(_edit(chat, 1, "hello"))
+    assert same.outcome is ChangeOutcome.UNCHANGED
+    assert (await store.change_message(_edit(chat, 3, "x"))).outcome is ChangeOutcome.NO_MESSAGE
+    assert (await store.change_message(_edit(chat, 9, "x"))).outcome is ChangeOutcome.NO_MESSAGE
+    assert await store.last_seq(chat.id) == 3
+    # The idempotency key still finds the first message, as it stands.
+    retry = await store.send_message(message(chat, ALICE, "helo", "c-1"))
+    assert retry.outcome is SendOutcome.DUPLICATE
+    assert retry.message == edited.message
+
+
+async def test_a_deletion_erases_the_text_everywhere(store: Store) -> None:
+    chat = await new_chat(store, ALICE, BOB)
+    await store.send_message(message(chat, BOB, "secret"))
+    await store.change_message(_edit(chat, 1, "secret, edited", BOB))
+    deleted = await store.change_message(_delete(chat, 1, ALICE))
+    assert deleted.outcome is ChangeOutcome.CHANGED
+    assert deleted.change is not None
+    assert deleted.change.actor == ALICE
+    assert deleted.change.seq == 3
+    assert deleted.message is not None
+    assert deleted.message.deleted_at is not None
+    log = await store.log_after(chat.id, 0, 10)
+    assert [e.seq for e in log] == [1, 2, 3]
+    messages = [e if isinstance(e, Message) else e.message for e in log]
+    assert [m.text for m in messages] == ["", "", ""]
+    assert all(m.deleted_at is not None for m in messages)
+    assert [e.kind for e in log if isinstance(e, Change)] == [
+        ChangeKind.EDITED,
+        ChangeKind.DELETED,
+    ]
+    assert await store.get_message(chat.id, 1) == deleted.message
+    again = await store.change_message(_delete(chat, 1))
+    assert again.outcome is ChangeOutcome.UNCHANGED
+    late_edit = await store.change_message(_edit(chat, 1, "back", BOB))
+    assert late_edit.outcome is ChangeOutcome.DELETED
+    assert await store.last_seq(chat.id) == 3
+
+
+async def test_concurrent_sends_and_changes_number_without_gaps(store: Store) -> None:
+    chat = await new_chat(store, ALICE, BOB)
+    for i in range(5):
+        await store.send_message(message(chat, ALICE, f"m{i}"))
+    barrier = asyncio.Barrier(12)
+
+    async def send(i: int) -> None:
+        await barrier.wait()
+        await store.send_message(message(chat, BOB, f"n{i}"))
+
+    async def edit(seq: int) -> None:
+        await barrier.wait()
+        await store.change_message(_edit(chat, seq, f"edited {seq}"))
+
+    async def delete(seq: int) -> None:
+        await barrier.wait()
+        await store.change_message(_delete(chat, seq))
+
+    await asyncio.gather(
+        *(send(i) for i in range(5)), *(edit(s) for s in range(1, 6)), *(delete(s) for s in (1, 2))
+    )
+    # Ten seqs besides the five first ones at least, and none missing or doubled.
+    log = await store.log_after(chat.id, 0, 100)
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))
+    assert await store.last_seq(chat.id) == len(log)
+    assert sum(isinstance(e, Message) for e in log) == 10
+    for seq in (1, 2):
+        assert await store.get_message(chat.id, seq) is not None
+        assert (await store.get_message(chat.id, seq)).text == ""  # type: ignore[union-attr]
+
+
+async def test_the_read_position_only_moves_forward(store: Store) -> None:
+    chat = await new_chat(store, ALICE, BOB)
+    for i in range(30):
+        await store.send_message(message(chat, ALICE, f"m{i}"))
+    barrier = asyncio.Barrier(30)
+
+    async def mark(seq: int) -> int | None:
+        await barrier.wait()
+        return await store.mark_read(chat.id, BOB.user_id, seq)
+
+    seqs = range(30, 0, -1)
+    answers = await asyncio.gather(*(mark(seq) for seq in seqs))
+    assert all(a is not None and a >= seq for a, seq in zip(answers, seqs, strict=True))
+    assert await store.mark_read(chat.id, BOB.user_id, 3) == 30
+    assert await store.mark_read(chat.id, CAROL.user_id, 3) is None
+    states = await store.read_states(BOB.user_id, [chat.id])
+    assert states[chat.id].read_seq == 30
+
+
+async def test_read_states_count_the_unread_messages_of_others(store: Store) -> None:
+    chat = await new_chat(store, ALICE, BOB)
+    other = await new_chat(store, CAROL)
+    assert (await store.read_states(BOB.user_id, [chat.id]))[chat.id].last_message_at is None
+    for text in ("a", "b", "c"):
+        await store.send_message(message(chat, ALICE, text))
+    sent = await store.send_message(message(chat, BOB, "mine"))
+    await store.change_message(_delete(chat, 2))
+    await store.change_message(_edit(chat, 3, "c!"))
+    states = await store.read_states(BOB.user_id, [chat.id, other.id, str(uuid.uuid4())])
+    assert set(states) == {chat.id}
+    assert sent.message is not None
+    assert (states[chat.id].read_seq, states[chat.id].unread_count) == (0, 2)
+    assert states[chat.id].last_message_at == sent.message.created_at
+    await store.mark_read(chat.id, BOB.user_id, 1)
+    assert (await store.read_states(BOB.user_id, [chat.id]))[chat.id].unread_count == 1
+    alice = (await store.read_states(ALICE.user_id, [chat.id]))[chat.id]
+    assert alice.unread_count == 1
+    assert await store.read_states(BOB.user_id, []) == {}
+
+
+async def test_departures_are_kept_until_the_user_comes_back(store: Store) -> None:
+    chat = await new_chat(store, ALICE, BOB, CAROL)
+    assert await store.departure(chat.id, BOB.user_id) is None
+    removed = _departure(chat, BOB, DepartureReason.REMOVED)
+    assert await store.remove_member(removed)
+    assert await store.departure(chat.id, BOB.user_id) == removed
+    joined = Member(BOB.user_id, BOB.username, utc_now())
+    assert await store.add_member(chat.id, joined, UNLIMITED) is AddOutcome.ADDED
+    assert await store.departure(chat.id, BOB.user_id) is None
+    when = utc_now()
+    assert await store.delete_chat(chat.id, "alice", when)
+    for user in (ALICE, BOB, CAROL):
+        assert await store.departure(chat.id, user.user_id) == Departure(
+            chat.id, user.user_id, "general", DepartureReason.CHAT_DELETED, "alice", when
+        )
 
 
 def deletion(seq: int, user: UserRef) -> AccountChange:

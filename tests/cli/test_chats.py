@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 from tests.support.cli import Cli, unique_name
@@ -28,13 +29,18 @@ def test_chats_lists_the_users_chats(cli: Cli) -> None:
     second = cli.ok("create", "chat", "second").strip()
     cli.ok("send", first, "hello")
 
+    # The latest activity first: the message sent to first is newer than second.
     rows = [line.split("\t") for line in cli.ok("chats").splitlines()]
-    assert rows == [[second, "second", alice, "0"], [first, "first", f"{alice}, {bob}", "1"]]
+    assert [row[:4] for row in rows] == [
+        [first, "first", f"{alice}, {bob}", "0"],
+        [second, "second", alice, "0"],
+    ]
+    assert all(re.fullmatch(r"(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d", row[4]) for row in rows), rows
 
     documents = [json.loads(line) for line in cli.ok("chats", "--json").splitlines()]
     assert [(d["id"], d["members"], d["last_seq"]) for d in documents] == [
-        (second, [alice], 0),
         (first, [alice, bob], 1),
+        (second, [alice], 0),
     ]
     bobs = cli.ok("--user", bob, "chats").splitlines()
     assert [row.split("\t")[0] for row in bobs] == [first]
@@ -111,7 +117,7 @@ def test_a_chat_can_be_named_instead_of_its_id(cli: Cli) -> None:
 
 def test_delete_chat(cli: Cli) -> None:
     bob = cli.new_user("bob")
-    cli.new_user("alice")
+    alice = cli.new_user("alice")
     name = unique_name("doomed")
     chat = cli.ok("create", "chat", name, "-m", bob).strip()
 
@@ -125,7 +131,7 @@ def test_delete_chat(cli: Cli) -> None:
     assert f"deleted chat {name} ({chat})" in cli.ok("delete", "chat", chat, "--yes")
     result = cli.run("send", chat, "anyone?")
     assert result.returncode == 4
-    assert f"chat {chat} not found" in result.stderr
+    assert f"{name} was deleted by {alice}" in result.stderr
 
 
 def test_delete_chat_asks_at_a_terminal(cli: Cli) -> None:

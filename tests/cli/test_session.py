@@ -153,6 +153,6 @@ def test_removed_from_the_chat_ends_the_session_with_the_reason(stack: Stack) ->
 
     assert b.finish() == 5
     assert (
-        f"error: cannot follow the chat as {bob}: you are not a member of this chat; ask the chat's "
-        "owner to add you" in b.text()
+        f"error: cannot follow the chat as {bob}: you were removed from room by {alice}; ask the "
+        "chat's owner to add you" in b.text()
     )

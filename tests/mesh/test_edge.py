@@ -4,41 +4,64 @@ reflection, the chat service's way to auth through its sidecar, and every metric
 from __future__ import annotations
 
 import json
-import shlex
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from devtools.mesh import Mesh, http_get, wait_until
+from devtools.paths import VENV_BIN
 from tests.mesh.clients import access_log, edge_cli, peer_identities
 from tests.support.cli import PASSWORD, ChatLine, chat_lines, unique_name
 
 pytestmark = pytest.mark.mesh
 
 
+def printed_lines(printed: str, prefix: str) -> list[str]:
+    """The printed command lines that begin with ``prefix``, as a user would copy them."""
+    return [line.strip() for line in printed.splitlines() if line.strip().startswith(prefix)]
+
+
 def test_the_printed_commands_reach_the_edge(mesh: Mesh, tmp_path: Path) -> None:
     printed = mesh.describe()
-    command = mesh.meshchat_command()
-    assert f"{shlex.join(command)} register alice" in printed
-    for component in ("auth", "chat"):
-        assert shlex.join([*mesh.grpcurl_command(component), "list"]) in printed
-    # The printed CLI line, run as printed (its own config directory).
+    [export] = printed_lines(printed, "export ")
+    assert len(export) < 200
+    assert printed_lines(printed, "meshchat ")[:2] == [
+        "meshchat register alice",
+        "meshchat login alice",
+    ]
+    grpcurl_lines = printed_lines(printed, "grpcurl -")
+    assert len(grpcurl_lines) == 2
+    # The printed lines, run as printed in a shell that has only the CLI's config directory
+    # and .venv/bin on PATH: the export line is all that points them at the edge.
     cli = edge_cli(mesh, tmp_path)
+    env = cli.environment()
+    for variable in (*mesh.cli_environment(), "MESHCHAT_AUTH_ADDR", "MESHCHAT_CHAT_ADDR"):
+        env.pop(variable, None)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     name = unique_name("printed")
-    result = subprocess.run(
-        [*command, "register", name, "--password-stdin"],
-        input=f"{PASSWORD}\n",
-        env=cli.environment(
-            {"MESHCHAT_SERVER": "", "MESHCHAT_CA_FILE": "", "MESHCHAT_SERVER_NAME": ""}
-        ),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    register = printed_lines(printed, "meshchat register ")[0].replace("alice", name)
+
+    def shell(*lines: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", "\n".join([export, *lines])],
+            input=input,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    result = shell(f"{register} --password-stdin", input=f"{PASSWORD}\n")
     assert result.returncode == 0, result.stderr
     assert f"registered {name}" in result.stdout + result.stderr
+    services = ("meshchat.auth.v1.AuthService", "meshchat.chat.v1.ChatService")
+    for line, service in zip(grpcurl_lines, services, strict=True):
+        result = shell(line)
+        assert result.returncode == 0, result.stderr
+        assert service in result.stdout.split()
 
 
 def inbound_requests(mesh: Mesh) -> dict[str, int]:

@@ -41,7 +41,7 @@ def test_ctrl_c_or_sigterm_stops_everything_and_cleans_up(stop: str) -> None:
         printed = str(child.before)
         ports = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", printed)}
         ports |= {int(p) for p in re.findall(r" :(\d+)/", printed)}
-        ca_file = Path(re.findall(r"--ca-file (\S+)", printed)[0])
+        ca_file = Path(re.findall(r"MESHCHAT_CA_FILE=(\S+)", printed)[0])
         health = [int(p) for p in re.findall(r"health :(\d+)/healthz", printed)]
         assert len(health) == 2
         assert all(http_get(port, "/healthz")[0] == 200 for port in health)

@@ -23,7 +23,7 @@ SEND = "/meshchat.chat.v1.ChatService/SendMessage"
 CREATE = "/meshchat.chat.v1.ChatService/CreateChat"
 CONNECT = "/meshchat.chat.v1.ChatService/Connect"
 CREATE_USER = "/meshchat.auth.v1.UserService/CreateUser"
-GET_USER = "/meshchat.auth.v1.UserService/GetUser"
+LOOKUP_USERS = "/meshchat.auth.v1.UserService/LookupUsers"
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,8 @@ def test_a_call_that_asks_the_auth_service_continues_through_both_sidecars(
             metadata=client.metadata(token),
             timeout=30,
         )
-    # The chat service looks ugo up with UserService.GetUser.
-    lookup = span_of(otlp, client, "meshchat-auth", GET_USER)
+    # The chat service looks ugo up with UserService.LookupUsers.
+    lookup = span_of(otlp, client, "meshchat-auth", LOOKUP_USERS)
     wanted = {"meshchat-edge", "meshchat-chat-envoy", "meshchat-chat", "meshchat-auth-envoy"}
     otlp.wait_for(
         lambda: {s.service for s in otlp.trace(client.trace_id)} >= wanted,

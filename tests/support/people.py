@@ -100,6 +100,28 @@ class Person:
             timeout=DEADLINE,
         )
 
+    async def edit(self, chat_id: str, seq: int, text: str) -> chat_pb2.Message:
+        """Edit a message."""
+        return await self.stub.EditMessage(
+            chat_pb2.EditMessageRequest(chat_id=chat_id, seq=seq, text=text),
+            metadata=self.md,
+            timeout=DEADLINE,
+        )
+
+    async def delete_message(self, chat_id: str, seq: int) -> chat_pb2.Message:
+        """Delete a message."""
+        return await self.stub.DeleteMessage(
+            chat_pb2.DeleteMessageRequest(chat_id=chat_id, seq=seq),
+            metadata=self.md,
+            timeout=DEADLINE,
+        )
+
+    async def mark_read(self, chat_id: str, seq: int = 0) -> chat_pb2.ReadState:
+        """Move their read position."""
+        return await self.stub.MarkRead(
+            chat_pb2.MarkReadRequest(chat_id=chat_id, seq=seq), metadata=self.md, timeout=DEADLINE
+        )
+
     def connect(
         self, chat_id: str, after_seq: int = 0
     ) -> grpc.aio.UnaryStreamCall[chat_pb2.ConnectRequest, chat_pb2.ConnectResponse]:
@@ -137,12 +159,23 @@ class People:
         )
 
 
-def delivered(event: chat_pb2.ConnectResponse) -> list[chat_pb2.Message]:
-    """The messages an event carries: one message, a batch, or none."""
+Entry = chat_pb2.Message | chat_pb2.MessageChange
+
+
+def entries(event: chat_pb2.ConnectResponse) -> list[Entry]:
+    """The messages and changes an event carries, in seq order: one, a batch, or none."""
     if event.HasField("batch"):
-        assert len(event.batch.messages) >= 2, "a batch of fewer than two messages"
-        return list(event.batch.messages)
+        batch: list[Entry] = [*event.batch.messages, *event.batch.changes]
+        assert len(batch) >= 2, "a batch of fewer than two entries"
+        return sorted(batch, key=lambda e: e.seq)
+    if event.HasField("change"):
+        return [event.change]
     return [event.message] if event.HasField("message") else []
+
+
+def delivered(event: chat_pb2.ConnectResponse) -> list[chat_pb2.Message]:
+    """The messages an event carries (changes left out)."""
+    return [e for e in entries(event) if isinstance(e, chat_pb2.Message)]
 
 
 class Stream:
@@ -165,8 +198,21 @@ class Stream:
             event = await self.event()
             if event.HasField("caught_up"):
                 return messages, event.caught_up.last_seq
-            assert event.HasField("message") or event.HasField("batch"), event
+            assert entries(event), event
             messages += delivered(event)
+
+    async def entries(self, count: int, within: float = DEADLINE) -> list[Entry]:
+        """The next ``count`` messages and changes, in seq order, skipping heartbeats."""
+        found: list[Entry] = []
+
+        async def collect() -> None:
+            while len(found) < count:
+                event = await self._events.__anext__()
+                assert not event.HasField("caught_up"), "CaughtUp came twice"
+                found.extend(entries(event))
+
+        await asyncio.wait_for(collect(), within)
+        return found
 
     async def messages(self, count: int, within: float = DEADLINE) -> list[chat_pb2.Message]:
         """The next ``count`` messages, skipping heartbeats; all within ``within`` seconds."""

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import Annotated
 
 import typer
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshchat.chat.v1 import chat_pb2
 from meshchat_cli.commands.params import ChatArg, JsonDocument, JsonLines, UserArg, Yes
 from meshchat_cli.commands.prompts import confirm
 from meshchat_cli.completion import complete_username
 from meshchat_cli.options import open_api
-from meshchat_cli.render import chat_document, clean, print_json, print_rows
+from meshchat_cli.render import chat_document, clean, format_time, print_json, print_rows
 
 __all__ = ["add_member", "create_chat", "delete_chat", "list_chats", "remove_member"]
 
@@ -55,18 +57,38 @@ def create_chat(
 
 
 def list_chats(ctx: typer.Context, json_lines: JsonLines = False) -> None:
-    """List your chats, newest first."""
+    """List your chats, the latest activity first, with your unread messages in each."""
     with open_api(ctx) as api:
-        chats = list(api.list_chats())
+        chats = sorted(api.list_chats(), key=_last_activity, reverse=True)
     if json_lines:
         for chat in chats:
             print_json(chat_document(chat))
         return
+    today = datetime.now().astimezone().date()
     print_rows(
         sys.stdout,
-        ("ID", "NAME", "MEMBERS", "MESSAGES"),
-        [(chat.id, chat.name, _members(chat), str(chat.last_seq)) for chat in chats],
+        ("ID", "NAME", "MEMBERS", "UNREAD", "LAST ACTIVITY"),
+        [
+            (
+                chat.id,
+                chat.name,
+                _members(chat),
+                str(chat.unread_count),
+                format_time(_activity_stamp(chat), today),
+            )
+            for chat in chats
+        ],
     )
+
+
+def _activity_stamp(chat: chat_pb2.Chat) -> Timestamp:
+    """When the newest message was sent; when the chat was created, before any."""
+    return chat.last_message_time if chat.HasField("last_message_time") else chat.create_time
+
+
+def _last_activity(chat: chat_pb2.Chat) -> tuple[int, int]:
+    stamp = _activity_stamp(chat)
+    return (stamp.seconds, stamp.nanos)
 
 
 def add_member(

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from meshchat_chat.domain import Message
+from meshchat_chat.domain import Change, ChangeKind, Entry
 from meshchat_chat.fanout.cache import ChatCache
 from meshchat_chat.store import Store
 
@@ -89,7 +89,7 @@ class Subscription:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def next(self, after: int, wait: float) -> tuple[Message, ...] | Signal | None:
+    async def next(self, after: int, wait: float) -> tuple[Entry, ...] | Signal | None:
         """A signal; or the messages after seq ``after`` (up to :data:`BATCH_MAX`, ascending,
         without gaps); or None when nothing came within ``wait`` seconds."""
         topic = self._topic
@@ -128,16 +128,16 @@ class _Topic:
         self.subscribers: set[Subscription] = set()
         self.waiting: set[Subscription] = set()
         # log[i].seq == head - len(log) + 1 + i
-        self._log: list[Message] = []
+        self._log: list[Entry] = []
         self._capacity = capacity
         self._stats = stats
         self._store = store
-        self._pending: dict[int, Message] = {}
+        self._pending: dict[int, Entry] = {}
         self._fill_target = head
         self._fill_task: asyncio.Task[None] | None = None
         self._retry: asyncio.TimerHandle | None = None
 
-    def after(self, seq: int) -> tuple[Message, ...] | Signal:
+    def after(self, seq: int) -> tuple[Entry, ...] | Signal:
         """The logged messages after ``seq`` (at most BATCH_MAX), or LAGGING when the log no
         longer holds the one that follows ``seq``."""
         start = seq + 1 - (self.head - len(self._log) + 1)
@@ -146,7 +146,7 @@ class _Topic:
             return Signal.LAGGING
         return tuple(self._log[start : start + BATCH_MAX])
 
-    def accept(self, message: Message) -> None:
+    def accept(self, message: Entry) -> None:
         if message.seq <= self.head:
             return
         if message.seq > self.head + 1:
@@ -158,12 +158,20 @@ class _Topic:
             self._append(following)
         self._wake()
 
-    def _append(self, message: Message) -> None:
+    def _append(self, message: Entry) -> None:
         self.head = message.seq
         self._log.append(message)
+        if isinstance(message, Change) and message.kind is ChangeKind.DELETED:
+            self._erase(message)
         # Trimmed in bulk, so that an append costs O(1) on average.
         if len(self._log) >= 2 * self._capacity:
             del self._log[: len(self._log) - self._capacity]
+
+    def _erase(self, deletion: Change) -> None:
+        """A stream still behind the deleted message gets it without its text."""
+        index = deletion.message.seq - (self.head - len(self._log) + 1)
+        if 0 <= index < len(self._log):
+            self._log[index] = deletion.message
 
     def _wake(self) -> None:
         waiting, self.waiting = self.waiting, set()
@@ -179,7 +187,7 @@ class _Topic:
     async def _fill(self) -> None:
         try:
             while self.head < self._fill_target:
-                messages = await self._store.messages_after(self.chat_id, self.head, FILL_PAGE)
+                messages = await self._store.log_after(self.chat_id, self.head, FILL_PAGE)
                 for message in messages:
                     self.accept(message)
                 if len(messages) < FILL_PAGE:
@@ -247,8 +255,8 @@ class Hub:
                 del self._topics[chat_id]
                 await topic.close()
 
-    def publish(self, message: Message) -> None:
-        """A message committed on this replica."""
+    def publish(self, message: Entry) -> None:
+        """A message or change committed on this replica."""
         if self._cache is not None:
             self._cache.note_seq(message.chat_id, message.seq)
         topic = self._topics.get(message.chat_id)

@@ -4,18 +4,25 @@ this one)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from meshchat_chat.domain import (
     AccountChange,
     AddOutcome,
     AppliedChange,
+    ChangeResult,
     Chat,
     ChatCursor,
+    Departure,
+    Entry,
     KeySet,
     Member,
     Message,
+    NewChange,
     NewMessage,
+    ReadState,
     Revocation,
     SendResult,
 )
@@ -44,17 +51,22 @@ class Store(Protocol):
         ``after`` in that order."""
         ...
 
-    async def delete_chat(self, chat_id: str) -> bool:
-        """Delete the chat with its members and messages; False when it did not exist."""
+    async def delete_chat(self, chat_id: str, by_username: str, at: datetime) -> bool:
+        """Delete the chat with its members and messages, keeping a departure (CHAT_DELETED
+        by ``by_username``) for each member; False when it did not exist."""
         ...
 
     async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
         """Add a member unless already one or the chat has ``max_members`` (the count and
-        the insert are one atomic step). NotFound when the chat is gone."""
+        the insert are one atomic step), forgetting their departure. NotFound when the chat is gone."""
         ...
 
-    async def remove_member(self, chat_id: str, user_id: str) -> bool:
-        """Remove a member; False when not one."""
+    async def remove_member(self, departure: Departure) -> bool:
+        """Remove the departing member and keep ``departure``; False when not a member."""
+        ...
+
+    async def departure(self, chat_id: str, user_id: str) -> Departure | None:
+        """Why ``user_id`` is no longer a member of the chat, when they were one."""
         ...
 
     async def send_message(self, message: NewMessage) -> SendResult:
@@ -63,18 +75,42 @@ class Store(Protocol):
         (chat, sender, client_message_id) when that id is not empty."""
         ...
 
+    async def change_message(self, change: NewChange) -> ChangeResult:
+        """Edit or delete a message, the change numbered with the chat's next seq in the same
+        transaction (a deletion erases the text). Nothing is stored unless CHANGED."""
+        ...
+
+    async def get_message(self, chat_id: str, seq: int) -> Message | None:
+        """The message with this seq (not a change), or None."""
+        ...
+
+    async def log_after(self, chat_id: str, after_seq: int, limit: int) -> list[Entry]:
+        """Up to ``limit`` entries (messages and changes) with seq > ``after_seq``,
+        ascending; every change carries its message as it stands now."""
+        ...
+
     async def messages_after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
-        """Up to ``limit`` messages with seq > ``after_seq``, ascending."""
+        """Up to ``limit`` messages (not changes) with seq > ``after_seq``, ascending."""
         ...
 
     async def messages_before(
         self, chat_id: str, before_seq: int | None, limit: int
     ) -> list[Message]:
-        """The newest ``limit`` messages with seq < ``before_seq`` (None: no bound), ascending."""
+        """The newest ``limit`` messages (not changes) with seq < ``before_seq`` (None: no
+        bound), ascending."""
+        ...
+
+    async def mark_read(self, chat_id: str, user_id: str, seq: int) -> int | None:
+        """Move the member's read position to ``seq`` unless it is beyond already (an atomic
+        maximum); the position after that, or None when not a member."""
+        ...
+
+    async def read_states(self, user_id: str, chat_ids: Sequence[str]) -> dict[str, ReadState]:
+        """The member's read state in each of the chats of which they are a member."""
         ...
 
     async def last_seq(self, chat_id: str) -> int | None:
-        """The seq of the chat's newest message (0: none), or None when there is no chat."""
+        """The seq of the chat's newest entry (0: none), or None when there is no chat."""
         ...
 
     async def apply_account_change(self, change: AccountChange) -> AppliedChange:

@@ -10,7 +10,8 @@ replica share one transaction: their statements run in order, and commit (durabl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -20,15 +21,26 @@ from meshchat_chat.domain import (
     AccountChange,
     AddOutcome,
     AppliedChange,
+    Change,
+    ChangeKind,
+    ChangeOutcome,
+    ChangeResult,
     Chat,
     ChatCursor,
+    Departure,
+    DepartureReason,
+    Entry,
     KeySet,
     Member,
     Message,
+    NewChange,
     NewMessage,
+    ReadState,
     Revocation,
     SendOutcome,
     SendResult,
+    UserRef,
+    apply_change,
 )
 from meshchat_runtime.database import PostgresDatabase, load_migrations
 from meshchat_runtime.errors import NotFound
@@ -59,7 +71,30 @@ _CHAT_COLUMNS = (
     'ORDER BY m.joined_at, m.username COLLATE "C") AS member_joined'
 )
 _MESSAGE_COLUMNS = (
-    "chat_id::text AS chat_id, seq, sender_id, sender_username, text, client_message_id, created_at"
+    "chat_id::text AS chat_id, seq, sender_id, sender_username, text, client_message_id, "
+    "created_at, edited_at, deleted_at"
+)
+# An entry of the log, joined with the message it is or that it changed.
+_LOG = """
+SELECT e.seq AS entry_seq, e.kind, e.sender_id AS actor_id, e.sender_username AS actor_username,
+       e.created_at AS changed_at, m.chat_id::text AS chat_id, m.seq, m.sender_id,
+       m.sender_username, m.text, m.client_message_id, m.created_at, m.edited_at, m.deleted_at
+FROM messages e JOIN messages m ON m.chat_id = e.chat_id AND m.seq = coalesce(e.target_seq, e.seq)
+WHERE e.chat_id = %s::uuid AND e.seq > %s ORDER BY e.seq LIMIT %s
+"""
+_READ_STATES = """
+SELECT m.chat_id::text AS chat_id, m.read_seq,
+    (SELECT count(*) FROM messages x WHERE x.chat_id = m.chat_id AND x.seq > m.read_seq
+       AND x.kind = 'message' AND x.deleted_at IS NULL AND x.sender_id <> m.user_id) AS unread,
+    (SELECT x.created_at FROM messages x WHERE x.chat_id = m.chat_id AND x.kind = 'message'
+       ORDER BY x.seq DESC LIMIT 1) AS last_message_at
+FROM chat_members m WHERE m.user_id = %s AND m.chat_id = ANY(%s::uuid[])
+"""
+_DEPARTURE_COLUMNS = "chat_id, user_id, chat_name, reason, by_username, departed_at"
+_KEEP_DEPARTURE = (
+    "ON CONFLICT (chat_id, user_id) DO UPDATE SET chat_name = excluded.chat_name, "
+    "reason = excluded.reason, by_username = excluded.by_username, "
+    "departed_at = excluded.departed_at"
 )
 
 _SEND = f"""
@@ -140,6 +175,33 @@ def _message(row: Mapping[str, Any]) -> Message:
         text=row["text"],
         client_message_id=row["client_message_id"],
         created_at=row["created_at"],
+        edited_at=row["edited_at"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+def _entry(row: Mapping[str, Any]) -> Entry:
+    message = _message(row)
+    if row["kind"] == "message":
+        return message
+    return Change(
+        chat_id=message.chat_id,
+        seq=row["entry_seq"],
+        kind=ChangeKind(row["kind"]),
+        message=message,
+        actor=UserRef(row["actor_id"], row["actor_username"]),
+        changed_at=row["changed_at"],
+    )
+
+
+def _departure(row: Mapping[str, Any]) -> Departure:
+    return Departure(
+        chat_id=row["chat_id"],
+        user_id=row["user_id"],
+        chat_name=row["chat_name"],
+        reason=DepartureReason(row["reason"]),
+        by_username=row["by_username"],
+        at=row["departed_at"],
     )
 
 
@@ -215,9 +277,16 @@ class PostgresStore:
             rows = await cur.fetchall()
         return [_chat(row) for row in rows]
 
-    async def delete_chat(self, chat_id: str) -> bool:
-        """Delete the chat (members and messages cascade) and announce it."""
+    async def delete_chat(self, chat_id: str, by_username: str, at: datetime) -> bool:
+        """Delete the chat (members and messages cascade, departures stay) and announce it."""
         async with self._db.connection() as conn, conn.transaction():
+            await conn.execute(
+                f"INSERT INTO departures ({_DEPARTURE_COLUMNS}) "  # noqa: S608
+                "SELECT m.chat_id, m.user_id, c.name, 'chat_deleted', %s, %s "
+                "FROM chat_members m JOIN chats c ON c.id = m.chat_id "
+                f"WHERE m.chat_id = %s::uuid {_KEEP_DEPARTURE}",
+                (by_username, at, chat_id),
+            )
             cur = await conn.execute("DELETE FROM chats WHERE id = %s::uuid", (chat_id,))
             deleted = cur.rowcount > 0
             if deleted:
@@ -252,20 +321,48 @@ class PostgresStore:
                 "VALUES (%s::uuid, %s, %s, %s)",
                 (chat_id, member.user_id, member.username, member.joined_at),
             )
+            await conn.execute(
+                "DELETE FROM departures WHERE chat_id = %s::uuid AND user_id = %s",
+                (chat_id, member.user_id),
+            )
             await self._announce_members(conn, chat_id)
             return AddOutcome.ADDED
 
-    async def remove_member(self, chat_id: str, user_id: str) -> bool:
-        """Remove a member and announce it, so that their open streams end."""
+    async def remove_member(self, departure: Departure) -> bool:
+        """Remove a member, keep the departure and announce it, so that their open streams
+        end."""
         async with self._db.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "DELETE FROM chat_members WHERE chat_id = %s::uuid AND user_id = %s",
-                (chat_id, user_id),
+                (departure.chat_id, departure.user_id),
             )
             removed = cur.rowcount > 0
             if removed:
-                await self._announce_members(conn, chat_id)
+                await conn.execute(
+                    f"INSERT INTO departures ({_DEPARTURE_COLUMNS}) "  # noqa: S608
+                    f"VALUES (%s::uuid, %s, %s, %s, %s, %s) {_KEEP_DEPARTURE}",
+                    (
+                        departure.chat_id,
+                        departure.user_id,
+                        departure.chat_name,
+                        departure.reason.value,
+                        departure.by_username,
+                        departure.at,
+                    ),
+                )
+                await self._announce_members(conn, departure.chat_id)
             return removed
+
+    async def departure(self, chat_id: str, user_id: str) -> Departure | None:
+        """Why the user is no longer a member, when they were one."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT chat_id::text AS chat_id, {_DEPARTURE_COLUMNS.removeprefix('chat_id, ')} "  # noqa: S608
+                "FROM departures WHERE chat_id = %s::uuid AND user_id = %s",
+                (chat_id, user_id),
+            )
+            row = await cur.fetchone()
+        return _departure(row) if row is not None else None
 
     @staticmethod
     async def _announce_members(conn: psycopg.AsyncConnection[Any], chat_id: str) -> None:
@@ -366,12 +463,107 @@ class PostgresStore:
         exists = await cur.fetchone() is not None
         return SendResult(SendOutcome.NOT_MEMBER if exists else SendOutcome.NO_CHAT)
 
+    async def change_message(self, change: NewChange) -> ChangeResult:
+        """Edit or delete the message, the change taking the chat's next seq; the message's
+        row lock orders concurrent changes of it, the chat's row lock orders the seqs."""
+        async with self._db.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages "  # noqa: S608
+                "WHERE chat_id = %s::uuid AND seq = %s AND kind = 'message' FOR UPDATE",
+                (change.chat_id, change.message_seq),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return ChangeResult(ChangeOutcome.NO_MESSAGE)
+            current = _message(row)
+            updated = apply_change(current, change)
+            if isinstance(updated, ChangeOutcome):
+                return ChangeResult(updated, message=current)
+            cur = await conn.execute(
+                "UPDATE chats SET last_seq = last_seq + 1 WHERE id = %s::uuid RETURNING last_seq",
+                (change.chat_id,),
+            )
+            bumped = await cur.fetchone()
+            assert bumped is not None  # the message's row holds a reference to the chat
+            seq = int(bumped["last_seq"])
+            await conn.execute(
+                "UPDATE messages SET text = %s, edited_at = %s, deleted_at = %s "
+                "WHERE chat_id = %s::uuid AND seq = %s",
+                (
+                    updated.text,
+                    updated.edited_at,
+                    updated.deleted_at,
+                    change.chat_id,
+                    change.message_seq,
+                ),
+            )
+            await conn.execute(
+                "INSERT INTO messages (chat_id, seq, sender_id, sender_username, text, "
+                "client_message_id, created_at, kind, target_seq) "
+                "VALUES (%s::uuid, %s, %s, %s, '', '', %s, %s, %s)",
+                (
+                    change.chat_id,
+                    seq,
+                    change.actor.user_id,
+                    change.actor.username,
+                    change.changed_at,
+                    change.kind.value,
+                    change.message_seq,
+                ),
+            )
+            await conn.execute(
+                "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{change.chat_id}:{seq}")
+            )
+        stored = Change(change.chat_id, seq, change.kind, updated, change.actor, change.changed_at)
+        return ChangeResult(ChangeOutcome.CHANGED, stored, updated)
+
+    async def get_message(self, chat_id: str, seq: int) -> Message | None:
+        """The message with this seq, or None."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages "  # noqa: S608
+                "WHERE chat_id = %s::uuid AND seq = %s AND kind = 'message'",
+                (chat_id, seq),
+            )
+            row = await cur.fetchone()
+        return _message(row) if row is not None else None
+
+    async def log_after(self, chat_id: str, after_seq: int, limit: int) -> list[Entry]:
+        """Entries with seq > after_seq, ascending."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(_LOG.encode(), (chat_id, after_seq, limit))
+            rows = await cur.fetchall()
+        return [_entry(row) for row in rows]
+
+    async def mark_read(self, chat_id: str, user_id: str, seq: int) -> int | None:
+        """The larger of the read position and ``seq``, in one statement."""
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE chat_members SET read_seq = greatest(read_seq, %s) "
+                "WHERE chat_id = %s::uuid AND user_id = %s RETURNING read_seq",
+                (seq, chat_id, user_id),
+            )
+            row = await cur.fetchone()
+        return int(row["read_seq"]) if row is not None else None
+
+    async def read_states(self, user_id: str, chat_ids: Sequence[str]) -> dict[str, ReadState]:
+        """The member's read state in each chat."""
+        if not chat_ids:
+            return {}
+        async with self._db.connection() as conn:
+            cur = await conn.execute(_READ_STATES.encode(), (user_id, list(chat_ids)))
+            rows = await cur.fetchall()
+        return {
+            row["chat_id"]: ReadState(row["read_seq"], row["unread"], row["last_message_at"])
+            for row in rows
+        }
+
     async def messages_after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
         """Messages with seq > after_seq, ascending."""
         async with self._db.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = %s::uuid AND seq > %s "  # noqa: S608
-                "ORDER BY seq LIMIT %s",
+                "AND kind = 'message' ORDER BY seq LIMIT %s",
                 (chat_id, after_seq, limit),
             )
             rows = await cur.fetchall()
@@ -385,7 +577,7 @@ class PostgresStore:
         async with self._db.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = %s::uuid AND seq < %s "  # noqa: S608
-                "ORDER BY seq DESC LIMIT %s",
+                "AND kind = 'message' ORDER BY seq DESC LIMIT %s",
                 (chat_id, bound, limit),
             )
             rows = await cur.fetchall()

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from meshchat_chat.domain import (
     AccountChange,
     AddOutcome,
     AppliedChange,
+    Change,
+    ChangeOutcome,
+    ChangeResult,
     Chat,
     ChatCursor,
+    Departure,
+    DepartureReason,
+    Entry,
     KeySet,
     Member,
     Message,
+    NewChange,
     NewMessage,
+    ReadState,
     Revocation,
     SendOutcome,
     SendResult,
+    apply_change,
 )
 from meshchat_runtime.errors import NotFound
 
@@ -27,16 +38,30 @@ __all__ = ["MemoryChatStore"]
 
 @dataclass
 class _Room:
-    """One chat as stored: its fields, its members by user id, its messages in seq order."""
+    """One chat as stored: its fields, its members by user id, its log (messages and
+    changes) in seq order, and the members' read positions."""
 
     chat: Chat
     members: dict[str, Member]
-    messages: list[Message] = field(default_factory=list)
+    log: list[Entry] = field(default_factory=list)
+    reads: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> Chat:
         members = sorted(self.members.values(), key=lambda m: (m.joined_at, m.username))
-        last_seq = self.messages[-1].seq if self.messages else self.chat.last_seq
+        last_seq = self.log[-1].seq if self.log else self.chat.last_seq
         return dataclasses.replace(self.chat, last_seq=last_seq, members=tuple(members))
+
+    @property
+    def messages(self) -> list[Message]:
+        return [entry for entry in self.log if isinstance(entry, Message)]
+
+    def current(self, entry: Entry) -> Entry:
+        """The entry with its message as it stands now."""
+        if isinstance(entry, Message):
+            return entry
+        stored = self.log[entry.message.seq - 1]
+        assert isinstance(stored, Message)
+        return dataclasses.replace(entry, message=stored)
 
 
 class MemoryChatStore:
@@ -48,6 +73,7 @@ class MemoryChatStore:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._rooms: dict[str, _Room] = {}
+        self._departures: dict[tuple[str, str], Departure] = {}
         self._revocations: dict[str, Revocation] = {}
         self._position = 0
         self._open = True
@@ -76,10 +102,17 @@ class MemoryChatStore:
             rooms = [r for r in rooms if (r.chat.created_at, r.chat.id) < bound]
         return [r.snapshot() for r in rooms[:limit]]
 
-    async def delete_chat(self, chat_id: str) -> bool:
-        """Delete the chat with its members and messages."""
+    async def delete_chat(self, chat_id: str, by_username: str, at: datetime) -> bool:
+        """Delete the chat with its members and messages, keeping departures."""
         async with self._lock:
-            return self._rooms.pop(chat_id, None) is not None
+            room = self._rooms.pop(chat_id, None)
+            if room is None:
+                return False
+            for user_id in room.members:
+                self._departures[chat_id, user_id] = Departure(
+                    chat_id, user_id, room.chat.name, DepartureReason.CHAT_DELETED, by_username, at
+                )
+            return True
 
     async def add_member(self, chat_id: str, member: Member, max_members: int) -> AddOutcome:
         """Add a member unless already one or the chat is full; NotFound when it is gone."""
@@ -92,13 +125,23 @@ class MemoryChatStore:
             if len(room.members) >= max_members:
                 return AddOutcome.CHAT_FULL
             room.members[member.user_id] = member
+            room.reads.pop(member.user_id, None)
+            self._departures.pop((chat_id, member.user_id), None)
             return AddOutcome.ADDED
 
-    async def remove_member(self, chat_id: str, user_id: str) -> bool:
-        """Remove a member; False when not one."""
+    async def remove_member(self, departure: Departure) -> bool:
+        """Remove a member and keep the departure; False when not one."""
         async with self._lock:
-            room = self._rooms.get(chat_id)
-            return room is not None and room.members.pop(user_id, None) is not None
+            room = self._rooms.get(departure.chat_id)
+            if room is None or room.members.pop(departure.user_id, None) is None:
+                return False
+            room.reads.pop(departure.user_id, None)
+            self._departures[departure.chat_id, departure.user_id] = departure
+            return True
+
+    async def departure(self, chat_id: str, user_id: str) -> Departure | None:
+        """Why the user is no longer a member, when they were one."""
+        return self._departures.get((chat_id, user_id))
 
     async def send_message(self, message: NewMessage) -> SendResult:
         """Store the message with the chat's next seq, or return the first one of a retry."""
@@ -129,8 +172,73 @@ class MemoryChatStore:
                 client_message_id=message.client_message_id,
                 created_at=message.created_at,
             )
-            room.messages.append(stored)
+            room.log.append(stored)
             return SendResult(SendOutcome.CREATED, stored)
+
+    async def change_message(self, change: NewChange) -> ChangeResult:
+        """Edit or delete the message, the change taking the chat's next seq."""
+        async with self._lock:
+            room = self._rooms.get(change.chat_id)
+            current = None
+            if room is not None and 1 <= change.message_seq <= len(room.log):
+                current = room.log[change.message_seq - 1]
+            if room is None or not isinstance(current, Message):
+                return ChangeResult(ChangeOutcome.NO_MESSAGE)
+            updated = apply_change(current, change)
+            if isinstance(updated, ChangeOutcome):
+                return ChangeResult(updated, message=current)
+            room.log[change.message_seq - 1] = updated
+            stored = Change(
+                change.chat_id,
+                room.snapshot().last_seq + 1,
+                change.kind,
+                updated,
+                change.actor,
+                change.changed_at,
+            )
+            room.log.append(stored)
+            return ChangeResult(ChangeOutcome.CHANGED, stored, updated)
+
+    async def get_message(self, chat_id: str, seq: int) -> Message | None:
+        """The message with this seq, or None."""
+        room = self._rooms.get(chat_id)
+        found = room.log[seq - 1] if room is not None and 1 <= seq <= len(room.log) else None
+        return found if isinstance(found, Message) else None
+
+    async def log_after(self, chat_id: str, after_seq: int, limit: int) -> list[Entry]:
+        """Up to ``limit`` entries with seq > ``after_seq``, ascending, changes with their
+        message as it stands now."""
+        room = self._rooms.get(chat_id)
+        if room is None:
+            return []
+        return [room.current(e) for e in room.log if e.seq > after_seq][:limit]
+
+    async def mark_read(self, chat_id: str, user_id: str, seq: int) -> int | None:
+        """The larger of the read position and ``seq``; None when not a member."""
+        async with self._lock:
+            room = self._rooms.get(chat_id)
+            if room is None or user_id not in room.members:
+                return None
+            room.reads[user_id] = max(room.reads.get(user_id, 0), seq)
+            return room.reads[user_id]
+
+    async def read_states(self, user_id: str, chat_ids: Sequence[str]) -> dict[str, ReadState]:
+        """The member's read state in each chat."""
+        states = {}
+        for chat_id in chat_ids:
+            room = self._rooms.get(chat_id)
+            if room is None or user_id not in room.members:
+                continue
+            read = room.reads.get(user_id, 0)
+            messages = room.messages
+            unread = sum(
+                1
+                for m in messages
+                if m.seq > read and m.deleted_at is None and m.sender_id != user_id
+            )
+            last = messages[-1].created_at if messages else None
+            states[chat_id] = ReadState(read, unread, last)
+        return states
 
     async def messages_after(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
         """Up to ``limit`` messages with seq > ``after_seq``, ascending."""

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from meshchat_chat.domain import CaughtUp, Message, MessageBatch
+from meshchat_chat.domain import CaughtUp, Entry, Message, MessageBatch
 from meshchat_chat.service import ChatService
 from meshchat_runtime.errors import (
     FailedPrecondition,
@@ -85,7 +85,7 @@ async def test_a_retry_is_not_published_again(
     first = await chats.send_message(alice, chat.id, "hello", "c-1")
     await chats.send_message(alice, chat.id, "hello", "c-1")
     second = await chats.send_message(alice, chat.id, "next", "")
-    live: list[Message] = []
+    live: list[Entry] = []
     while len(live) < 2:
         event = await asyncio.wait_for(anext(stream), 5)
         assert isinstance(event, MessageBatch), event

@@ -22,22 +22,25 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from meshchat.auth.v1 import access_options_pb2 as meshchat_dot_auth_dot_v1_dot_access__options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmeshchat/auth/v1/access.proto\x12\x10meshchat.auth.v1\x1a%meshchat/auth/v1/access_options.proto\" \n\x0c\x43heckRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"l\n\rCheckResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12$\n\x04role\x18\x03 \x01(\x0e\x32\x16.meshchat.auth.v1.Role\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\x32\x61\n\rAccessService\x12P\n\x05\x43heck\x12\x1e.meshchat.auth.v1.CheckRequest\x1a\x1f.meshchat.auth.v1.CheckResponse\"\x06\xca\xf3\x18\x02\x08\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmeshchat/auth/v1/access.proto\x12\x10meshchat.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%meshchat/auth/v1/access_options.proto\" \n\x0c\x43heckRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"\xa1\x01\n\rCheckResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12$\n\x04role\x18\x03 \x01(\x0e\x32\x16.meshchat.auth.v1.Role\x12\x16\n\nexpires_at\x18\x04 \x01(\x03\x42\x02\x18\x01\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2a\n\rAccessService\x12P\n\x05\x43heck\x12\x1e.meshchat.auth.v1.CheckRequest\x1a\x1f.meshchat.auth.v1.CheckResponse\"\x06\xca\xf3\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meshchat.auth.v1.access_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CHECKRESPONSE'].fields_by_name['expires_at']._loaded_options = None
+  _globals['_CHECKRESPONSE'].fields_by_name['expires_at']._serialized_options = b'\030\001'
   _globals['_ACCESSSERVICE'].methods_by_name['Check']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['Check']._serialized_options = b'\312\363\030\002\010\001'
-  _globals['_CHECKREQUEST']._serialized_start=90
-  _globals['_CHECKREQUEST']._serialized_end=122
-  _globals['_CHECKRESPONSE']._serialized_start=124
-  _globals['_CHECKRESPONSE']._serialized_end=232
-  _globals['_ACCESSSERVICE']._serialized_start=234
-  _globals['_ACCESSSERVICE']._serialized_end=331
+  _globals['_CHECKREQUEST']._serialized_start=123
+  _globals['_CHECKREQUEST']._serialized_end=155
+  _globals['_CHECKRESPONSE']._serialized_start=158
+  _globals['_CHECKRESPONSE']._serialized_end=319
+  _globals['_ACCESSSERVICE']._serialized_start=321
+  _globals['_ACCESSSERVICE']._serialized_end=418
 # @@protoc_insertion_point(module_scope)

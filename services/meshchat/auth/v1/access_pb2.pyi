@@ -5,6 +5,7 @@ Answers whether the caller's access token may call a given gRPC method."""
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from meshchat.auth.v1 import access_options_pb2 as _access_options_pb2
 import builtins as _builtins
 import sys
@@ -14,6 +15,11 @@ if sys.version_info >= (3, 11):
     from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -45,11 +51,28 @@ class CheckResponse(_message.Message):
     USERNAME_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     username: _builtins.str
     role: _access_options_pb2.Role.ValueType
-    expires_at: _builtins.int
-    """Seconds since the epoch at which the token expires."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def expires_at(self) -> _builtins.int:
+        """Deprecated: use expire_time. Seconds since the epoch at which the token expires,
+        kept for clients written before expire_time.
+        """
+
+    @expires_at.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def expires_at(self, value: _builtins.int) -> None:
+        """Deprecated: use expire_time. Seconds since the epoch at which the token expires,
+        kept for clients written before expire_time.
+        """
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the token expires, a Timestamp like every other time in the API."""
+
     def __init__(
         self,
         *,
@@ -57,10 +80,11 @@ class CheckResponse(_message.Message):
         username: _builtins.str = ...,
         role: _access_options_pb2.Role.ValueType = ...,
         expires_at: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "role", b"role", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "expires_at", b"expires_at", "role", b"role", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,6 +10,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -57,15 +58,30 @@ class Chat(_message.Message):
     MEMBERS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEQ_FIELD_NUMBER: _builtins.int
+    READ_SEQ_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_MESSAGE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     owner_id: _builtins.str
     last_seq: _builtins.int
-    """The seq of the newest message, 0 when there is none."""
+    """The seq of the chat's newest entry (a message, or an edit or deletion), 0 when
+    there is none.
+    """
+    read_seq: _builtins.int
+    """The caller's read position and unread messages (GetChat and ListChats fill these in,
+    for members; they are 0 elsewhere).
+    """
+    unread_count: _builtins.int
+    """Messages of others after read_seq that are not deleted."""
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]: ...
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_message_time(self) -> _timestamp_pb2.Timestamp:
+        """When the newest message was sent; unset when there is none."""
+
     def __init__(
         self,
         *,
@@ -75,10 +91,13 @@ class Chat(_message.Message):
         members: _abc.Iterable[Global___Member] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         last_seq: _builtins.int = ...,
+        read_seq: _builtins.int = ...,
+        unread_count: _builtins.int = ...,
+        last_message_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_message_time", b"last_message_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "id", b"id", "last_seq", b"last_seq", "members", b"members", "name", b"name", "owner_id", b"owner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "id", b"id", "last_message_time", b"last_message_time", "last_seq", b"last_seq", "members", b"members", "name", b"name", "owner_id", b"owner_id", "read_seq", b"read_seq", "unread_count", b"unread_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -95,15 +114,28 @@ class Message(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    EDIT_TIME_FIELD_NUMBER: _builtins.int
+    DELETE_TIME_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.str
     seq: _builtins.int
-    """1, 2, 3 ... per chat, without gaps."""
+    """The message's place in the chat's numbering: 1, 2, 3 ... per chat without gaps,
+    shared by messages and their changes (MessageChange), so history's seqs skip those
+    taken by edits and deletions.
+    """
     sender_id: _builtins.str
     sender_username: _builtins.str
     text: _builtins.str
     client_message_id: _builtins.str
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def edit_time(self) -> _timestamp_pb2.Timestamp:
+        """When the text was last edited; unset when never."""
+
+    @_builtins.property
+    def delete_time(self) -> _timestamp_pb2.Timestamp:
+        """When the message was deleted (its text is then empty); unset when it is not."""
+
     def __init__(
         self,
         *,
@@ -114,14 +146,174 @@ class Message(_message.Message):
         text: _builtins.str = ...,
         client_message_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        edit_time: _timestamp_pb2.Timestamp | None = ...,
+        delete_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "delete_time", b"delete_time", "edit_time", b"edit_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "client_message_id", b"client_message_id", "create_time", b"create_time", "sender_id", b"sender_id", "sender_username", b"sender_username", "seq", b"seq", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "client_message_id", b"client_message_id", "create_time", b"create_time", "delete_time", b"delete_time", "edit_time", b"edit_time", "sender_id", b"sender_id", "sender_username", b"sender_username", "seq", b"seq", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class MessageChange(_message.Message):
+    """An edit or a deletion of an earlier message: an entry of the chat's numbering with its
+    own seq, delivered by Connect in seq order with the messages.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[MessageChange._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: MessageChange._Kind.ValueType  # 0
+        KIND_EDITED: MessageChange._Kind.ValueType  # 1
+        KIND_DELETED: MessageChange._Kind.ValueType  # 2
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    KIND_UNSPECIFIED: MessageChange.Kind.ValueType  # 0
+    KIND_EDITED: MessageChange.Kind.ValueType  # 1
+    KIND_DELETED: MessageChange.Kind.ValueType  # 2
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_USERNAME_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """This change's own seq."""
+    kind: Global___MessageChange.Kind.ValueType
+    actor_id: _builtins.str
+    """Who made the change (an owner or admin may delete the messages of others)."""
+    actor_username: _builtins.str
+    @_builtins.property
+    def message(self) -> Global___Message:
+        """The message as it stands now (as it was when this change was made, when the change is
+        delivered live); its seq is the message's own. Replace what was shown with it.
+        """
+
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        kind: Global___MessageChange.Kind.ValueType = ...,
+        message: Global___Message | None = ...,
+        actor_id: _builtins.str = ...,
+        actor_username: _builtins.str = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "actor_username", b"actor_username", "change_time", b"change_time", "kind", b"kind", "message", b"message", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageChange: _TypeAlias = MessageChange  # noqa: Y015
+
+@_typing.final
+class EditMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    seq: _builtins.int
+    text: _builtins.str
+    """The new text, with the rules of SendMessage's text. The same text as now changes nothing."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "seq", b"seq", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditMessageRequest: _TypeAlias = EditMessageRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMessageRequest: _TypeAlias = DeleteMessageRequest  # noqa: Y015
+
+@_typing.final
+class MarkReadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    seq: _builtins.int
+    """Everything up to and including this seq has been read; 0 means up to the newest entry."""
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReadRequest: _TypeAlias = MarkReadRequest  # noqa: Y015
+
+@_typing.final
+class ReadState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAT_ID_FIELD_NUMBER: _builtins.int
+    READ_SEQ_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    chat_id: _builtins.str
+    read_seq: _builtins.int
+    """The caller's read position after the call: the larger of the old one and `seq`."""
+    unread_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        chat_id: _builtins.str = ...,
+        read_seq: _builtins.int = ...,
+        unread_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chat_id", b"chat_id", "read_seq", b"read_seq", "unread_count", b"unread_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadState: _TypeAlias = ReadState  # noqa: Y015
 
 @_typing.final
 class CreateChatRequest(_message.Message):
@@ -432,16 +624,24 @@ class MessageBatch(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGES_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]: ...
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessageChange]:
+        """The changes among the batch's entries: a batch is a run of consecutive seqs, each one
+        either a message or a change; handle them merged in seq order.
+        """
+
     def __init__(
         self,
         *,
         messages: _abc.Iterable[Global___Message] | None = ...,
+        changes: _abc.Iterable[Global___MessageChange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "messages", b"messages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -455,6 +655,7 @@ class ConnectResponse(_message.Message):
     CAUGHT_UP_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     BATCH_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def message(self) -> Global___Message: ...
     @_builtins.property
@@ -473,6 +674,10 @@ class ConnectResponse(_message.Message):
         a client handles it like its messages one after the other.
         """
 
+    @_builtins.property
+    def change(self) -> Global___MessageChange:
+        """An edit or deletion, in seq order with the messages."""
+
     def __init__(
         self,
         *,
@@ -480,12 +685,13 @@ class ConnectResponse(_message.Message):
         caught_up: Global___CaughtUp | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         batch: Global___MessageBatch | None = ...,
+        change: Global___MessageChange | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "caught_up", b"caught_up", "event", b"event", "heartbeat", b"heartbeat", "message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "caught_up", b"caught_up", "change", b"change", "event", b"event", "heartbeat", b"heartbeat", "message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "caught_up", b"caught_up", "event", b"event", "heartbeat", b"heartbeat", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "caught_up", b"caught_up", "change", b"change", "event", b"event", "heartbeat", b"heartbeat", "message", b"message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "caught_up", "heartbeat", "batch"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "caught_up", "heartbeat", "batch", "change"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

@@ -80,6 +80,21 @@ class ChatServiceStub:
                 request_serializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.ConnectRequest.SerializeToString,
                 response_deserializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.ConnectResponse.FromString,
                 _registered_method=True)
+        self.EditMessage = channel.unary_unary(
+                '/meshchat.chat.v1.ChatService/EditMessage',
+                request_serializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.EditMessageRequest.SerializeToString,
+                response_deserializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+                _registered_method=True)
+        self.DeleteMessage = channel.unary_unary(
+                '/meshchat.chat.v1.ChatService/DeleteMessage',
+                request_serializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.DeleteMessageRequest.SerializeToString,
+                response_deserializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+                _registered_method=True)
+        self.MarkRead = channel.unary_unary(
+                '/meshchat.chat.v1.ChatService/MarkRead',
+                request_serializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.MarkReadRequest.SerializeToString,
+                response_deserializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.ReadState.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -148,6 +163,29 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EditMessage(self, request, context):
+        """The sender, while a member, changes the text of their message; it keeps its seq and
+        the edit takes the chat's next seq (a MessageChange on the chat's streams).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMessage(self, request, context):
+        """The sender, the chat's owner or an admin. The text is erased; the message keeps its
+        seq, and the deletion takes the chat's next seq (a MessageChange on the streams).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkRead(self, request, context):
+        """Members only. Moves the caller's read position forward (never back) to `seq`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +233,21 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.Connect,
                     request_deserializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.ConnectRequest.FromString,
                     response_serializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.ConnectResponse.SerializeToString,
+            ),
+            'EditMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditMessage,
+                    request_deserializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.EditMessageRequest.FromString,
+                    response_serializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.Message.SerializeToString,
+            ),
+            'DeleteMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMessage,
+                    request_deserializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.DeleteMessageRequest.FromString,
+                    response_serializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.Message.SerializeToString,
+            ),
+            'MarkRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkRead,
+                    request_deserializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.MarkReadRequest.FromString,
+                    response_serializer=meshchat_dot_chat_dot_v1_dot_chat__pb2.ReadState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +493,87 @@ class ChatService:
             '/meshchat.chat.v1.ChatService/Connect',
             meshchat_dot_chat_dot_v1_dot_chat__pb2.ConnectRequest.SerializeToString,
             meshchat_dot_chat_dot_v1_dot_chat__pb2.ConnectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshchat.chat.v1.ChatService/EditMessage',
+            meshchat_dot_chat_dot_v1_dot_chat__pb2.EditMessageRequest.SerializeToString,
+            meshchat_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshchat.chat.v1.ChatService/DeleteMessage',
+            meshchat_dot_chat_dot_v1_dot_chat__pb2.DeleteMessageRequest.SerializeToString,
+            meshchat_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshchat.chat.v1.ChatService/MarkRead',
+            meshchat_dot_chat_dot_v1_dot_chat__pb2.MarkReadRequest.SerializeToString,
+            meshchat_dot_chat_dot_v1_dot_chat__pb2.ReadState.FromString,
             options,
             channel_credentials,
             insecure,

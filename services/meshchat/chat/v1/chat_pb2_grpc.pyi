@@ -52,6 +52,16 @@ class ChatServiceStub:
     """History, paged by seq in either direction. Members and admins."""
     Connect: _grpc.UnaryStreamMultiCallable[_chat_pb2.ConnectRequest, _chat_pb2.ConnectResponse]
     """The stored messages after `after_seq`, then live ones, in seq order, each once."""
+    EditMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.EditMessageRequest, _chat_pb2.Message]
+    """The sender, while a member, changes the text of their message; it keeps its seq and
+    the edit takes the chat's next seq (a MessageChange on the chat's streams).
+    """
+    DeleteMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeleteMessageRequest, _chat_pb2.Message]
+    """The sender, the chat's owner or an admin. The text is erased; the message keeps its
+    seq, and the deletion takes the chat's next seq (a MessageChange on the streams).
+    """
+    MarkRead: _grpc.UnaryUnaryMultiCallable[_chat_pb2.MarkReadRequest, _chat_pb2.ReadState]
+    """Members only. Moves the caller's read position forward (never back) to `seq`."""
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -74,6 +84,16 @@ class ChatServiceAsyncStub(ChatServiceStub):
     """History, paged by seq in either direction. Members and admins."""
     Connect: _aio.UnaryStreamMultiCallable[_chat_pb2.ConnectRequest, _chat_pb2.ConnectResponse]  # type: ignore[assignment]
     """The stored messages after `after_seq`, then live ones, in seq order, each once."""
+    EditMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.EditMessageRequest, _chat_pb2.Message]  # type: ignore[assignment]
+    """The sender, while a member, changes the text of their message; it keeps its seq and
+    the edit takes the chat's next seq (a MessageChange on the chat's streams).
+    """
+    DeleteMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeleteMessageRequest, _chat_pb2.Message]  # type: ignore[assignment]
+    """The sender, the chat's owner or an admin. The text is erased; the message keeps its
+    seq, and the deletion takes the chat's next seq (a MessageChange on the streams).
+    """
+    MarkRead: _aio.UnaryUnaryMultiCallable[_chat_pb2.MarkReadRequest, _chat_pb2.ReadState]  # type: ignore[assignment]
+    """Members only. Moves the caller's read position forward (never back) to `seq`."""
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -147,5 +167,33 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_chat_pb2.ConnectResponse], _abc.AsyncIterator[_chat_pb2.ConnectResponse]]:
         """The stored messages after `after_seq`, then live ones, in seq order, each once."""
+
+    @_abc_1.abstractmethod
+    def EditMessage(
+        self,
+        request: _chat_pb2.EditMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Message, _abc.Awaitable[_chat_pb2.Message]]:
+        """The sender, while a member, changes the text of their message; it keeps its seq and
+        the edit takes the chat's next seq (a MessageChange on the chat's streams).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteMessage(
+        self,
+        request: _chat_pb2.DeleteMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Message, _abc.Awaitable[_chat_pb2.Message]]:
+        """The sender, the chat's owner or an admin. The text is erased; the message keeps its
+        seq, and the deletion takes the chat's next seq (a MessageChange on the streams).
+        """
+
+    @_abc_1.abstractmethod
+    def MarkRead(
+        self,
+        request: _chat_pb2.MarkReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ReadState, _abc.Awaitable[_chat_pb2.ReadState]]:
+        """Members only. Moves the caller's read position forward (never back) to `seq`."""
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
