@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.deploy.deploy_support import NAMESPACE, Doc, Rendering, run
+from tests.deploy.deploy_support import NAMESPACE, Doc, Rendering, helm_template, load_docs, run
 
 pytestmark = pytest.mark.deploy
 
@@ -217,7 +217,7 @@ def test_envoy_validate_rejects_a_broken_bootstrap(
         {
             **bootstrap.files,
             "envoy.yaml": bootstrap.files["envoy.yaml"].replace(
-                "cluster: local_app", "cluster: no_such_cluster"
+                "cluster: local_app_public", "cluster: no_such_cluster"
             ),
         },
     )
@@ -324,11 +324,15 @@ def test_admin_on_loopback_and_limits_set(renderings: dict[str, Rendering]) -> N
 def test_streaming_rpc_has_no_route_timeout(renderings: dict[str, Rendering]) -> None:
     config = bootstraps(renderings["default"])["chat"].config
     routes = _find(_listeners(config)["inbound"], "routes")[0]
-    connect, default = routes
+    *public, connect, default = routes
+    assert [r["route"]["cluster"] for r in public] == ["local_app_public"] * 3
     assert connect["match"] == {"path": "/meshchat.chat.v1.ChatService/Connect"}
-    assert connect["route"]["timeout"] == "0s"
-    assert connect["route"]["idle_timeout"] == "3600s"
-    assert default["route"]["timeout"] == "60s"
+    assert connect["route"] == {
+        "cluster": "local_app_streaming",
+        "timeout": "0s",
+        "idle_timeout": "3600s",
+    }
+    assert default["route"] == {"cluster": "local_app", "timeout": "60s"}
 
 
 def test_health_listener_follows_the_apps_grpc_health(renderings: dict[str, Rendering]) -> None:
@@ -400,6 +404,7 @@ def test_calls_to_other_pods_are_retried_only_where_that_is_safe(
         "/meshchat.auth.v1.AccountEventService/Watch": None,
         "/meshchat.auth.v1.UserService/GetUser": RETRY_IDEMPOTENT,
         "/meshchat.auth.v1.UserService/ListUsers": RETRY_IDEMPOTENT,
+        "/meshchat.auth.v1.UserService/LookupUsers": RETRY_IDEMPOTENT,
         "/meshchat.auth.v1.AccessService/Check": RETRY_IDEMPOTENT,
         "/meshchat.auth.v1.AuthService/GetJwks": RETRY_IDEMPOTENT,
         "/": RETRY_ANY_CALL,
@@ -421,6 +426,7 @@ def test_calls_to_other_pods_are_retried_only_where_that_is_safe(
         "a stream is resumed by the client"
     )
     assert main["/meshchat.chat.v1.ChatService/ListMessages"] == RETRY_IDEMPOTENT
+    assert main["/meshchat.chat.v1.ChatService/MarkRead"] == RETRY_IDEMPOTENT
     assert main["/meshchat.chat.v1.ChatService/"] == RETRY_ANY_CALL
     assert main["/meshchat.auth.v1.AuthService/"] == RETRY_ANY_CALL
     assert _retries_by_path(hosts["auth"])["/"] == RETRY_ANY_CALL
@@ -450,7 +456,9 @@ def test_dns_names_of_clusters_are_fully_qualified(renderings: dict[str, Renderi
     assert names[("default", "chat", "auth")] == (
         f"{FULLNAME}-auth-headless.{NAMESPACE}.svc.cluster.local."
     )
-    assert len(names) == 6  # chat to auth in both renderings, the edge to auth and chat in both
+    # chat to auth in both renderings; in both, the edge to auth and chat (unary, streaming,
+    # public each).
+    assert len(names) == 2 + 2 * 6
     # With ndots:5, a name without the final dot is first tried with every search domain.
     assert all(host.endswith(".") for host in names.values()), names
 
@@ -493,9 +501,14 @@ def test_edge_terminates_client_tls_and_routes_by_service(
     assert "combined_validation_context" not in tls["common_tls_context"]
     hosts = {vhost["name"]: vhost for vhost in _find(edge, "virtual_hosts")[0]}
     assert hosts["auth"]["domains"][0] == "auth.meshchat.127.0.0.1.nip.io"
-    assert {r["route"]["cluster"] for r in hosts["auth"]["routes"]} == {"auth"}
+    assert {r["route"]["cluster"] for r in hosts["auth"]["routes"]} == {
+        "auth",
+        "auth_streaming",
+        "auth_public",
+    }
     assert hosts["auth"]["routes"][-1]["match"] == {"prefix": "/"}
-    assert hosts["chat"]["routes"][0]["route"]["timeout"] == "0s"
+    chat = {r["match"].get("prefix") or r["match"].get("path"): r for r in hosts["chat"]["routes"]}
+    assert chat["/meshchat.chat.v1.ChatService/Connect"]["route"]["timeout"] == "0s"
     main = {
         r["match"].get("prefix") or r["match"].get("path"): r["route"]
         for r in hosts["main"]["routes"]
@@ -536,3 +549,252 @@ def test_edge_addresses_follow_the_values(renderings: dict[str, Rendering]) -> N
         "chat": {"address": "127.0.0.1", "port_value": 28443},
     }
     assert edge.tls_dir == "/srv/mesh/edge-tls"
+
+
+def _managers(listener: Doc) -> list[Doc]:
+    """The HTTP connection managers of a listener."""
+    return [
+        f["typed_config"]
+        for chain in listener["filter_chains"]
+        for f in chain["filters"]
+        if f["name"] == "envoy.filters.network.http_connection_manager"
+    ]
+
+
+def _routes(listener: Doc) -> dict[tuple[str, str], Doc]:
+    """Every route of a listener by (virtual host, path or prefix)."""
+    return {
+        (vhost["name"], route["match"].get("path") or route["match"]["prefix"]): route
+        for vhost in _find(listener, "virtual_hosts")[0]
+        for route in vhost["routes"]
+    }
+
+
+def test_the_edge_sets_the_client_address_and_limits_each_client(
+    renderings: dict[str, Rendering],
+) -> None:
+    config = bootstraps(renderings["edge-envoy"])["edge"].config
+    edge = _listeners(config)["edge"]
+    (hcm,) = _managers(edge)
+    # The client's address is the peer's: no hop is trusted, and whatever x-forwarded-for the
+    # client sent is replaced by that address.
+    assert hcm["use_remote_address"] is True
+    assert hcm["xff_num_trusted_hops"] == 0
+    for vhost in hcm["route_config"]["virtual_hosts"]:
+        assert vhost["request_headers_to_add"] == [
+            {
+                "header": {
+                    "key": "x-forwarded-for",
+                    "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                },
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
+    # A token bucket per client address and class, the class named by each route.
+    limiter = hcm["http_filters"][0]["typed_config"]
+    assert hcm["http_filters"][0]["name"] == "envoy.filters.http.local_ratelimit"
+    assert limiter["rate_limited_as_resource_exhausted"] is True
+    assert limiter["max_dynamic_descriptors"] == 10000
+    buckets = {
+        d["entries"][0]["value"]: (d["entries"][1], d["token_bucket"])
+        for d in limiter["descriptors"]
+    }
+    assert buckets == {
+        "unary": (
+            {"key": "remote_address"},
+            {"max_tokens": 200, "tokens_per_fill": 50, "fill_interval": "1s"},
+        ),
+        "streaming": (
+            {"key": "remote_address"},
+            {"max_tokens": 20, "tokens_per_fill": 2, "fill_interval": "1s"},
+        ),
+        "public": (
+            {"key": "remote_address"},
+            {"max_tokens": 50, "tokens_per_fill": 5, "fill_interval": "1s"},
+        ),
+    }
+    assert limiter["rate_limits"][0]["actions"][1] == {"remote_address": {}}
+    routes = _routes(edge)
+    classes = {
+        key: r["metadata"]["filter_metadata"]["meshchat"]["class"] for key, r in routes.items()
+    }
+    assert classes[("chat", "/meshchat.chat.v1.ChatService/Connect")] == "streaming"
+    assert classes[("main", "/meshchat.chat.v1.ChatService/Connect")] == "streaming"
+    assert classes[("chat", "/grpc.health.v1.Health/")] == "public"
+    assert classes[("auth", "/grpc.reflection.v1.ServerReflection/")] == "public"
+    assert classes[("auth", "/")] == "unary"
+    assert set(classes.values()) == {"unary", "streaming", "public"}
+
+
+def test_the_edge_has_a_cluster_per_class_of_calls(renderings: dict[str, Rendering]) -> None:
+    config = bootstraps(renderings["edge-envoy"])["edge"].config
+    clusters = _clusters(config)
+    limits = {
+        name: cluster["circuit_breakers"]["thresholds"][0]
+        for name, cluster in clusters.items()
+        if "circuit_breakers" in cluster
+    }
+    public = {"max_connections": 64, "max_pending_requests": 64, "max_requests": 256}
+    assert {name: limits[name]["max_requests"] for name in limits} == {
+        "auth": 4096,
+        "auth_streaming": 4096,
+        "auth_public": 256,
+        "chat": 4096,
+        "chat_streaming": 4096,
+        "chat_public": 256,
+    }
+    assert {k: limits["chat_public"][k] for k in public} == public
+    # Same pods, same identity: only the limits differ.
+    for name in ("auth_streaming", "auth_public", "chat_streaming", "chat_public"):
+        base = clusters[name.split("_")[0]]
+        assert (
+            clusters[name]["load_assignment"]["endpoints"] == base["load_assignment"]["endpoints"]
+        )
+        assert clusters[name]["transport_socket"] == base["transport_socket"]
+    routes = {key: r["route"]["cluster"] for key, r in _routes(_listeners(config)["edge"]).items()}
+    assert routes[("chat", "/meshchat.chat.v1.ChatService/Connect")] == "chat_streaming"
+    assert routes[("chat", "/grpc.health.v1.Health/")] == "chat_public"
+    assert routes[("chat", "/grpc.reflection.v1alpha.ServerReflection/")] == "chat_public"
+    assert routes[("chat", "/meshchat.chat.v1.ChatService/ListChats")] == "chat"
+    assert routes[("auth", "/")] == "auth"
+    # The sidecars split the same way towards their app.
+    chat = bootstraps(renderings["default"])["chat"].config
+    inbound = {
+        key: r["route"]["cluster"] for key, r in _routes(_listeners(chat)["inbound"]).items()
+    }
+    assert inbound[("chat", "/meshchat.chat.v1.ChatService/Connect")] == "local_app_streaming"
+    assert inbound[("chat", "/grpc.health.v1.Health/")] == "local_app_public"
+    assert inbound[("chat", "/")] == "local_app"
+    sidecar = _clusters(chat)
+    assert sidecar["local_app_public"]["circuit_breakers"]["thresholds"][0]["max_requests"] == 256
+    assert "health_checks" in sidecar["local_app"]
+    assert "health_checks" not in sidecar["local_app_public"]
+
+
+@pytest.mark.parametrize("rendering", ["default", "edge-envoy"])
+def test_every_envoy_closes_slow_and_idle_connections_and_keeps_its_probes(
+    renderings: dict[str, Rendering], rendering: str
+) -> None:
+    for component, bootstrap in bootstraps(renderings[rendering]).items():
+        config = bootstrap.config
+        listeners = _listeners(config)
+        taking_calls = [name for name in listeners if name not in ("health", "metrics")]
+        # The TLS handshake and the request headers must arrive in time.
+        for name in taking_calls:
+            chains = listeners[name]["filter_chains"]
+            if "transport_socket" in chains[0]:
+                assert chains[0]["transport_socket_connect_timeout"] == "10s", (component, name)
+            for hcm in _managers(listeners[name]):
+                assert hcm["request_headers_timeout"] == "10s"
+                assert hcm["normalize_path"] is True
+                assert hcm["merge_slashes"] is True
+                assert hcm["path_with_escaped_slashes_action"] == "REJECT_REQUEST"
+        # Each listener that takes calls has a limit below the global one; the probes, the
+        # metrics and the admin interface are outside the global limit, with small limits.
+        (layer,) = config["layered_runtime"]["layers"]
+        limits = {
+            key.removeprefix("envoy.resource_limits.listener.").removesuffix(".connection_limit"): v
+            for key, v in layer["static_layer"].items()
+        }
+        assert limits == {
+            **{name: 8000 for name in taking_calls},
+            "health": 256,
+            "metrics": 256,
+        }, component
+        assert config["admin"]["ignore_global_conn_limit"] is True
+        for name in ("health", "metrics"):
+            assert listeners[name]["ignore_global_conn_limit"] is True
+            (hcm,) = _managers(listeners[name])
+            assert hcm["http2_protocol_options"] == {
+                "max_concurrent_streams": 8,
+                "initial_stream_window_size": 65536,
+                "initial_connection_window_size": 65536,
+            }
+            assert hcm["common_http_protocol_options"]["idle_timeout"] == "15s"
+            assert hcm["common_http_protocol_options"]["max_connection_duration"] == "300s"
+            assert hcm["request_headers_timeout"] == "10s"
+        assert "ignore_global_conn_limit" not in listeners[taking_calls[0]]
+
+
+@pytest.mark.parametrize("rendering", ["default", "edge-envoy"])
+def test_the_overload_manager_acts_on_the_heap(
+    renderings: dict[str, Rendering], rendering: str
+) -> None:
+    for component, bootstrap in bootstraps(renderings[rendering]).items():
+        overload = bootstrap.config["overload_manager"]
+        monitors = {m["name"]: m["typed_config"] for m in overload["resource_monitors"]}
+        # 85 % of the container's memory limit: 256Mi for the sidecars and the edge.
+        heap = monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]
+        assert heap == 256 * 1024 * 1024 * 85 // 100, component
+        actions = {
+            a["name"].removeprefix("envoy.overload_actions."): a["triggers"][0]["threshold"][
+                "value"
+            ]
+            for a in overload["actions"]
+        }
+        assert actions == {
+            "shrink_heap": 0.9,
+            "stop_accepting_requests": 0.95,
+            "stop_accepting_connections": 0.98,
+        }
+
+
+def test_the_edge_limits_connection_lifetimes(renderings: dict[str, Rendering]) -> None:
+    edge = bootstraps(renderings["edge-envoy"])["edge"].config
+    (hcm,) = _managers(_listeners(edge)["edge"])
+    assert hcm["common_http_protocol_options"]["max_connection_duration"] == "3600s"
+    # Not in the sidecars: their callers are the mesh's own proxies.
+    chat = bootstraps(renderings["default"])["chat"].config
+    (inbound,) = _managers(_listeners(chat)["inbound"])
+    assert "max_connection_duration" not in inbound["common_http_protocol_options"]
+
+
+def test_reflection_through_the_edge_can_be_turned_off(
+    helm: Path, envoy: Path, tmp_path: Path
+) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "ingress": {"enabled": False},
+                "edge": {"enabled": True, "reflection": {"enabled": False}},
+            }
+        )
+    )
+    result = helm_template(helm, values)
+    assert result.returncode == 0, result.stderr
+    rendering = Rendering("no-reflection", tmp_path / "rendering.yaml", load_docs(result.stdout))
+    bootstrap = bootstraps(rendering)["edge"]
+    routes = _routes(_listeners(bootstrap.config)["edge"])
+    for host in ("auth", "chat"):
+        for version in ("v1", "v1alpha"):
+            route = routes[(host, f"/grpc.reflection.{version}.ServerReflection/")]
+            assert route["direct_response"] == {"status": 404}
+            assert "route" not in route
+        assert routes[(host, "/grpc.health.v1.Health/")]["route"]["cluster"] == f"{host}_public"
+    ok, output = envoy_validate(envoy, materialize(bootstrap, tmp_path / "envoy"))
+    assert ok, output
+
+
+@pytest.mark.parametrize(
+    ("memory", "heap"), [("1.5Gi", 1_369_020_825), ("2G", 1_700_000_000), (1_000_000, 850_000)]
+)
+def test_the_heap_limit_follows_the_memory_limit(
+    helm: Path, tmp_path: Path, memory: str | int, heap: int
+) -> None:
+    values = tmp_path / "values.yaml"
+    limits = {"cpu": "1", "memory": memory}
+    values.write_text(yaml.safe_dump({"mesh": {"envoy": {"resources": {"limits": limits}}}}))
+    result = helm_template(helm, values)
+    assert result.returncode == 0, result.stderr
+    rendering = Rendering("heap", values, load_docs(result.stdout))
+    assert _find(bootstraps(rendering)["auth"].config, "max_heap_size_bytes") == [heap]
+
+
+def test_a_listener_limit_must_be_below_the_global_one(helm: Path, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    limits = {"maxListenerConnections": 500, "maxDownstreamConnections": 500}
+    values.write_text(yaml.safe_dump({"mesh": {"envoy": {"limits": limits}}}))
+    result = helm_template(helm, values)
+    assert result.returncode != 0
+    assert "mesh.envoy.limits.maxListenerConnections (500) must be below" in result.stderr

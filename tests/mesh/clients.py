@@ -1,12 +1,18 @@
 """Clients of the mesh: the CLI through the edge, calls straight to a sidecar's inbound listener
-with or without a certificate, and the Envoys' access logs."""
+with or without a certificate, gRPC calls by curl from another local address, and the Envoys'
+access logs."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import socket
 import ssl
+import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -16,6 +22,7 @@ from grpc_health.v1 import health_pb2
 from devtools.certs import Leaf
 from devtools.mesh import Mesh
 from devtools.processes import health_stub
+from tests.deploy.deploy_support import missing_tool
 from tests.support.cli import Cli
 
 
@@ -95,3 +102,62 @@ def access_log(mesh: Mesh, envoy: str) -> list[dict[str, object]]:
 def peer_identities(line: dict[str, object]) -> list[str]:
     """The DNS SANs of the client certificate an access-log line records."""
     return str(line["peer_san"] or "").split(",")
+
+
+# An empty gRPC message: not compressed, length 0.
+EMPTY_GRPC_MESSAGE = b"\x00\x00\x00\x00\x00"
+
+
+@dataclass(frozen=True)
+class CurlAnswer:
+    """What the edge answered a gRPC call that curl made: the HTTP status and the grpc-status
+    (None when the answer had none)."""
+
+    http_status: int
+    grpc_status: int | None
+
+
+def curl_grpc(mesh: Mesh, host: str, path: str, *, source: str = "127.0.0.1") -> CurlAnswer:
+    """A gRPC call with an empty message through the edge, made by curl over HTTP/2 from the
+    local address ``source`` (gRPC's Python channels cannot choose theirs)."""
+    curl = shutil.which("curl")
+    if curl is None:
+        missing_tool("curl not found: these checks need it to call from a second address")
+        raise AssertionError("unreachable")
+    port = mesh.ports.edge
+    with tempfile.TemporaryDirectory() as directory:
+        headers = Path(directory) / "headers"
+        result = subprocess.run(
+            [
+                curl,
+                "--silent",
+                "--show-error",
+                "--http2",
+                "--interface",
+                source,
+                "--cacert",
+                str(mesh.ca_file),
+                "--resolve",
+                f"{host}:{port}:127.0.0.1",
+                "--header",
+                "content-type: application/grpc",
+                "--header",
+                "te: trailers",
+                "--data-binary",
+                "@-",
+                "--dump-header",
+                str(headers),
+                "--output",
+                os.devnull,
+                "--write-out",
+                "%{http_code}",
+                f"https://{host}:{port}{path}",
+            ],
+            input=EMPTY_GRPC_MESSAGE,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        statuses = re.findall(rb"^grpc-status: *(\d+)", headers.read_bytes(), re.MULTILINE)
+    return CurlAnswer(int(result.stdout), int(statuses[-1]) if statuses else None)

@@ -244,6 +244,7 @@ auth:
   idempotent:
     - /meshchat.auth.v1.UserService/GetUser
     - /meshchat.auth.v1.UserService/ListUsers
+    - /meshchat.auth.v1.UserService/LookupUsers
     - /meshchat.auth.v1.AccessService/Check
     - /meshchat.auth.v1.AuthService/GetJwks
 chat:
@@ -255,6 +256,8 @@ chat:
     - /meshchat.chat.v1.ChatService/GetChat
     - /meshchat.chat.v1.ChatService/ListChats
     - /meshchat.chat.v1.ChatService/ListMessages
+    # Moves a read position forward only (the larger of old and new): a repeat changes nothing.
+    - /meshchat.chat.v1.ChatService/MarkRead
 {{- end -}}
 
 
