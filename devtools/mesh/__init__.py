@@ -29,7 +29,7 @@ from devtools.mesh.errors import MeshError
 from devtools.mesh.mesh import Mesh, run_mesh
 from devtools.mesh.pods import COMPONENTS, ENVOYS, Pod, render_pod
 from devtools.mesh.ports import Ports
-from devtools.mesh.probes import answering, envoy_stats, healthz_ok, http_get
+from devtools.mesh.probes import envoy_stats, healthz_ok, http_get
 from devtools.mesh.processes import Child, wait_until
 from devtools.mesh.values import shared_host_values
 
@@ -41,7 +41,6 @@ __all__ = [
     "MeshError",
     "Pod",
     "Ports",
-    "answering",
     "envoy_stats",
     "healthz_ok",
     "http_get",

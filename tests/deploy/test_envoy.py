@@ -381,7 +381,7 @@ def test_liveness_asks_whether_the_app_answers_not_whether_it_is_serving(
 
 
 RETRY_ANY_CALL = "connect-failure,refused-stream"
-RETRY_IDEMPOTENT = "connect-failure,refused-stream,reset,unavailable"
+RETRY_IDEMPOTENT = "connect-failure,refused-stream,reset,cancelled,unavailable"
 
 
 def _retries_by_path(routes: list[Doc]) -> dict[str, str | None]:

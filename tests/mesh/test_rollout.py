@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from devtools.mesh import Child, Mesh, Pod, Ports, envoy_stats, healthz_ok, render_pod, wait_until
+from devtools.mesh.values import chart_values
 from devtools.tools import find_envoy, find_helm
 from meshchat.auth.v1 import auth_pb2, auth_pb2_grpc, users_pb2, users_pb2_grpc
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
@@ -36,23 +37,26 @@ EDGE = "rollout-edge-envoy"
 DEADLINE = 60.0  # for starting, for the calls each phase waits for, and for the app's exit
 CALLS_PER_PHASE = 20
 MAX_CALLS = 3000
+# Pacing, not synchronisation: the client calls at most half as often as the edge lets one
+# client address make unary calls (edge.perClient.unary.perSecond), so it is never rate limited.
+PACE_SECONDS = 2 / chart_values()["edge"]["perClient"]["unary"]["perSecond"]
 RETRIES = "cluster.chat.upstream_rq_retry"
 
 
-def give_chat_endpoints(edge: Pod, ports: list[int]) -> None:
-    """Make the edge's chat cluster these sidecar ports on 127.0.0.1 (in its rendered bootstrap,
-    before the Envoy starts)."""
+def add_endpoint(edge: Pod, rendered: int, added: int) -> None:
+    """Give every cluster of the edge's rendered bootstrap whose endpoint is the sidecar port
+    ``rendered`` a second endpoint, port ``added`` (before the Envoy starts): both pods, as
+    every cluster resolving one Service's name would find them."""
     args = edge.containers["envoy"]["args"]
     config = Path(args[args.index("--config-path") + 1])
     bootstrap = yaml.safe_load(config.read_text())
-    [cluster] = [c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "chat"]
-    [locality] = cluster["load_assignment"]["endpoints"]
-    [rendered] = locality["lb_endpoints"]
-    locality["lb_endpoints"] = []
-    for port in ports:
-        endpoint = copy.deepcopy(rendered)
-        endpoint["endpoint"]["address"]["socket_address"]["port_value"] = port
-        locality["lb_endpoints"].append(endpoint)
+    for cluster in bootstrap["static_resources"]["clusters"]:
+        [locality] = cluster["load_assignment"]["endpoints"]
+        [endpoint] = locality["lb_endpoints"]
+        if endpoint["endpoint"]["address"]["socket_address"]["port_value"] == rendered:
+            second = copy.deepcopy(endpoint)
+            second["endpoint"]["address"]["socket_address"]["port_value"] = added
+            locality["lb_endpoints"].append(second)
     config.write_text(yaml.safe_dump(bootstrap))
 
 
@@ -84,7 +88,7 @@ def replica(mesh: Mesh, tmp_path: Path) -> Iterator[Replica]:
     ports = dataclasses.replace(Ports.free(), auth_inbound=mesh.ports.auth_inbound)
     chat = render_pod(helm, "chat", ports, tmp_path / "chat", mesh.ca, mesh.values)
     edge = render_pod(helm, "edge", ports, tmp_path / "edge", mesh.ca, mesh.values)
-    give_chat_endpoints(edge, [ports.chat_inbound, mesh.ports.chat_inbound])
+    add_endpoint(edge, ports.chat_inbound, mesh.ports.chat_inbound)
     children: dict[str, Child] = {}
     try:
         children[LEAVING] = mesh.start_app(LEAVING, chat)
@@ -102,8 +106,9 @@ def replica(mesh: Mesh, tmp_path: Path) -> Iterator[Replica]:
 
 @dataclass
 class Reader:
-    """Lists the caller's chats call after call, each answer checked to hold ``chat_id``, until
-    told to stop: at most MAX_CALLS calls, for at most the test's three waits (3 * DEADLINE)."""
+    """Lists the caller's chats call after call (PACE_SECONDS apart), each answer checked to hold
+    ``chat_id``, until told to stop: at most MAX_CALLS calls, for at most the test's three waits
+    (3 * DEADLINE)."""
 
     stub: chat_pb2_grpc.ChatServiceStub
     metadata: tuple[tuple[str, str], ...]
@@ -114,7 +119,9 @@ class Reader:
 
     def run(self) -> None:
         end = time.monotonic() + 3 * DEADLINE
-        while not self.done.is_set() and self.calls < MAX_CALLS and time.monotonic() < end:
+        while self.calls < MAX_CALLS and time.monotonic() < end:
+            if self.done.wait(PACE_SECONDS):
+                return
             try:
                 reply = self.stub.ListChats(
                     chat_pb2.ListChatsRequest(), metadata=self.metadata, timeout=5

@@ -547,7 +547,7 @@ per-client rate limits.
   route:
     cluster: {{ $.cluster }}
     timeout: {{ $envoy.timeouts.request }}
-    {{- include "meshchat.envoy.retryPolicy" (dict "ctx" $.ctx "on" "connect-failure,refused-stream,reset,unavailable") | nindent 4 }}
+    {{- include "meshchat.envoy.retryPolicy" (dict "ctx" $.ctx "on" "connect-failure,refused-stream,reset,cancelled,unavailable") | nindent 4 }}
 {{- end }}
 {{- end }}
 {{- range .prefixes }}

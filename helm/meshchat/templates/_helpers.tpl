@@ -230,7 +230,7 @@ refresh.
 The gRPC API of each service, as a YAML mapping: the services that the ways in route by name;
 the long-lived streaming methods, which get no route timeout, only an idle timeout; and the
 idempotent methods (reads without side effects), which Envoy may retry on another pod after a
-reset or UNAVAILABLE.
+reset, CANCELLED (a stopping pod answers calls it got as it stopped so) or UNAVAILABLE.
 */}}
 {{- define "meshchat.grpcApi" -}}
 auth:
