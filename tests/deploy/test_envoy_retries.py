@@ -1,7 +1,7 @@
 """The chat sidecar's bootstrap, as the chart renders it, run by the real Envoy against a stand-in
-for auth's sidecar (TLS with auth's identity) whose first answer to each method is UNAVAILABLE, as
-a stopping pod's is: an idempotent read is tried again and succeeds, a call with side effects is
-not repeated (it may have done its work) and fails."""
+for auth's sidecar (TLS with auth's identity) whose first answer to each method is UNAVAILABLE or
+CANCELLED, as a stopping pod's is: an idempotent read is tried again and succeeds, a call with side
+effects is not repeated (it may have done its work) and fails."""
 
 from __future__ import annotations
 
@@ -33,7 +33,15 @@ pytestmark = pytest.mark.deploy
 
 FULLNAME = "meshchat"
 IDEMPOTENT = "/meshchat.auth.v1.AccessService/Check"
+IDEMPOTENT_CANCELLED = "/meshchat.auth.v1.UserService/GetUser"
 WITH_SIDE_EFFECTS = "/meshchat.auth.v1.AuthService/Login"
+# The stand-in's first answer to each method: what a stopping pod answers (UNAVAILABLE once it
+# refuses calls; CANCELLED for a call it received as it began to stop).
+FIRST_ANSWERS = {
+    IDEMPOTENT: grpc.StatusCode.UNAVAILABLE,
+    IDEMPOTENT_CANCELLED: grpc.StatusCode.CANCELLED,
+    WITH_SIDE_EFFECTS: grpc.StatusCode.UNAVAILABLE,
+}
 
 
 def identity(component: str) -> str:
@@ -93,7 +101,8 @@ def _valid_now(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
 
 
 class FlakyAuth:
-    """A gRPC server that answers the first call of each method UNAVAILABLE, later ones OK."""
+    """A gRPC server that answers the first call of each method as FIRST_ANSWERS says, later
+    ones OK."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -105,7 +114,7 @@ class FlakyAuth:
                 first = self.calls[method] == 0
                 self.calls[method] += 1
             if first:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
+                context.abort(FIRST_ANSWERS[method], "the server is stopping")
             return b""
 
         return answer
@@ -113,7 +122,7 @@ class FlakyAuth:
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """Raw-bytes handlers of the two methods."""
         by_service: dict[str, dict[str, Any]] = {}
-        for path in (IDEMPOTENT, WITH_SIDE_EFFECTS):
+        for path in FIRST_ANSWERS:
             service, method = path.strip("/").split("/")
             handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
                 self._answer(path)
@@ -222,6 +231,11 @@ def _call(sidecar: Sidecar, path: str) -> grpc.StatusCode:
 def test_an_idempotent_read_is_retried_after_unavailable(sidecar: Sidecar) -> None:
     assert _call(sidecar, IDEMPOTENT) == grpc.StatusCode.OK
     assert sidecar.auth.calls[IDEMPOTENT] == 2
+
+
+def test_an_idempotent_read_is_retried_after_cancelled(sidecar: Sidecar) -> None:
+    assert _call(sidecar, IDEMPOTENT_CANCELLED) == grpc.StatusCode.OK
+    assert sidecar.auth.calls[IDEMPOTENT_CANCELLED] == 2
 
 
 def test_a_call_with_side_effects_is_not_repeated(sidecar: Sidecar) -> None:
