@@ -1,12 +1,12 @@
 """A chat replica goes away while a client keeps calling, and no call fails.
 
 Next to the shared mesh run a second chat pod (the chart's rendering with other ports, on chat's
-database, reaching the running auth sidecar) and a second edge Envoy whose chat cluster has both
-chat sidecars' mTLS listeners as endpoints: what DNS answers for the headless Service of two
+database, reaching the running auth sidecar) and a second edge Envoy whose chat clusters have
+both chat sidecars' mTLS listeners as endpoints: what DNS answers for the headless Service of two
 pods. A client reads through that edge call after call; the second pod's app gets SIGTERM, as
 the kubelet sends it after the preStop sleep, while its sidecar keeps running. No DNS change
-tells the edge that the pod is gone, so only its retries (UNAVAILABLE on an idempotent read, on
-a pod not tried yet) and outlier detection keep the calls from failing."""
+tells the edge that the pod is gone, so only its retries (CANCELLED or UNAVAILABLE on an
+idempotent read, on a pod not tried yet) and outlier detection keep the calls from failing."""
 
 from __future__ import annotations
 
