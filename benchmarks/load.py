@@ -23,6 +23,7 @@ import json
 import math
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +152,9 @@ async def send(address: str, token: str, chat_id: str, rate: float, seconds: flo
     async def one(i: int) -> None:
         nonlocal errors
         request = chat_pb2.SendMessageRequest(
-            chat_id=chat_id, text=f"{time.perf_counter():.6f} m{i}", client_message_id=f"{i}"
+            chat_id=chat_id,
+            text=f"{time.perf_counter():.6f} m{i}",
+            client_message_id=uuid.uuid4().hex,
         )
         try:
             message = await stubs[i % 2].SendMessage(request, metadata=metadata, timeout=30)
