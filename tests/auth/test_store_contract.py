@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -216,6 +216,77 @@ async def test_a_password_change_revokes_the_other_families(store: AuthStore) ->
     assert (await store.rotate_refresh_token("c", "e", b"x", NOW, 0)).outcome is (
         RotationOutcome.REVOKED
     )
+
+
+async def test_logging_out_everywhere_revokes_every_family_and_records_the_event(
+    store: AuthStore,
+) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    bob = await store.create_user(new_user("bob"), NOW)
+    await start(store, alice.id, FAMILY, "a")
+    await store.rotate_refresh_token("a", "b", b"x", NOW, 0)
+    await start(store, alice.id, OTHER_FAMILY, "c")
+    await start(store, bob.id, "55555555-5555-5555-5555-555555555555", "d")
+    later = NOW + timedelta(minutes=1)
+    assert not await store.log_out_everywhere("00000000-0000-0000-0000-000000000000", later)
+    assert not await store.log_out_everywhere("not-a-uuid", later)
+    assert await store.log_out_everywhere(alice.id, later)
+    for token in ("b", "c"):
+        rotation = await store.rotate_refresh_token(token, f"{token}2", b"x", later, 0)
+        assert rotation.outcome is RotationOutcome.REVOKED
+    assert (await store.rotate_refresh_token("d", "d2", b"x", later, 0)).outcome is (
+        RotationOutcome.ROTATED
+    )
+    # A user without a login left still gets the event: access tokens may be out there.
+    assert await store.log_out_everywhere(alice.id, later)
+    kind = AccountEventKind.LOGGED_OUT_EVERYWHERE
+    assert await store.account_events(0, 10) == [
+        AccountEvent(1, alice.id, kind, later),
+        AccountEvent(2, alice.id, kind, later),
+    ]
+
+
+async def log_out_everywhere(store: AuthStore, user_id: str) -> bool:
+    return await store.log_out_everywhere(user_id, NOW)
+
+
+async def reset_password(store: AuthStore, user_id: str) -> bool:
+    changes = UserChanges(password_hash="$argon2id$new", revoke_families=True)
+    return await store.update_user(user_id, changes, NOW) is not None
+
+
+@pytest.mark.parametrize("revoke_all", [log_out_everywhere, reset_password])
+async def test_rotations_at_the_moment_every_family_is_revoked_keep_no_token(
+    store: AuthStore, revoke_all: Callable[[AuthStore, str], Awaitable[bool]]
+) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    families = [f"{i:08d}-1111-1111-1111-111111111111" for i in range(6)]
+    for i, family in enumerate(families):
+        await start(store, alice.id, family, f"t{i}")
+    barrier = asyncio.Barrier(len(families) + 1)
+
+    async def rotate(i: int) -> RotationOutcome:
+        await barrier.wait()
+        return (await store.rotate_refresh_token(f"t{i}", f"s{i}", b"x", NOW, 0)).outcome
+
+    async def revoke() -> bool:
+        await barrier.wait()
+        return await revoke_all(store, alice.id)
+
+    revoked, *rotations = await asyncio.gather(revoke(), *(rotate(i) for i in range(len(families))))
+    assert revoked
+    assert set(rotations) <= {RotationOutcome.ROTATED, RotationOutcome.REVOKED}
+    # Whichever came first, no first token and no successor rotates now (a successor that
+    # was never stored is unknown).
+    for i, outcome in enumerate(rotations):
+        first = await store.rotate_refresh_token(f"t{i}", f"t{i}+", b"x", NOW, 0)
+        successor = await store.rotate_refresh_token(f"s{i}", f"s{i}+", b"x", NOW, 0)
+        assert first.outcome is RotationOutcome.REVOKED
+        assert successor.outcome is (
+            RotationOutcome.REVOKED
+            if outcome is RotationOutcome.ROTATED
+            else RotationOutcome.UNKNOWN
+        )
 
 
 async def test_login_attempts_are_reserved_atomically_within_their_limits(

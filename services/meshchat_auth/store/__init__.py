@@ -88,6 +88,12 @@ class AuthStore(Protocol):
         """Revoke the family of this refresh token (nothing when it is unknown)."""
         ...
 
+    async def log_out_everywhere(self, user_id: str, now: datetime) -> bool:
+        """Revoke every refresh family of the account and record its LOGGED_OUT_EVERYWHERE
+        event, in one step that no rotation of those families interleaves with (a revoked
+        family never gains a token); False when there is no such account."""
+        ...
+
     async def reserve_login_attempt(
         self, limits: Sequence[AttemptLimit], now: datetime, window_seconds: float
     ) -> float | None:

@@ -43,6 +43,11 @@ PRUNE_BATCH = 100
 
 _USERS = "SELECT id::text, username, email, role, password_hash, created_at, updated_at FROM users "
 
+# The lock of a change to an account that then revokes its families. NO KEY UPDATE, not
+# UPDATE: a rotation holds its family's row and then inserts a token, whose reference to
+# the user takes KEY SHARE on the user's row, which UPDATE would block (a deadlock).
+_LOCK_USER = "SELECT role FROM users WHERE id = %s FOR NO KEY UPDATE"
+
 
 def _user(row: dict[str, Any]) -> User:
     return User(
@@ -171,9 +176,7 @@ class PostgresAuthStore:
         )
         try:
             async with self._db.connection() as conn, conn.transaction():
-                cur = await conn.execute(
-                    "SELECT role FROM users WHERE id = %s FOR UPDATE", (user_id,)
-                )
+                cur = await conn.execute(_LOCK_USER, (user_id,))
                 old = await cur.fetchone()
                 if old is None:
                     return None
@@ -304,6 +307,23 @@ class PostgresAuthStore:
                 "family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = %s)",
                 (now, token_hash),
             )
+
+    async def log_out_everywhere(self, user_id: str, now: datetime) -> bool:
+        """One transaction that locks the account's row (see ``_LOCK_USER``), then every
+        family row of it (the lock each rotation of a family takes), and records the event."""
+        if not _is_uuid(user_id):
+            return False
+        async with self._db.connection() as conn, conn.transaction():
+            cur = await conn.execute(_LOCK_USER, (user_id,))
+            if await cur.fetchone() is None:
+                return False
+            await conn.execute(
+                "UPDATE refresh_families SET revoked_at = %s "
+                "WHERE user_id = %s AND revoked_at IS NULL",
+                (now, user_id),
+            )
+            await _record_event(conn, user_id, AccountEventKind.LOGGED_OUT_EVERYWHERE, now)
+        return True
 
     async def reserve_login_attempt(
         self, limits: Sequence[AttemptLimit], now: datetime, window_seconds: float

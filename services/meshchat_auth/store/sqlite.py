@@ -291,6 +291,20 @@ class SqliteAuthStore:
                 (to_micros(now), token_hash),
             )
 
+    async def log_out_everywhere(self, user_id: str, now: datetime) -> bool:
+        """One BEGIN IMMEDIATE transaction, which excludes every rotation meanwhile."""
+        async with self._db.transaction() as conn:
+            async with conn.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)) as cur:
+                if await cur.fetchone() is None:
+                    return False
+            await conn.execute(
+                "UPDATE refresh_families SET revoked_at = ? "
+                "WHERE user_id = ? AND revoked_at IS NULL",
+                (to_micros(now), user_id),
+            )
+            await _record_event(conn, user_id, AccountEventKind.LOGGED_OUT_EVERYWHERE, now)
+        return True
+
     async def reserve_login_attempt(
         self, limits: Sequence[AttemptLimit], now: datetime, window_seconds: float
     ) -> float | None:

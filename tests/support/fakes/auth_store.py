@@ -209,6 +209,17 @@ class MemoryAuthStore:
                 family = self._families[token.token.family_id]
                 family.revoked_at = family.revoked_at or now
 
+    async def log_out_everywhere(self, user_id: str, now: datetime) -> bool:
+        """Revoke every family of the account and record the event, under the lock."""
+        async with self._lock:
+            if user_id not in self._users:
+                return False
+            for family in self._families.values():
+                if family.family.user_id == user_id:
+                    family.revoked_at = family.revoked_at or now
+            self._record(user_id, AccountEventKind.LOGGED_OUT_EVERYWHERE, now)
+            return True
+
     async def reserve_login_attempt(
         self, limits: Sequence[AttemptLimit], now: datetime, window_seconds: float
     ) -> float | None:

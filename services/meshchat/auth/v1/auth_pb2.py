@@ -28,7 +28,7 @@ from meshchat.auth.v1 import access_options_pb2 as meshchat_dot_auth_dot_v1_dot_
 from meshchat.auth.v1 import users_pb2 as meshchat_dot_auth_dot_v1_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshchat/auth/v1/auth.proto\x12\x10meshchat.auth.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%meshchat/auth/v1/access_options.proto\x1a\x1cmeshchat/auth/v1/users.proto\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"&\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\xdb\x01\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12<\n\x18\x61\x63\x63\x65ss_token_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12=\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04user\x18\x05 \x01(\x0b\x32\x16.meshchat.auth.v1.User\"\x10\n\x0eGetJwksRequest\"\\\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03use\x18\x03 \x01(\t\x12\x0b\n\x03\x61lg\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01y\x18\x07 \x01(\t\"+\n\x04Jwks\x12#\n\x04keys\x18\x01 \x03(\x0b\x32\x15.meshchat.auth.v1.Jwk2\xc5\x02\n\x0b\x41uthService\x12L\n\x05Login\x12\x1e.meshchat.auth.v1.LoginRequest\x1a\x1b.meshchat.auth.v1.TokenPair\"\x06\xca\xf3\x18\x02\x08\x01\x12P\n\x07Refresh\x12 .meshchat.auth.v1.RefreshRequest\x1a\x1b.meshchat.auth.v1.TokenPair\"\x06\xca\xf3\x18\x02\x08\x01\x12I\n\x06Logout\x12\x1f.meshchat.auth.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\"\x06\xca\xf3\x18\x02\x08\x01\x12K\n\x07GetJwks\x12 .meshchat.auth.v1.GetJwksRequest\x1a\x16.meshchat.auth.v1.Jwks\"\x06\xca\xf3\x18\x02\x08\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshchat/auth/v1/auth.proto\x12\x10meshchat.auth.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%meshchat/auth/v1/access_options.proto\x1a\x1cmeshchat/auth/v1/users.proto\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"&\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"D\n\x17LogoutEverywhereRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x02 \x01(\t\"\xdb\x01\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12<\n\x18\x61\x63\x63\x65ss_token_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12=\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04user\x18\x05 \x01(\x0b\x32\x16.meshchat.auth.v1.User\"\x10\n\x0eGetJwksRequest\"\\\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03use\x18\x03 \x01(\t\x12\x0b\n\x03\x61lg\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01y\x18\x07 \x01(\t\"+\n\x04Jwks\x12#\n\x04keys\x18\x01 \x03(\x0b\x32\x15.meshchat.auth.v1.Jwk2\xa4\x03\n\x0b\x41uthService\x12L\n\x05Login\x12\x1e.meshchat.auth.v1.LoginRequest\x1a\x1b.meshchat.auth.v1.TokenPair\"\x06\xca\xf3\x18\x02\x08\x01\x12P\n\x07Refresh\x12 .meshchat.auth.v1.RefreshRequest\x1a\x1b.meshchat.auth.v1.TokenPair\"\x06\xca\xf3\x18\x02\x08\x01\x12I\n\x06Logout\x12\x1f.meshchat.auth.v1.LogoutRequest\x1a\x16.google.protobuf.Empty\"\x06\xca\xf3\x18\x02\x08\x01\x12]\n\x10LogoutEverywhere\x12).meshchat.auth.v1.LogoutEverywhereRequest\x1a\x16.google.protobuf.Empty\"\x06\xca\xf3\x18\x02\x10\x01\x12K\n\x07GetJwks\x12 .meshchat.auth.v1.GetJwksRequest\x1a\x16.meshchat.auth.v1.Jwks\"\x06\xca\xf3\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['Refresh']._serialized_options = b'\312\363\030\002\010\001'
   _globals['_AUTHSERVICE'].methods_by_name['Logout']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['Logout']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_AUTHSERVICE'].methods_by_name['LogoutEverywhere']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['LogoutEverywhere']._serialized_options = b'\312\363\030\002\020\001'
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\312\363\030\002\010\001'
   _globals['_LOGINREQUEST']._serialized_start=180
@@ -49,14 +51,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REFRESHREQUEST']._serialized_end=271
   _globals['_LOGOUTREQUEST']._serialized_start=273
   _globals['_LOGOUTREQUEST']._serialized_end=311
-  _globals['_TOKENPAIR']._serialized_start=314
-  _globals['_TOKENPAIR']._serialized_end=533
-  _globals['_GETJWKSREQUEST']._serialized_start=535
-  _globals['_GETJWKSREQUEST']._serialized_end=551
-  _globals['_JWK']._serialized_start=553
-  _globals['_JWK']._serialized_end=645
-  _globals['_JWKS']._serialized_start=647
-  _globals['_JWKS']._serialized_end=690
-  _globals['_AUTHSERVICE']._serialized_start=693
-  _globals['_AUTHSERVICE']._serialized_end=1018
+  _globals['_LOGOUTEVERYWHEREREQUEST']._serialized_start=313
+  _globals['_LOGOUTEVERYWHEREREQUEST']._serialized_end=381
+  _globals['_TOKENPAIR']._serialized_start=384
+  _globals['_TOKENPAIR']._serialized_end=603
+  _globals['_GETJWKSREQUEST']._serialized_start=605
+  _globals['_GETJWKSREQUEST']._serialized_end=621
+  _globals['_JWK']._serialized_start=623
+  _globals['_JWK']._serialized_end=715
+  _globals['_JWKS']._serialized_start=717
+  _globals['_JWKS']._serialized_end=760
+  _globals['_AUTHSERVICE']._serialized_start=763
+  _globals['_AUTHSERVICE']._serialized_end=1183
 # @@protoc_insertion_point(module_scope)

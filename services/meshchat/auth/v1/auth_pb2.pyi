@@ -81,6 +81,30 @@ class LogoutRequest(_message.Message):
 Global___LogoutRequest: _TypeAlias = LogoutRequest  # noqa: Y015
 
 @_typing.final
+class LogoutEverywhereRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user whose logins end."""
+    current_password: _builtins.str
+    """The caller's current password: required to end one's own logins."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        current_password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_password", b"current_password", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogoutEverywhereRequest: _TypeAlias = LogoutEverywhereRequest  # noqa: Y015
+
+@_typing.final
 class TokenPair(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

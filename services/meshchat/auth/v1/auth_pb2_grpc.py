@@ -50,6 +50,11 @@ class AuthServiceStub:
                 request_serializer=meshchat_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.LogoutEverywhere = channel.unary_unary(
+                '/meshchat.auth.v1.AuthService/LogoutEverywhere',
+                request_serializer=meshchat_dot_auth_dot_v1_dot_auth__pb2.LogoutEverywhereRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/meshchat.auth.v1.AuthService/GetJwks',
                 request_serializer=meshchat_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
@@ -82,6 +87,16 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogoutEverywhere(self, request, context):
+        """End every login of a user: all of their refresh-token families are revoked, and the
+        services that follow the account events refuse the user's access tokens issued before
+        the call (and end their open streams). The user themselves, with current_password; an
+        admin for anyone, without. The caller's own login ends too: log in again after it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJwks(self, request, context):
         """The public keys that verify access tokens, as a JSON Web Key Set.
         """
@@ -105,6 +120,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'Logout': grpc.unary_unary_rpc_method_handler(
                     servicer.Logout,
                     request_deserializer=meshchat_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'LogoutEverywhere': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogoutEverywhere,
+                    request_deserializer=meshchat_dot_auth_dot_v1_dot_auth__pb2.LogoutEverywhereRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
@@ -193,6 +213,33 @@ class AuthService:
             target,
             '/meshchat.auth.v1.AuthService/Logout',
             meshchat_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogoutEverywhere(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshchat.auth.v1.AuthService/LogoutEverywhere',
+            meshchat_dot_auth_dot_v1_dot_auth__pb2.LogoutEverywhereRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,

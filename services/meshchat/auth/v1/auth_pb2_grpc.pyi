@@ -40,6 +40,12 @@ class AuthServiceStub:
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _empty_pb2.Empty]
     """Revoke the refresh token's family."""
+    LogoutEverywhere: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutEverywhereRequest, _empty_pb2.Empty]
+    """End every login of a user: all of their refresh-token families are revoked, and the
+    services that follow the account events refuse the user's access tokens issued before
+    the call (and end their open streams). The user themselves, with current_password; an
+    admin for anyone, without. The caller's own login ends too: log in again after it.
+    """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.Jwks]
     """The public keys that verify access tokens, as a JSON Web Key Set."""
 
@@ -54,6 +60,12 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Revoke the refresh token's family."""
+    LogoutEverywhere: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutEverywhereRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """End every login of a user: all of their refresh-token families are revoked, and the
+    services that follow the account events refuse the user's access tokens issued before
+    the call (and end their open streams). The user themselves, with current_password; an
+    admin for anyone, without. The caller's own login ends too: log in again after it.
+    """
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.Jwks]  # type: ignore[assignment]
     """The public keys that verify access tokens, as a JSON Web Key Set."""
 
@@ -83,6 +95,18 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Revoke the refresh token's family."""
+
+    @_abc_1.abstractmethod
+    def LogoutEverywhere(
+        self,
+        request: _auth_pb2.LogoutEverywhereRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """End every login of a user: all of their refresh-token families are revoked, and the
+        services that follow the account events refuse the user's access tokens issued before
+        the call (and end their open streams). The user themselves, with current_password; an
+        admin for anyone, without. The caller's own login ends too: log in again after it.
+        """
 
     @_abc_1.abstractmethod
     def GetJwks(
