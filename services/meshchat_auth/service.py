@@ -144,6 +144,19 @@ class PasswordCheck:
             await self._store.release_login_attempt(keys[1:], keys[:1])
         return valid
 
+    async def confirm_own(
+        self, caller: Principal, user: User, current_password: str, address: str, action: str
+    ) -> None:
+        """When ``caller`` acts on their own account, require its current password (a
+        stolen access token alone must not change or end the account); nothing for an
+        admin acting on another's. A wrong password counts under the limits."""
+        if caller.user_id != user.id:
+            return
+        if not current_password:
+            raise InvalidArgument("current_password", f"is required to {action}")
+        if not await self.verify(user.username, address, user, current_password):
+            raise PermissionDenied("current_password: is wrong")
+
 
 class AccountService:
     """Creating, reading, changing and deleting accounts."""
@@ -212,18 +225,6 @@ class AccountService:
         """Whether the caller may see the user's email."""
         return caller.is_admin or caller.user_id == user.id
 
-    async def _confirm_self(
-        self, caller: Principal, user: User, current_password: str, address: str, action: str
-    ) -> None:
-        """One's own password, email and account change only with the current password: a
-        stolen access token alone must not become a takeover."""
-        if caller.user_id != user.id:
-            return
-        if not current_password:
-            raise InvalidArgument("current_password", f"is required to {action}")
-        if not await self._passwords.verify(user.username, address, user, current_password):
-            raise PermissionDenied("current_password: is wrong")
-
     async def update(
         self,
         caller: Principal,
@@ -251,7 +252,7 @@ class AccountService:
             validate_password(password, password_confirm or "")
         user = await self.get(user_id=user_id)
         if email is not None or password is not None:
-            await self._confirm_self(
+            await self._passwords.confirm_own(
                 caller, user, current_password, address, "change your email or password"
             )
         password_hash = None
@@ -285,7 +286,9 @@ class AccountService:
         if caller.user_id != user_id and not caller.is_admin:
             raise PermissionDenied("you may only delete your own account")
         user = await self.get(user_id=user_id)
-        await self._confirm_self(caller, user, current_password, address, "delete your account")
+        await self._passwords.confirm_own(
+            caller, user, current_password, address, "delete your account"
+        )
         if not await self._store.delete_user(user_id, self._clock()):
             raise NotFound(f"no user {user_id!r}")
         log.info("user deleted", extra={"user_id": user_id, "by": caller.user_id})
@@ -304,7 +307,7 @@ class AccountService:
 
 
 class SessionService:
-    """Login, refresh-token rotation with reuse detection, logout."""
+    """Login, refresh-token rotation with reuse detection, logout (of one login or all)."""
 
     def __init__(
         self,
@@ -402,6 +405,27 @@ class SessionService:
         if not refresh_token:
             raise InvalidArgument("refresh_token", "is required")
         await self._store.revoke_family_of(hash_refresh_token(refresh_token), self._clock())
+
+    async def logout_everywhere(
+        self, caller: Principal, user_id: str, *, current_password: str = "", address: str = ""
+    ) -> None:
+        """End every login of a user, one's own (with the current password) or, as an admin,
+        anyone's: every refresh family revoked and the LOGGED_OUT_EVERYWHERE event recorded
+        in one step, so that the services following the events refuse the access tokens
+        issued before it. The caller's own login ends too."""
+        if not user_id:
+            raise InvalidArgument("user_id", "is required")
+        if caller.user_id != user_id and not caller.is_admin:
+            raise PermissionDenied("you may only end your own logins")
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id!r}")
+        await self._passwords.confirm_own(
+            caller, user, current_password, address, "log out everywhere"
+        )
+        if not await self._store.log_out_everywhere(user_id, self._clock()):
+            raise NotFound(f"no user {user_id!r}")
+        log.info("logged out everywhere", extra={"user_id": user_id, "by": caller.user_id})
 
     def jwks(self) -> list[dict[str, Any]]:
         """The public keys that verify access tokens."""

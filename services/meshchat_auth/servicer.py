@@ -155,6 +155,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         await self._sessions.logout(request.refresh_token)
         return empty_pb2.Empty()
 
+    async def LogoutEverywhere(
+        self, request: auth_pb2.LogoutEverywhereRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._sessions.logout_everywhere(
+            current_principal(),
+            request.user_id,
+            current_password=request.current_password,
+            address=self._addresses.of(context),
+        )
+        return empty_pb2.Empty()
+
     async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Context) -> auth_pb2.Jwks:
         return auth_pb2.Jwks(keys=[auth_pb2.Jwk(**key) for key in self._sessions.jwks()])
 

@@ -9,13 +9,19 @@ import jwt
 import pytest
 
 from meshchat_auth.config import TokenPolicy
-from meshchat_auth.domain import UserChanges
+from meshchat_auth.domain import AccountEventKind, UserChanges
 from meshchat_auth.issuer import TokenIssuer
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.service import AccessChecker, AccountService, PasswordCheck, SessionService
-from meshchat_runtime.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from meshchat_runtime.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from meshchat_runtime.timestamps import utc_now
-from tests.support.accounts import principal, sign_up
+from tests.support.accounts import make_admin, principal, sign_up
 from tests.support.clock import FakeClock
 from tests.support.fakes import MemoryAuthStore
 from tests.support.fakes.hasher import FakePasswordHasher
@@ -322,3 +328,63 @@ async def test_a_caller_without_a_session_id_loses_every_session(
     )
     with pytest.raises(Unauthenticated, match="revoked"):
         await sessions.refresh(mine.refresh_token)
+
+
+async def test_logging_out_everywhere_ends_every_login_and_a_new_one_works(
+    accounts: AccountService,
+    sessions: SessionService,
+    access: AccessChecker,
+    auth_store: MemoryAuthStore,
+    clock: FakeClock,
+) -> None:
+    alice = await sign_up(accounts, "alice")
+    await sign_up(accounts, "bob")
+    mine = await sessions.login("alice", PASSWORD)
+    other = await sessions.login("alice", PASSWORD)
+    bobs = await sessions.login("bob", PASSWORD)
+    caller = await access.authenticate(mine.access_token)
+    await sessions.logout_everywhere(caller, alice.id, current_password=PASSWORD)
+    for pair in (mine, other):
+        with pytest.raises(Unauthenticated, match="revoked"):
+            await sessions.refresh(pair.refresh_token)
+    await sessions.refresh(bobs.refresh_token)
+    [event] = await auth_store.account_events(0, 10)
+    assert (event.user_id, event.kind, event.occurred_at) == (
+        alice.id,
+        AccountEventKind.LOGGED_OUT_EVERYWHERE,
+        clock.now,
+    )
+    await sessions.refresh((await sessions.login("alice", PASSWORD)).refresh_token)
+
+
+async def test_logging_out_everywhere_needs_the_password_or_an_admin(
+    accounts: AccountService,
+    sessions: SessionService,
+    auth_store: MemoryAuthStore,
+    policy: TokenPolicy,
+) -> None:
+    alice, bob = await sign_up(accounts, "alice"), await sign_up(accounts, "bob")
+    pair = await sessions.login("alice", PASSWORD)
+    with pytest.raises(InvalidArgument) as info:
+        await sessions.logout_everywhere(principal(alice), alice.id)
+    assert info.value.field == "current_password"
+    with pytest.raises(InvalidArgument) as info:
+        await sessions.logout_everywhere(principal(alice), "", current_password=PASSWORD)
+    assert info.value.field == "user_id"
+    # A wrong password counts as a failed check: a stolen access token cannot guess on.
+    for _ in range(policy.max_failed_logins):
+        with pytest.raises(PermissionDenied, match="current_password"):
+            await sessions.logout_everywhere(principal(alice), alice.id, current_password="nope")
+    with pytest.raises(ResourceExhausted):
+        await sessions.logout_everywhere(principal(alice), alice.id, current_password=PASSWORD)
+    with pytest.raises(PermissionDenied, match="only end your own"):
+        await sessions.logout_everywhere(principal(bob), alice.id, current_password=PASSWORD)
+    assert await auth_store.account_events(0, 10) == []
+    await sessions.refresh(pair.refresh_token)
+    # An admin ends another user's logins without any password.
+    root = principal(await make_admin(accounts, auth_store))
+    with pytest.raises(NotFound):
+        await sessions.logout_everywhere(root, "00000000-0000-0000-0000-000000000000")
+    await sessions.logout_everywhere(root, alice.id)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await sessions.refresh(pair.refresh_token)
