@@ -14,7 +14,13 @@ import grpc.aio
 import jwt
 import pytest
 
-from meshchat.auth.v1 import access_options_pb2, events_pb2, events_pb2_grpc, users_pb2
+from meshchat.auth.v1 import (
+    access_options_pb2,
+    auth_pb2,
+    events_pb2,
+    events_pb2_grpc,
+    users_pb2,
+)
 from meshchat_runtime.peers import CLIENT_CERT_HEADER
 from tests.support.auth_stubs import Stubs, login_admin
 from tests.support.passwords import PASSWORD
@@ -145,3 +151,27 @@ async def test_a_watcher_replays_then_follows_and_resumes(auth: RunningAuth, stu
 def admin_user_id(token: str) -> str:
     """The user id of an access token."""
     return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+
+async def test_logging_out_everywhere_is_an_event_that_keeps_no_login(
+    auth: RunningAuth, stubs: Stubs
+) -> None:
+    alice = await register_and_login(stubs.channel, "alice")
+    await stubs.auth.LogoutEverywhere(
+        auth_pb2.LogoutEverywhereRequest(user_id=alice.user.id, current_password=PASSWORD),
+        metadata=bearer(alice.access_token),
+    )
+    sidecar = Sidecar(auth.address, WATCHER)
+    await sidecar.start()
+    try:
+        async with grpc.aio.insecure_channel(sidecar.address) as channel:
+            call = watch(channel)
+            [event] = await events_until(call, 1)
+            call.cancel()
+    finally:
+        await sidecar.stop()
+    assert (event.user_id, event.kind, event.kept_session_id) == (
+        alice.user.id,
+        Kind.ACCOUNT_EVENT_KIND_LOGGED_OUT_EVERYWHERE,
+        "",
+    )

@@ -1,7 +1,8 @@
 """Revocation reaches the chat service: the auth service's account events, followed by the
 chat service through its (stand-in) sidecar, refuse a deleted user's tokens, end their open
 streams and remove them from every chat; refuse a demoted admin's and a changed password's
-older tokens; and chat keeps serving while the auth service is away, catching up after.
+older tokens, and every token of a user who logged out everywhere; and chat keeps serving
+while the auth service is away, catching up after.
 
 The chat service runs on both backends (the deletion is applied to its data); the auth
 service on SQLite (its events on both backends are tests/auth's)."""
@@ -178,6 +179,41 @@ async def test_a_password_change_keeps_only_the_changing_login(
     assert await refused(stolen)
     # The login that changed the password keeps working.
     assert [c.id for c in (await alice.list_chats()).chats] == [room.id]
+
+
+async def test_logging_out_everywhere_ends_every_login_at_chat_too(
+    auth: RunningAuth, chat: RunningChat, people: People
+) -> None:
+    alice, bob = await people("alice"), await people("bob")
+    async with auth.channel() as channel:
+        sessions = auth_pb2_grpc.AuthServiceStub(channel)
+        laptop = await sessions.Login(auth_pb2.LoginRequest(username="alice", password=PASSWORD))
+        on_laptop = Person("alice", alice.user_id, laptop.access_token, alice.stub)
+        room = await alice.create_chat("everywhere", "bob")
+        streams = [Stream(alice.connect(room.id)), Stream(on_laptop.connect(room.id))]
+        for stream in streams:
+            await stream.replay()
+        await sessions.LogoutEverywhere(
+            auth_pb2.LogoutEverywhereRequest(user_id=alice.user_id, current_password=PASSWORD),
+            metadata=alice.md,
+        )
+        for stream in streams:
+            code, details = await stream.status(within=REVOCATION_DEADLINE)
+            assert (code, details) == (UNAUTHENTICATED, "access token revoked: log in again")
+        for person in (alice, on_laptop):
+            await eventually(
+                lambda p=person: refused(p), within=REVOCATION_DEADLINE, what="refused"
+            )
+        code, _ = await status_of(
+            sessions.Refresh(auth_pb2.RefreshRequest(refresh_token=laptop.refresh_token))
+        )
+        assert code == UNAUTHENTICATED
+        # Another user is not touched, and a fresh login of alice works at once.
+        await bob.send(room.id, "still here")
+        fresh = await sessions.Login(auth_pb2.LoginRequest(username="alice", password=PASSWORD))
+    again = Person("alice", alice.user_id, fresh.access_token, alice.stub)
+    assert [c.id for c in (await again.list_chats()).chats] == [room.id]
+    await again.send(room.id, "back")
 
 
 async def test_chat_serves_while_auth_is_away_and_catches_up(
