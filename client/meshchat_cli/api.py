@@ -212,6 +212,16 @@ class Api:
         self._store.remove(self.endpoints.auth.address, credentials.username)
         return credentials
 
+    def logout_everywhere(self, user_id: str, current_password: str = "") -> None:
+        """End every login of a user on the server; one's own needs ``current_password``.
+        (The login in use here ends too when it is the user's: :meth:`forget_login`.)"""
+        request = auth_pb2.LogoutEverywhereRequest(
+            user_id=user_id, current_password=current_password
+        )
+        self._authorized(
+            self.endpoints.auth, self._auth().LogoutEverywhere, request, "log out everywhere"
+        )
+
     def forget_login(self) -> None:
         """Forget the login here, without asking the server (its account is gone)."""
         credentials = self.tokens.credentials()

@@ -66,11 +66,12 @@ def create_app() -> typer.Typer:
     app.command("delete-message")(changes.delete_message)
     app.command("read")(changes.read)
 
-    user = _group("Manage accounts: list, show, change, delete.")
+    user = _group("Manage accounts: list, show, change, delete, log out everywhere.")
     user.command("list")(users.list_users)
     user.command("get")(users.get_user)
     user.command("update")(users.update_user)
     user.command("delete")(users.delete_user)
+    user.command("logout")(users.logout_user)
     app.add_typer(user, name="user")
     return app
 

@@ -6,6 +6,7 @@ import json
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 from tests.support.cli import MESHCHAT, Cli, unique_name
 from tests.support.passwords import PASSWORD
@@ -196,3 +197,33 @@ def test_a_damaged_credentials_file_says_what_to_do(cli: Cli) -> None:
         f"error: the credentials file {cli.credentials_path()} is damaged (JSONDecodeError: "
     )
     assert result.stderr.strip().endswith("delete it and log in again")
+
+
+def test_logout_everywhere_ends_the_logins_of_other_devices(cli: Cli, tmp_path: Path) -> None:
+    alice = cli.new_user("alice")
+    laptop = Cli(cli.auth_address, cli.chat_address, tmp_path / "laptop")
+    laptop.login(alice)
+    # Force the laptop to refresh on its next call, which the server now refuses.
+    laptop.edit_credentials(alice, access_token_expires=0)
+
+    result = cli.run("logout", "--everywhere")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: to log out everywhere your current password is needed: add "
+        "--current-password-stdin and give it on the first line of standard input"
+    )
+    result = cli.run("logout", "--current-password-stdin", input=f"{PASSWORD}\n")
+    assert result.returncode == 2
+    assert "only goes with --everywhere" in result.stderr
+    result = cli.run("logout", "--everywhere", "--current-password-stdin", input="a wrong one\n")
+    assert result.returncode != 0
+    assert "current_password: is wrong" in result.stderr
+
+    out = cli.ok("logout", "--everywhere", "--current-password-stdin", input=f"{PASSWORD}\n")
+    assert out.strip() == f"logged out {alice} everywhere: every login of it has ended"
+    assert cli.run("whoami").returncode == 3  # forgotten here
+    result = laptop.run("user", "get", alice)
+    assert result.returncode == 3
+    assert "meshchat login" in result.stderr
+    laptop.login(alice)
+    assert f"username: {alice}" in laptop.ok("user", "get", alice)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from devtools.paths import VENV_BIN
 from tests.support.cli import Cli, unique_name
@@ -138,3 +139,23 @@ def test_the_current_password_is_asked_at_a_terminal(cli: Cli) -> None:
     assert f"updated {alice}: password changed" in terminal.text()
     assert PASSWORD not in terminal.text()
     cli.login(alice, "another new password")
+
+
+def test_an_admin_ends_every_login_of_a_compromised_account(
+    cli: Cli, shared_stack: Stack, tmp_path: Path
+) -> None:
+    alice = unique_name("alice")
+    cli.register(alice)
+    victim = Cli(cli.auth_address, cli.chat_address, tmp_path / "victim")
+    victim.login(alice)
+    admin = _new_admin(cli, shared_stack)
+    result = victim.run("user", "logout", admin)
+    assert result.returncode == 5
+    assert "you may only end your own logins" in result.stderr
+
+    assert cli.ok("user", "logout", alice).strip() == f"ended every login of {alice}"
+    victim.edit_credentials(alice, access_token_expires=0)
+    result = victim.run("user", "get", alice)
+    assert result.returncode == 3
+    victim.login(alice)
+    assert f"username: {alice}" in victim.ok("user", "get", alice)

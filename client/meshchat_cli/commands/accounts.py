@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from meshchat_cli.commands.params import JsonDocument
-from meshchat_cli.commands.prompts import read_password
+from meshchat_cli.commands.params import CurrentPasswordStdin, JsonDocument
+from meshchat_cli.commands.prompts import read_current_password, read_password
 from meshchat_cli.options import command_line, open_api, profile_store
 from meshchat_cli.render import print_json
 
@@ -60,15 +60,38 @@ def login(
     typer.echo(f"logged in as {credentials.username} ({credentials.role}) on {server}{within}")
 
 
-def logout(ctx: typer.Context) -> None:
-    """Log out: the server revokes the login's tokens, and they are forgotten here."""
+def logout(
+    ctx: typer.Context,
+    everywhere: Annotated[
+        bool,
+        typer.Option(
+            "--everywhere",
+            help="End every login of yours on the server, on every device, not only this one "
+            "(asks for your current password).",
+        ),
+    ] = False,
+    current_password_stdin: CurrentPasswordStdin = False,
+) -> None:
+    """Log out: the server revokes the login's tokens, and they are forgotten here. With
+    --everywhere, every login of yours ends (a lost device, a token you think was stolen)."""
+    if current_password_stdin and not everywhere:
+        raise typer.BadParameter(
+            "only goes with --everywhere", param_hint="--current-password-stdin"
+        )
     with open_api(ctx) as api:
-        credentials = api.logout()
+        if everywhere:
+            credentials = api.tokens.credentials()
+            current = read_current_password(current_password_stdin, "log out everywhere")
+            api.logout_everywhere(credentials.user_id, current)
+            api.forget_login()
+        else:
+            credentials = api.logout()
         server = api.endpoints.auth.address
         profile = api.profile
     if profile is not None:
         profile_store().set_user(profile, None)
-    typer.echo(f"logged out {credentials.username} from {server}")
+    where = "everywhere: every login of it has ended" if everywhere else f"from {server}"
+    typer.echo(f"logged out {credentials.username} {where}")
 
 
 def _local_time(seconds: float) -> str:

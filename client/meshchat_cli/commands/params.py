@@ -8,7 +8,7 @@ import typer
 
 from meshchat_cli.completion import complete_chat, complete_username
 
-__all__ = ["ChatArg", "JsonDocument", "JsonLines", "UserArg", "Yes"]
+__all__ = ["ChatArg", "CurrentPasswordStdin", "JsonDocument", "JsonLines", "UserArg", "Yes"]
 
 ChatArg = Annotated[
     str,
@@ -24,3 +24,11 @@ UserArg = Annotated[
 JsonLines = Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")]
 JsonDocument = Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+CurrentPasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--current-password-stdin",
+        help="Read your current password (needed for your own account) from the first line "
+        "of standard input.",
+    ),
+]

@@ -10,14 +10,14 @@ from typing import Annotated
 import typer
 
 from meshchat.auth.v1 import access_options_pb2, users_pb2
-from meshchat_cli.commands.params import JsonDocument, JsonLines, Yes
+from meshchat_cli.commands.params import CurrentPasswordStdin, JsonDocument, JsonLines, Yes
 from meshchat_cli.commands.prompts import confirm, read_current_password, read_password
 from meshchat_cli.completion import complete_username
 from meshchat_cli.options import open_api
 from meshchat_cli.render import print_json, print_rows, user_document
 from meshchat_cli.roles import role_name
 
-__all__ = ["delete_user", "get_user", "list_users", "update_user"]
+__all__ = ["delete_user", "get_user", "list_users", "logout_user", "update_user"]
 
 UserKey = Annotated[
     str,
@@ -93,16 +93,6 @@ def get_user(ctx: typer.Context, user: UserKey, json_document: JsonDocument = Fa
     typer.echo(f"created: {_created(found)}")
 
 
-CurrentPasswordStdin = Annotated[
-    bool,
-    typer.Option(
-        "--current-password-stdin",
-        help="Read your current password (needed for your own account) from the first line "
-        "of standard input.",
-    ),
-]
-
-
 def update_user(
     ctx: typer.Context,
     user: UserKey,
@@ -176,3 +166,18 @@ def delete_user(
         if own:
             api.forget_login()
     typer.echo(f"deleted user {target.username}")
+
+
+def logout_user(
+    ctx: typer.Context, user: UserKey, current_password_stdin: CurrentPasswordStdin = False
+) -> None:
+    """End every login of a user, on every device: anybody's as an admin (a compromised
+    account), or your own with your current password (as `meshchat logout --everywhere`)."""
+    with open_api(ctx) as api:
+        target = api.get_user(user)
+        own = target.id == api.tokens.credentials().user_id
+        current = read_current_password(current_password_stdin, "log out everywhere") if own else ""
+        api.logout_everywhere(target.id, current)
+        if own:
+            api.forget_login()
+    typer.echo(f"ended every login of {target.username}")
