@@ -56,6 +56,7 @@ Clock = Callable[[], datetime]
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 WRONG_CREDENTIALS = "wrong username or password"
+SESSION_REVOKED = "access token revoked: log in again"
 
 _REFUSED_ROTATIONS = {
     RotationOutcome.UNKNOWN: "invalid refresh token",
@@ -435,7 +436,9 @@ class SessionService:
 class AccessChecker:
     """Authenticates access tokens for the auth service itself and for AccessService.Check.
 
-    Beyond the signature, it reads the account: a deleted user's tokens stop working here at
+    Beyond the signature, it reads the account and the token's login in one read: a deleted
+    user's tokens, and those of a revoked login (a logout, logging out everywhere, a
+    password change's other logins, a detected refresh-token reuse), stop working here at
     once, and the current role counts, not the one in the token.
     """
 
@@ -447,9 +450,12 @@ class AccessChecker:
     async def authenticate(self, token: str, method: str = "") -> Principal:
         """The principal of a valid token of an existing account."""
         claims = self._verifier.verify(token)
-        user = await self._store.get_user(claims.user_id)
-        if user is None:
+        found = await self._store.get_user_with_session(claims.user_id, claims.session_id)
+        if found is None:
             raise Unauthenticated("the account of this token no longer exists")
+        user, session_revoked = found
+        if session_revoked:
+            raise Unauthenticated(SESSION_REVOKED)
         return Principal(
             user.id,
             user.username,

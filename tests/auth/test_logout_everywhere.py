@@ -10,7 +10,7 @@ import asyncio
 import grpc
 import grpc.aio
 
-from meshchat.auth.v1 import auth_pb2
+from meshchat.auth.v1 import auth_pb2, users_pb2
 from tests.support.auth_stubs import Stubs, login_admin
 from tests.support.passwords import PASSWORD
 from tests.support.rpc import status_of
@@ -66,6 +66,14 @@ async def test_logging_out_everywhere_ends_every_login_of_the_caller(stubs_any: 
 
     for token in (mine.refresh_token, phone_next):
         assert (await refresh(stubs_any, token))[0] == UNAUTHENTICATED
+    # The auth service refuses the access tokens of those logins at once, too.
+    for access_token in (mine.access_token, laptop.access_token):
+        code, details = await status_of(
+            stubs_any.users.GetUser(
+                users_pb2.GetUserRequest(id=mine.user.id), metadata=bearer(access_token)
+            )
+        )
+        assert (code, details) == (UNAUTHENTICATED, "access token revoked: log in again")
     assert (await refresh(stubs_any, bob.refresh_token))[0] == OK
     fresh = await login(stubs_any, "alice")
     assert (await refresh(stubs_any, fresh.refresh_token))[0] == OK

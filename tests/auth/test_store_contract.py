@@ -289,6 +289,20 @@ async def test_rotations_at_the_moment_every_family_is_revoked_keep_no_token(
         )
 
 
+async def test_a_user_is_read_with_whether_a_login_of_theirs_is_revoked(store: AuthStore) -> None:
+    alice = await store.create_user(new_user("alice"), NOW)
+    await start(store, alice.id, FAMILY, "a")
+    await start(store, alice.id, OTHER_FAMILY, "b")
+    assert await store.get_user_with_session(alice.id, FAMILY) == (alice, False)
+    await store.revoke_family_of("a", NOW)
+    assert await store.get_user_with_session(alice.id, FAMILY) == (alice, True)
+    assert await store.get_user_with_session(alice.id, OTHER_FAMILY) == (alice, False)
+    for unknown in ("", "not-a-uuid", "99999999-9999-9999-9999-999999999999"):
+        assert await store.get_user_with_session(alice.id, unknown) == (alice, False)
+    assert await store.get_user_with_session("00000000-0000-0000-0000-000000000000", FAMILY) is None
+    assert await store.get_user_with_session("not-a-uuid", "") is None
+
+
 async def test_login_attempts_are_reserved_atomically_within_their_limits(
     store: AuthStore,
 ) -> None:

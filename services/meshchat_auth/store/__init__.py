@@ -41,6 +41,14 @@ class AuthStore(Protocol):
         """The account with this id."""
         ...
 
+    async def get_user_with_session(
+        self, user_id: str, session_id: str
+    ) -> tuple[User, bool] | None:
+        """The account with this id and whether its login (refresh family) ``session_id``
+        is revoked (False for an empty or unknown id), in one read; None when there is no
+        such account."""
+        ...
+
     async def get_user_by_username(self, username: str) -> User | None:
         """The account with this username, ignoring case."""
         ...

@@ -138,6 +138,23 @@ class PostgresAuthStore:
             row = await cur.fetchone()
         return _user(row) if row else None
 
+    async def get_user_with_session(
+        self, user_id: str, session_id: str
+    ) -> tuple[User, bool] | None:
+        """The account and whether the login ``session_id`` is revoked, in one query."""
+        if not _is_uuid(user_id):
+            return None
+        family = session_id if _is_uuid(session_id) else None
+        async with self._db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id::text, username, email, role, password_hash, created_at, updated_at, "
+                "EXISTS (SELECT 1 FROM refresh_families WHERE family_id = %s::uuid "
+                "AND revoked_at IS NOT NULL) AS session_revoked FROM users WHERE id = %s",
+                (family, user_id),
+            )
+            row = await cur.fetchone()
+        return (_user(row), bool(row["session_revoked"])) if row else None
+
     async def get_user_by_username(self, username: str) -> User | None:
         """The account with this username, ignoring case."""
         async with self._db.connection() as conn:

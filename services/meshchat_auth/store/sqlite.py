@@ -120,6 +120,22 @@ class SqliteAuthStore:
         """The account with this id."""
         return await self._one_user("id = ?", user_id)
 
+    async def get_user_with_session(
+        self, user_id: str, session_id: str
+    ) -> tuple[User, bool] | None:
+        """The account and whether the login ``session_id`` is revoked, in one query."""
+        async with (
+            self._db.reading() as conn,
+            conn.execute(
+                f"SELECT {_USER_COLUMNS}, EXISTS (SELECT 1 FROM refresh_families "  # noqa: S608 (constant columns)
+                "WHERE family_id = ? AND revoked_at IS NOT NULL) AS session_revoked "
+                "FROM users WHERE id = ?",
+                (session_id, user_id),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        return (_user(row), bool(row["session_revoked"])) if row is not None else None
+
     async def get_user_by_username(self, username: str) -> User | None:
         """The account with this username, ignoring case."""
         return await self._one_user("lower(username) = lower(?)", username)

@@ -93,6 +93,16 @@ class MemoryAuthStore:
         """The account with this id."""
         return self._users.get(user_id)
 
+    async def get_user_with_session(
+        self, user_id: str, session_id: str
+    ) -> tuple[User, bool] | None:
+        """The account and whether the login ``session_id`` is revoked."""
+        user = self._users.get(user_id)
+        if user is None:
+            return None
+        family = self._families.get(session_id)
+        return user, family is not None and family.revoked_at is not None
+
     async def get_user_by_username(self, username: str) -> User | None:
         """The account with this username, ignoring case."""
         key = username.lower()

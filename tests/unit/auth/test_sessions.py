@@ -388,3 +388,21 @@ async def test_logging_out_everywhere_needs_the_password_or_an_admin(
     await sessions.logout_everywhere(root, alice.id)
     with pytest.raises(Unauthenticated, match="revoked"):
         await sessions.refresh(pair.refresh_token)
+
+
+async def test_the_access_tokens_of_an_ended_login_are_refused_at_once(
+    accounts: AccountService, sessions: SessionService, access: AccessChecker
+) -> None:
+    alice = await sign_up(accounts, "alice")
+    first, second, third = [await sessions.login("alice", PASSWORD) for _ in range(3)]
+    await sessions.logout(first.refresh_token)
+    with pytest.raises(Unauthenticated, match="access token revoked"):
+        await access.authenticate(first.access_token)
+    caller = await access.authenticate(second.access_token)
+    assert caller.user_id == alice.id
+    await sessions.logout_everywhere(caller, alice.id, current_password=PASSWORD)
+    for pair in (second, third):
+        with pytest.raises(Unauthenticated, match="access token revoked"):
+            await access.authenticate(pair.access_token)
+    fresh = await sessions.login("alice", PASSWORD)
+    assert (await access.authenticate(fresh.access_token)).user_id == alice.id
