@@ -10,6 +10,7 @@ service on SQLite (its events on both backends are tests/auth's)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -201,9 +202,7 @@ async def test_logging_out_everywhere_ends_every_login_at_chat_too(
             code, details = await stream.status(within=REVOCATION_DEADLINE)
             assert (code, details) == (UNAUTHENTICATED, "access token revoked: log in again")
         for person in (alice, on_laptop):
-            await eventually(
-                lambda p=person: refused(p), within=REVOCATION_DEADLINE, what="refused"
-            )
+            await eventually(partial(refused, person), within=REVOCATION_DEADLINE, what="refused")
         code, _ = await status_of(
             sessions.Refresh(auth_pb2.RefreshRequest(refresh_token=laptop.refresh_token))
         )
