@@ -197,8 +197,9 @@ class Backoff:
 class PostgresDatabase:
     """A psycopg 3 async connection pool with dict rows.
 
-    Each checkout checks its connection with an empty query (one round trip), so the first
-    call after a PostgreSQL restart gets a fresh connection instead of a dead one. A server
+    Each checkout checks its connection with an empty query (one round trip), and a dead one
+    has every idle connection checked, so the first call after a PostgreSQL restart gets a
+    fresh connection at once instead of a dead one. A server
     that is not there at start (not started yet, restarting) does not stop the service: it
     goes on trying in the background with backoff, logging why, while calls answer
     UNAVAILABLE and :meth:`ping` says False (health NOT_SERVING).
@@ -222,7 +223,7 @@ class PostgresDatabase:
                 open=False,
                 kwargs={"row_factory": dict_row, "autocommit": True},
                 connection_class=psycopg.AsyncConnection[dict[str, Any]],
-                check=AsyncConnectionPool.check_connection,
+                check=self._check_connection,
             )
         )
         self._retry = Backoff()
@@ -231,6 +232,17 @@ class PostgresDatabase:
         self._connecting: asyncio.Task[None] | None = None
         if metrics is not None:
             metrics.track_pool(self.pool.get_stats)
+
+    async def _check_connection(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        """The check of each connection the pool hands out. A dead one means the server
+        restarted, and every idle connection is as dead: they are all checked now. Found one
+        by one, each would cost a longer pause (the pool waits 1 s before its next check,
+        doubling each time: seconds after a restart until a call got a connection)."""
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            await self.pool.check()
+            raise
 
     async def open(self, migrations: list[Migration], lock_name: str) -> None:
         """Connect, open the pool and migrate under the advisory lock ``lock_name``. When
