@@ -6,7 +6,8 @@ the same run), and the auth and chat services on a throwaway PostgreSQL (durable
 synchronous_commit on). The load of the fan-out comes from processes of their own
 (``benchmarks/load.py``): one sender and two receivers, each holding half the streams.
 
-``python -m benchmarks --quick [--out DIR]`` runs every part briefly and small (a smoke test).
+``python -m benchmarks --quick [--out DIR]`` runs every part briefly and small (a smoke test);
+``--login-storm`` runs only the login storm.
 """
 
 from __future__ import annotations
@@ -219,9 +220,7 @@ async def streaming_ceiling(report: Report, plan: Plan) -> float:
     return rate
 
 
-async def start_stack(
-    workdir: Path, authz_mode: str, chat_db: str, auth_db: str
-) -> tuple[ServiceProcess, ServiceProcess]:
+async def start_auth(workdir: Path, auth_db: str) -> ServiceProcess:
     auth = ServiceProcess(
         "meshchat-auth",
         {
@@ -233,6 +232,13 @@ async def start_stack(
         workdir,
     )
     await asyncio.to_thread(auth.start)
+    return auth
+
+
+async def start_stack(
+    workdir: Path, authz_mode: str, chat_db: str, auth_db: str
+) -> tuple[ServiceProcess, ServiceProcess]:
+    auth = await start_auth(workdir, auth_db)
     chat = ServiceProcess(
         "meshchat-chat",
         {
@@ -544,12 +550,33 @@ async def run(plan: Plan) -> Report:
     return report
 
 
+async def run_login_storm(plan: Plan) -> Report:
+    """The login storm (6) alone, against an auth service of its own."""
+    workdir = Path(tempfile.mkdtemp(prefix="meshchat-bench-"))
+    with throwaway_postgres() as pg:
+        report = Report(versions(pg))
+        auth = await start_auth(workdir, pg.create_database("bench_auth"))
+        try:
+            async with grpc.aio.insecure_channel(auth.address) as channel:
+                tokens = await make_users(channel, [STORM_USER])
+            await login_storm(
+                report, auth.address, STORM_USER, PASSWORD, tokens[STORM_USER], plan.seconds
+            )
+        finally:
+            await asyncio.to_thread(auth.stop)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a brief, small run (smoke test)")
+    parser.add_argument(
+        "--login-storm", action="store_true", help="only the login storm (6), for tuning it"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
-    report = asyncio.run(run(QUICK if args.quick else FULL))
+    plan = QUICK if args.quick else FULL
+    report = asyncio.run(run_login_storm(plan) if args.login_storm else run(plan))
     report.write(args.out)
     print()
     print(report.markdown())
