@@ -43,6 +43,14 @@ PRUNE_BATCH = 100
 
 _USERS = "SELECT id::text, username, email, role, password_hash, created_at, updated_at FROM users "
 
+# The failed-login counters commit without waiting for their WAL flush. Every check from one
+# address or for one account updates the same rows, so each waited for the previous one's
+# fsync while holding a pooled connection: under a login storm on a busy disk the pool ran
+# dry and unrelated calls (GetUser) waited seconds. A database crash may lose the last
+# fraction of a second of counts (a few guesses more for an attacker who cannot cause it);
+# atomicity, and the order of reservations, are unchanged.
+_NOT_DURABLE = "SET LOCAL synchronous_commit = off"
+
 # The lock of a change to an account that then revokes its families. NO KEY UPDATE, not
 # UPDATE: a rotation holds its family's row and then inserts a token, whose reference to
 # the user takes KEY SHARE on the user's row, which UPDATE would block (a deadlock).
@@ -361,6 +369,7 @@ class PostgresAuthStore:
                 (cutoff, PRUNE_BATCH),
             )
             async with conn.transaction():
+                await conn.execute(_NOT_DURABLE)
                 cur = await conn.execute(
                     "INSERT INTO login_failures AS f (attempt_key, window_start, failures) "
                     "SELECT k, %(now)s, 1 FROM unnest(%(keys)s::text[]) AS k ORDER BY k "
@@ -382,6 +391,7 @@ class PostgresAuthStore:
     async def release_login_attempt(self, uncount: Sequence[str], forget: Sequence[str]) -> None:
         """Take a reserved attempt back."""
         async with self._db.connection() as conn, conn.transaction():
+            await conn.execute(_NOT_DURABLE)
             await conn.execute(
                 "UPDATE login_failures SET failures = failures - 1 "
                 "WHERE attempt_key = ANY(%s) AND failures > 0",
