@@ -1,14 +1,15 @@
-"""``python -m benchmarks.profile``: where one GetChat call spends the chat server's CPU,
-against a bare grpc.aio echo server profiled the same way.
+"""``python -m benchmarks.profile [GetChat] [SendMessage]``: where one call spends the chat
+server's CPU, against a bare grpc.aio echo server profiled the same way.
 
 Starts the auth and chat services on a throwaway PostgreSQL (as ``make bench`` does, local
-authz, tracing off), drives GetChat from this process with 64 concurrent callers, and samples
-the chat process with py-spy meanwhile (Python frames only: grpc's Cython and C code shows as
-the time no meshchat frame claims, split by thread). The
-server's CPU time over the sampled window (from ``/proc``, every thread) divided by the calls
-answered is the cost of one call; each part's share of the samples splits it into the table
-this prints (and writes as ``profile.md``, with the raw stacks as ``profile.txt`` and
-``profile-echo.txt``, to ``--out``).
+authz, tracing off), drives the method from this process with 64 concurrent callers (GetChat
+of one chat, or durable SendMessage to 16 chats), and samples the chat process with py-spy
+meanwhile (Python frames only: grpc's Cython and C code shows as the time no meshchat frame
+claims, split by thread). The server's CPU time over the sampled window (from ``/proc``, every
+thread) divided by the calls answered is the cost of one call; each part's share of the samples
+splits it into the table this prints, with PostgreSQL's CPU per call below it (written as
+``profile.md``, the raw stacks as ``profile-<method>.txt`` and ``profile-echo.txt``, to
+``--out``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,9 +60,10 @@ PARTS = (
     Part("access check (policy)", ("access.py",)),
     Part("metrics (prometheus_client)", ("prometheus_client", "metrics.py")),
     Part("logging", ("logging/", "telemetry.py", "pythonjsonlogger")),
-    Part("database: the read state (psycopg, its pool)", ("psycopg", "store/postgres.py")),
+    Part("database (psycopg and its pool)", ("psycopg", "store/postgres.py", "database.py")),
+    Part("fan-out hub (publish)", ("fanout/",)),
     Part("conversion to proto", ("chat_to_proto", "_timestamp", "protobuf")),
-    Part("use case and cache (service.py)", ("service.py", "fanout/cache.py", "domain.py")),
+    Part("use case (service.py, quotas)", ("service.py", "quotas.py", "domain.py")),
     Part("servicer (request, caller)", ("servicer.py",)),
     Part("auth interceptor", ("authenticated (meshchat_runtime", "_admit", "bearer_token")),
     Part("error interceptor, request check", ("mapped (meshchat_runtime", "tolerant", "_checked")),
@@ -106,9 +109,12 @@ async def drive(call: Call, until: float) -> int:
     return done
 
 
-async def sampled(pid: int, call: Call, seconds: int, raw: Path) -> tuple[int, float, float]:
+async def sampled(
+    pid: int, call: Call, seconds: int, raw: Path, other_cpu: Callable[[], float] = lambda: 0.0
+) -> tuple[int, float, float, float, float]:
     """Drive ``call`` for ``seconds`` while py-spy samples ``pid`` into ``raw``: the calls,
-    the CPU seconds ``pid`` used and the seconds it took."""
+    the CPU seconds ``pid`` used, those ``other_cpu`` counts, those of this (calling)
+    process, and the seconds it took."""
     await drive(call, time.perf_counter() + 1.0)  # warm up
     spy = await asyncio.create_subprocess_exec(
         str(VENV_BIN / "py-spy"),
@@ -127,12 +133,14 @@ async def sampled(pid: int, call: Call, seconds: int, raw: Path) -> tuple[int, f
         stdout=asyncio.subprocess.DEVNULL,
         cwd=REPO_ROOT,
     )
-    cpu_before, started = cpu_seconds(pid), time.perf_counter()
+    cpu_before, other_before, started = cpu_seconds(pid), other_cpu(), time.perf_counter()
+    caller_before = time.process_time()
     calls = await drive(call, started + seconds)
-    cpu = cpu_seconds(pid) - cpu_before
+    cpu, other = cpu_seconds(pid) - cpu_before, other_cpu() - other_before
+    caller = time.process_time() - caller_before
     elapsed = time.perf_counter() - started
     await spy.wait()
-    return calls, cpu, elapsed
+    return calls, cpu, other, caller, elapsed
 
 
 def two_channels(address: str) -> list[grpc.aio.Channel]:
@@ -163,14 +171,31 @@ async def profile_echo(seconds: int, out: Path) -> str:
             await channel.close()
         server.terminate()
         await server.wait()
-    calls_done, cpu, elapsed = result
-    return table(
+    calls_done, cpu, _, caller, elapsed = result
+    text = table(
         "bare grpc.aio echo", (out / "profile-echo.txt").read_text(), calls_done, cpu, elapsed
     )
+    return text + f"\nThe callers used {caller / calls_done * 1e6:.0f} µs of CPU per call.\n"
 
 
-async def profile_get_chat(seconds: int, out: Path) -> str:
-    """GetChat on the chat service, local authz, tracing off."""
+def postgres_cpu(datadir: Path) -> float:
+    """User and system CPU so far of the PostgreSQL server of ``datadir`` and its backends."""
+    postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        if int(stat.parent.name) == postmaster or int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+async def profile_chat(method: str, seconds: int, out: Path) -> str:
+    """GetChat (one chat) or durable SendMessage (16 chats, as ``make bench``) on the chat
+    service, local authz, tracing off; PostgreSQL's CPU per call too."""
     workdir = Path(tempfile.mkdtemp(prefix="meshchat-profile-"))
     with throwaway_postgres() as pg:
         auth_db, chat_db = pg.create_database("prof_auth"), pg.create_database("prof_chat")
@@ -181,24 +206,49 @@ async def profile_get_chat(seconds: int, out: Path) -> str:
                 token = (await make_users(channel, ["owner"]))["owner"]
             channels = two_channels(chat.address)
             stubs = [chat_pb2_grpc.ChatServiceStub(c) for c in channels]
-            created = await stubs[0].CreateChat(
-                chat_pb2.CreateChatRequest(name="profiled"), metadata=bearer(token), timeout=30
-            )
-            request = chat_pb2.GetChatRequest(chat_id=created.id)
+            chat_ids = [
+                (
+                    await stubs[0].CreateChat(
+                        chat_pb2.CreateChatRequest(name=f"profiled {i}"),
+                        metadata=bearer(token),
+                        timeout=30,
+                    )
+                ).id
+                for i in range(16)
+            ]
             counter = itertools.count()
 
-            async def call() -> object:
+            async def get_chat() -> object:
                 stub = stubs[next(counter) % 2]
+                request = chat_pb2.GetChatRequest(chat_id=chat_ids[0])
                 return await stub.GetChat(request, metadata=bearer(token), timeout=10)
 
-            result = await sampled(chat.process.pid, call, seconds, out / "profile.txt")
+            async def send() -> object:
+                n = next(counter)
+                request = chat_pb2.SendMessageRequest(
+                    chat_id=chat_ids[n % 16], text="profiled", client_message_id=uuid.uuid4().hex
+                )
+                return await stubs[n % 2].SendMessage(request, metadata=bearer(token), timeout=10)
+
+            raw = out / f"profile-{method}.txt"
+            result = await sampled(
+                chat.process.pid,
+                get_chat if method == "GetChat" else send,
+                seconds,
+                raw,
+                lambda: postgres_cpu(pg.datadir),
+            )
             for channel in channels:
                 await channel.close()
         finally:
             await asyncio.to_thread(chat.stop)
             await asyncio.to_thread(auth.stop)
-    calls_done, cpu, elapsed = result
-    return table("GetChat", (out / "profile.txt").read_text(), calls_done, cpu, elapsed)
+    calls_done, cpu, pg_cpu, caller, elapsed = result
+    text = table(method, raw.read_text(), calls_done, cpu, elapsed)
+    return (
+        text + f"\nPostgreSQL used {pg_cpu / calls_done * 1e6:.0f} µs of CPU per call, "
+        f"the callers {caller / calls_done * 1e6:.0f} µs.\n"
+    )
 
 
 def table(what: str, raw: str, calls: int, cpu: float, elapsed: float) -> str:
@@ -226,12 +276,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
     parser.add_argument("--seconds", type=int, default=10, help="how long to sample")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results")
+    parser.add_argument(
+        "methods", nargs="*", choices=["GetChat", "SendMessage"], default=["GetChat"]
+    )
     args = parser.parse_args()
     if shutil.which("py-spy", path=str(VENV_BIN)) is None:
         raise SystemExit("py-spy is missing: make venv installs it (the dev extras)")
     args.out.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(profile_echo(args.seconds, args.out))
-    result += "\n" + asyncio.run(profile_get_chat(args.seconds, args.out))
+    for method in args.methods:
+        result += "\n" + asyncio.run(profile_chat(method, args.seconds, args.out))
     (args.out / "profile.md").write_text(result)
     print(result)
 
