@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make test runs the suite on this many pytest-xdist workers: most tests wait on processes
+# they started, so more workers than cores still shorten it (tests/conftest.py groups them).
+TEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 
@@ -42,7 +45,7 @@ lint: $(STAMP) ## ruff and mypy --strict.
 
 .PHONY: test
 test: lint tools ## The whole suite: lint, types, unit, both storage backends, deployment checks, end to end.
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 .PHONY: unit
 unit: $(STAMP) ## The unit tier alone: both services' use cases on in-memory fakes, in seconds.

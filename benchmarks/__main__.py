@@ -239,23 +239,24 @@ async def start_stack(
     workdir: Path, authz_mode: str, chat_db: str, auth_db: str
 ) -> tuple[ServiceProcess, ServiceProcess]:
     auth = await start_auth(workdir, auth_db)
-    chat = ServiceProcess(
-        "meshchat-chat",
-        {
-            "MESHCHAT_DATABASE_URL": chat_db,
-            "MESHCHAT_AUTH_ADDR": auth.address,
-            "MESHCHAT_AUTHZ_MODE": authz_mode,
-            "MESHCHAT_LOG_LEVEL": "warning",
-            "MESHCHAT_DATABASE_POOL_SIZE": "20",
-            # The benchmark measures capacity, not the quotas: the per-user send rate would cap
-            # it, and one user holds all the idle streams.
-            "MESHCHAT_SEND_INTERVAL": "0",
-            "MESHCHAT_MAX_STREAMS_PER_USER": "100000",
-        },
-        workdir,
-    )
+    chat = ServiceProcess("meshchat-chat", chat_env(chat_db, auth.address, authz_mode), workdir)
     await asyncio.to_thread(chat.start)
     return auth, chat
+
+
+def chat_env(chat_db: str, auth_address: str, authz_mode: str) -> dict[str, str]:
+    """The environment of the benchmark's chat service (tracing off)."""
+    return {
+        "MESHCHAT_DATABASE_URL": chat_db,
+        "MESHCHAT_AUTH_ADDR": auth_address,
+        "MESHCHAT_AUTHZ_MODE": authz_mode,
+        "MESHCHAT_LOG_LEVEL": "warning",
+        "MESHCHAT_DATABASE_POOL_SIZE": "20",
+        # The benchmark measures capacity, not the quotas: the per-user send rate would cap
+        # it, and one user holds all the idle streams.
+        "MESHCHAT_SEND_INTERVAL": "0",
+        "MESHCHAT_MAX_STREAMS_PER_USER": "100000",
+    }
 
 
 async def make_users(channel: grpc.aio.Channel, names: list[str]) -> dict[str, str]:
@@ -302,6 +303,36 @@ async def get_chat_rate(chat_address: str, token: str, chat_id: str, seconds: fl
     for channel in channels:
         await channel.close()
     return rate
+
+
+async def get_chat_traced(
+    report: Report,
+    plan: Plan,
+    workdir: Path,
+    chat_db: str,
+    auth_address: str,
+    token: str,
+    chat_id: str,
+    echo: float,
+) -> None:
+    """GetChat again on a second chat process with tracing on, every call sampled and its
+    spans exported over OTLP to a sink that discards them: what tracing costs when on, next to
+    the tracing-off figure of the same run."""
+    async with bare_server("benchmarks.otlp_sink") as sink:
+        env = {
+            **chat_env(chat_db, auth_address, "local"),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{sink}",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_TRACES_SAMPLER": "always_on",
+        }
+        traced = ServiceProcess("meshchat-chat", env, workdir)
+        await asyncio.to_thread(traced.start)
+        try:
+            rate = await get_chat_rate(traced.address, token, chat_id, plan.seconds)
+        finally:
+            await asyncio.to_thread(traced.stop)
+    report.add("2. GetChat, local authz, tracing on (every call, OTLP)", rate, "calls/s")
+    report.add("2. GetChat, local authz, tracing on / echo ceiling", rate / echo, "")
 
 
 async def send_rate(chat_address: str, token: str, chat_ids: list[str], seconds: float) -> float:
@@ -528,6 +559,9 @@ async def measure_stack(
                 ">= 0.8" if mode == "local" else "",
             )
             if mode == "local":
+                await get_chat_traced(
+                    report, plan, workdir, chat_db, auth.address, tokens["owner"], chats[0], echo
+                )
                 for label, ids in (("16 chats", chats), ("1 chat", chats[:1])):
                     sends = await send_rate(chat.address, tokens["owner"], ids, plan.seconds)
                     report.add(f"3. durable SendMessage, {label}", sends, "messages/s")

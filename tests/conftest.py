@@ -17,6 +17,21 @@ from devtools.postgres import (
 from tests.support.backends import DATABASES, database_url_of
 from tests.support.stack import RunningAuth, start_auth
 
+# The packages whose tests share one costly thing, kept on one xdist worker (`make test` runs
+# the suite on several): a package-scoped mesh, or the container engine's images and pods.
+SHARED_BY_PACKAGE = {"mesh": "mesh", "observe": "observe", "containers": "podman", "pods": "podman"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups the tests for `pytest -n N --dist loadgroup`: a module's tests run on one worker,
+    so that its module-scoped fixtures start once, and so do the packages above."""
+    tests_dir = Path(__file__).parent
+    for item in items:
+        relative = item.path.relative_to(tests_dir)
+        group = SHARED_BY_PACKAGE.get(relative.parts[0], relative.as_posix())
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:

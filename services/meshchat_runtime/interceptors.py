@@ -13,7 +13,7 @@ import inspect
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar
 
@@ -44,6 +44,7 @@ __all__ = [
     "BehaviorInterceptor",
     "Context",
     "ErrorInterceptor",
+    "InterceptorChain",
     "MalformedRequest",
     "StreamBehavior",
     "UnaryBehavior",
@@ -76,6 +77,15 @@ async def _iterate(
         return
     async for response in result:
         yield response
+
+
+def _as_generator(behavior: Callable[..., Any]) -> StreamBehavior:
+    """A response-streaming behavior as an async generator: itself when it is one (no
+    adapter frame per stream), else an adapter for one that writes with ``context.write``."""
+    if inspect.isasyncgenfunction(behavior):
+        generator: StreamBehavior = behavior
+        return generator
+    return lambda request, context: _iterate(behavior, request, context)
 
 
 def rpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
@@ -159,11 +169,37 @@ class BehaviorInterceptor(grpc.aio.ServerInterceptor):
                 if h.unary_stream is not None
                 else grpc.stream_stream_rpc_method_handler
             )
-            stream = self.wrap_stream(
-                method, kind, lambda request, context: _iterate(inner, request, context)
-            )
-            wrapped = factory(stream, **kwargs)
+            wrapped = factory(self.wrap_stream(method, kind, _as_generator(inner)), **kwargs)
         return wrapped
+
+
+class InterceptorChain(BehaviorInterceptor):
+    """Behavior interceptors fused into one: each method's behavior is wrapped by every part
+    once (the first part outermost), and grpc sees a single interceptor.
+
+    A chain of separate interceptors costs grpc a pass through each one's
+    ``intercept_service`` per call, and each a generator layer of its own per stream (the
+    adapter from a handler to a behavior); fused, there is one of each.
+    """
+
+    def __init__(self, parts: Sequence[BehaviorInterceptor]) -> None:
+        super().__init__()
+        self._parts = tuple(parts)
+
+    def wrap_unary(self, method: str, kind: str, behavior: UnaryBehavior) -> UnaryBehavior:
+        for part in reversed(self._parts):
+            behavior = part.wrap_unary(method, kind, behavior)
+        return behavior
+
+    def wrap_stream(self, method: str, kind: str, behavior: StreamBehavior) -> StreamBehavior:
+        for part in reversed(self._parts):
+            behavior = part.wrap_stream(method, kind, behavior)
+        return behavior
+
+    def wrap_deserializer(self, deserializer: Deserializer | None) -> Deserializer | None:
+        for part in reversed(self._parts):
+            deserializer = part.wrap_deserializer(deserializer)
+        return deserializer
 
 
 INFRASTRUCTURE_SERVICES = frozenset(

@@ -264,6 +264,27 @@ def _code_of(context: Context, error: BaseException | None) -> str:
     return "OK"
 
 
+class _MethodMetrics:
+    """One method's children of the RPC metrics, bound once when its handler is wrapped:
+    looking a child up by its labels on every call cost more than the count itself."""
+
+    def __init__(self, metrics: RpcMetrics, method: str, kind: str) -> None:
+        self._labels = (*_split(method), kind)
+        self._handled_family = metrics.handled
+        self.started = metrics.started.labels(*self._labels)
+        self.latency = metrics.latency.labels(*self._labels)
+        self.in_flight = metrics.in_flight.labels(*self._labels)
+        self.sent = metrics.stream_messages_sent.labels(*self._labels)
+        self._handled: dict[str, Counter] = {}
+
+    def handled(self, code: str) -> Counter:
+        """The child counting the calls that ended with ``code``."""
+        child = self._handled.get(code)
+        if child is None:
+            child = self._handled[code] = self._handled_family.labels(*self._labels, code)
+        return child
+
+
 class RpcMetricsInterceptor(BehaviorInterceptor):
     """Counts every RPC by method and status code and times it."""
 
@@ -272,45 +293,44 @@ class RpcMetricsInterceptor(BehaviorInterceptor):
         self._metrics = metrics
 
     def wrap_unary(self, method: str, kind: str, behavior: UnaryBehavior) -> UnaryBehavior:
-        m = self._metrics
-        labels = (*_split(method), kind)
+        m = _MethodMetrics(self._metrics, method, kind)
 
         async def observed(request: Any, context: Context) -> Any:
-            m.started.labels(*labels).inc()
+            m.started.inc()
             start = time.perf_counter()
             error: BaseException | None = None
-            with m.in_flight.labels(*labels).track_inprogress():
-                try:
-                    return await behavior(request, context)
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    m.latency.labels(*labels).observe(time.perf_counter() - start)
-                    m.handled.labels(*labels, _code_of(context, error)).inc()
+            m.in_flight.inc()
+            try:
+                return await behavior(request, context)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                m.in_flight.dec()
+                m.latency.observe(time.perf_counter() - start)
+                m.handled(_code_of(context, error)).inc()
 
         return observed
 
     def wrap_stream(self, method: str, kind: str, behavior: StreamBehavior) -> StreamBehavior:
-        m = self._metrics
-        labels = (*_split(method), kind)
+        m = _MethodMetrics(self._metrics, method, kind)
 
         async def observed(request: Any, context: Context) -> AsyncIterator[Any]:
-            m.started.labels(*labels).inc()
+            m.started.inc()
             start = time.perf_counter()
             error: BaseException | None = None
-            sent = m.stream_messages_sent.labels(*labels)
-            with m.in_flight.labels(*labels).track_inprogress():
-                try:
-                    async for response in behavior(request, context):
-                        sent.inc()
-                        yield response
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    m.latency.labels(*labels).observe(time.perf_counter() - start)
-                    m.handled.labels(*labels, _code_of(context, error)).inc()
+            m.in_flight.inc()
+            try:
+                async for response in behavior(request, context):
+                    m.sent.inc()
+                    yield response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                m.in_flight.dec()
+                m.latency.observe(time.perf_counter() - start)
+                m.handled(_code_of(context, error)).inc()
 
         return observed
 

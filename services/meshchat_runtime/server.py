@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor as _otel_interceptor
 from opentelemetry.sdk.trace import TracerProvider
 
+from meshchat_runtime.interceptors import BehaviorInterceptor, InterceptorChain
 from meshchat_runtime.metrics import MetricsEndpoint, RpcMetrics, RpcMetricsInterceptor
 from meshchat_runtime.settings import LISTEN, METRICS_LISTEN, ConfigError, HostPort, ServerSettings
 
@@ -70,7 +71,7 @@ class GrpcServer:
         self,
         settings: ServerSettings,
         services: Sequence[ServiceRegistration],
-        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        interceptors: Sequence[BehaviorInterceptor] = (),
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings
@@ -82,12 +83,11 @@ class GrpcServer:
             if settings.metrics_listen is not None
             else None
         )
-        chain: list[grpc.aio.ServerInterceptor] = []
-        if tracer_provider is not None:
-            chain.append(tracing_interceptor(tracer_provider=tracer_provider))
-        chain.append(RpcMetricsInterceptor(self._metrics))
-        chain.extend(interceptors)
-        self._server = grpc.aio.server(interceptors=chain, options=settings.grpc_options())
+        self.interceptors = self._interceptors(interceptors, tracer_provider)
+        """What grpc runs around every call, outermost first."""
+        self._server = grpc.aio.server(
+            interceptors=self.interceptors, options=settings.grpc_options()
+        )
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         for service in self._services:
@@ -104,6 +104,16 @@ class GrpcServer:
         self._stopped = asyncio.Event()
         self._serving: bool | None = None
         self.port = 0
+
+    def _interceptors(
+        self, behaviors: Sequence[BehaviorInterceptor], tracer_provider: TracerProvider | None
+    ) -> tuple[grpc.aio.ServerInterceptor, ...]:
+        """The tracing interceptor only when spans are exported, then the metrics and the
+        services' interceptors fused into one."""
+        fused = InterceptorChain([RpcMetricsInterceptor(self._metrics), *behaviors])
+        if tracer_provider is None:
+            return (fused,)
+        return (tracing_interceptor(tracer_provider=tracer_provider), fused)
 
     @property
     def metrics_port(self) -> int | None:

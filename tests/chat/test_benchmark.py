@@ -30,6 +30,7 @@ def test_the_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
     for name in (
         "1. echo ceiling (bare grpc.aio unary)",
         "2. GetChat, local authz / echo ceiling",
+        "2. GetChat, local authz, tracing on / echo ceiling",
         "3. durable SendMessage, 1 chat / echo ceiling",
         "5. server memory per idle Connect stream",
     ):

@@ -1,20 +1,23 @@
 """PostgreSQL outages: the first call after a restart succeeds (no stale pooled connection),
 and a service started before its database waits for it, NOT_SERVING, instead of exiting.
-Each test runs its own throwaway PostgreSQL, which it stops and starts."""
+Each test of a restart runs its own throwaway PostgreSQL, which it stops and starts."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2
 
 from devtools.postgres import throwaway_postgres
 from devtools.processes import ServiceProcess, wait_for_health
 from meshchat.chat.v1 import chat_pb2, chat_pb2_grpc
+from meshchat_runtime.database import check_connection
 from tests.support.stack import (
     bearer,
     loopback_settings,
@@ -110,3 +113,26 @@ async def test_a_service_started_before_its_database_waits_for_it_not_serving(
         finally:
             await asyncio.to_thread(service.stop)
             await auth.stop()
+
+
+async def test_the_pools_check_refuses_a_connection_the_server_ended(postgres_url: str) -> None:
+    async with (
+        await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as victim,
+        await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin,
+    ):
+        await check_connection(victim)  # alive: passes
+        await admin.execute("SELECT pg_terminate_backend(%s)", (victim.info.backend_pid,))
+        # The server's termination notice reaches the socket before the server closes it.
+        await wait_for_input(victim)
+        with pytest.raises(psycopg.OperationalError):
+            await check_connection(victim)
+
+
+async def wait_for_input(conn: psycopg.AsyncConnection[Any], within: float = 10.0) -> None:
+    readable = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(conn.pgconn.socket, readable.set)
+    try:
+        await asyncio.wait_for(readable.wait(), within)
+    finally:
+        loop.remove_reader(conn.pgconn.socket)

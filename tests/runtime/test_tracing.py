@@ -1,4 +1,5 @@
-"""Traces go to an OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set, and logs name them."""
+"""Traces go to an OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set, and logs name them;
+when it is not, nothing of OpenTelemetry runs on the hot path."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ from typing import Any
 
 import grpc
 import grpc.aio
+import pytest
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
 
 from devtools.processes import ServiceProcess
 from meshchat.auth.v1 import users_pb2, users_pb2_grpc
+from meshchat_runtime.interceptors import ErrorInterceptor, InterceptorChain
+from meshchat_runtime.server import GrpcServer
+from meshchat_runtime.telemetry import client_interceptors, configure_tracing
 from tests.support.passwords import PASSWORD
+from tests.support.stack import loopback_settings
 
 
 class Collector(trace_service_pb2_grpc.TraceServiceServicer):
@@ -66,3 +74,22 @@ async def test_spans_are_exported_over_otlp_and_logs_carry_their_trace_id(tmp_pa
     logged = [json.loads(line) for line in auth.logs().splitlines() if '"user created"' in line]
     assert logged
     assert logged[0]["trace_id"] in trace_ids
+
+
+async def test_with_tracing_off_nothing_of_opentelemetry_is_on_the_hot_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    assert configure_tracing("meshchat-chat") is None
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)  # no exporter
+    server = GrpcServer(loopback_settings(), services=[], interceptors=[ErrorInterceptor()])
+    # One interceptor for every call: the metrics and the services' own, fused.
+    assert [type(i) for i in server.interceptors] == [InterceptorChain]
+    assert client_interceptors(None) == []
+
+
+async def test_with_tracing_on_the_tracing_interceptor_runs_first() -> None:
+    server = GrpcServer(loopback_settings(), services=[], tracer_provider=TracerProvider())
+    tracing, fused = server.interceptors
+    assert type(tracing).__module__.startswith("opentelemetry.instrumentation.grpc")
+    assert isinstance(fused, InterceptorChain)
