@@ -45,7 +45,7 @@ from meshchat_runtime.errors import (
 )
 from meshchat_runtime.identity import Principal, Role
 from meshchat_runtime.timestamps import utc_now
-from meshchat_runtime.tokens import TokenVerifier
+from meshchat_runtime.tokens import REVOKED_MESSAGE, TokenVerifier
 from meshchat_runtime.usernames import LOOKUP_MAX
 
 __all__ = ["AccessChecker", "AccountService", "Page", "PasswordCheck", "SessionService"]
@@ -56,7 +56,6 @@ Clock = Callable[[], datetime]
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 WRONG_CREDENTIALS = "wrong username or password"
-SESSION_REVOKED = "access token revoked: log in again"
 
 _REFUSED_ROTATIONS = {
     RotationOutcome.UNKNOWN: "invalid refresh token",
@@ -455,7 +454,7 @@ class AccessChecker:
             raise Unauthenticated("the account of this token no longer exists")
         user, session_revoked = found
         if session_revoked:
-            raise Unauthenticated(SESSION_REVOKED)
+            raise Unauthenticated(REVOKED_MESSAGE)
         return Principal(
             user.id,
             user.username,

@@ -23,6 +23,7 @@ from meshchat_runtime.identity import Principal, Role
 __all__ = [
     "ACCESS_TOKEN_TYPE",
     "ALGORITHM",
+    "REVOKED_MESSAGE",
     "KeyLookup",
     "StaticKeys",
     "TokenVerifier",
@@ -33,6 +34,8 @@ __all__ = [
 ALGORITHM = "ES256"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 REQUIRED_CLAIMS = ("sub", "username", "role", "iss", "aud", "iat", "exp", "jti")
+# What both services answer for an access token whose login or account was revoked.
+REVOKED_MESSAGE = "access token revoked: log in again"
 
 
 class UnknownKeyId(Unauthenticated):

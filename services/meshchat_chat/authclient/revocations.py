@@ -11,10 +11,9 @@ from meshchat_chat.domain import Revocation
 from meshchat_runtime.errors import Unauthenticated
 from meshchat_runtime.identity import Principal
 from meshchat_runtime.interceptors import Authenticator
+from meshchat_runtime.tokens import REVOKED_MESSAGE
 
-__all__ = ["REVOKED_MESSAGE", "RevocationList", "RevokingAuthenticator"]
-
-REVOKED_MESSAGE = "access token revoked: log in again"
+__all__ = ["RevocationList", "RevokingAuthenticator"]
 
 
 class RevocationList:

@@ -12,15 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from meshchat_auth.config import TokenPolicy
 from meshchat_auth.keys import KeyRing
 from meshchat_auth.service import AccountService, SessionService
-from meshchat_chat.authclient.revocations import (
-    REVOKED_MESSAGE,
-    RevocationList,
-    RevokingAuthenticator,
-)
+from meshchat_chat.authclient.revocations import RevocationList, RevokingAuthenticator
 from meshchat_chat.domain import Revocation
 from meshchat_runtime.errors import Unauthenticated
 from meshchat_runtime.identity import Principal
-from meshchat_runtime.tokens import TokenVerifier
+from meshchat_runtime.tokens import REVOKED_MESSAGE, TokenVerifier
 from tests.support.accounts import sign_up
 from tests.support.clock import FakeClock
 from tests.support.passwords import PASSWORD
