@@ -107,7 +107,7 @@ async def test_a_service_started_before_its_database_waits_for_it_not_serving(
                     await stub.CreateChat(
                         chat_pb2.CreateChatRequest(name="late"),
                         metadata=bearer(pair.access_token),
-                        timeout=60,
+                        timeout=10,
                     )
             assert service.process.poll() is None, service.logs()
         finally:
