@@ -66,13 +66,16 @@ class HubStats:
 class Subscription:
     """One stream's view of a chat's topic, and two flags."""
 
-    __slots__ = ("_closing", "_recheck", "_topic", "_waiter")
+    __slots__ = ("_closing", "_deadline", "_recheck", "_timer", "_topic", "_waiter")
 
     def __init__(self, topic: _Topic) -> None:
         self._topic = topic
         self._recheck = False
         self._closing = False
-        self._waiter: asyncio.Future[None] | None = None
+        # The waiter's result: True when woken, False when the wait's deadline passed.
+        self._waiter: asyncio.Future[bool] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def flag_recheck(self) -> None:
         """Ask the stream to check its access again."""
@@ -87,7 +90,7 @@ class Subscription:
     def wake(self) -> None:
         """End the stream's wait, if it waits."""
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            self._waiter.set_result(True)
 
     async def next(self, after: int, wait: float) -> tuple[Entry, ...] | Signal | None:
         """A signal; or the messages after seq ``after`` (up to :data:`BATCH_MAX`, ascending,
@@ -95,16 +98,18 @@ class Subscription:
         topic = self._topic
         if not self._ready(after):
             loop = asyncio.get_running_loop()
+            self._deadline = loop.time() + wait
+            if self._timer is None or self._timer.when() > self._deadline:
+                self._stop_timer()
+                self._timer = loop.call_at(self._deadline, self._expire)
             try:
-                async with asyncio.timeout(wait):
-                    # A stream that caught up from the store ahead of the topic is woken by
-                    # messages it has already delivered: it waits on.
-                    while not self._ready(after):
-                        self._waiter = loop.create_future()
-                        topic.waiting.add(self)
-                        await self._waiter
-            except TimeoutError:
-                return None
+                # A stream that caught up from the store ahead of the topic is woken by
+                # messages it has already delivered: it waits on.
+                while not self._ready(after):
+                    self._waiter = loop.create_future()
+                    topic.waiting.add(self)
+                    if not await self._waiter:
+                        return None
             finally:
                 topic.waiting.discard(self)
                 self._waiter = None
@@ -115,8 +120,31 @@ class Subscription:
             return Signal.RECHECK
         return topic.after(after)
 
+    def close(self) -> None:
+        """The stream ended: its timer goes."""
+        self._stop_timer()
+
     def _ready(self, after: int) -> bool:
         return self._closing or self._recheck or self._topic.head > after
+
+    def _expire(self) -> None:
+        # One timer per stream, moved on to the current wait's deadline when it fires early,
+        # instead of one created and cancelled for every wait: a stream that keeps up waits
+        # once per message.
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        loop = waiter.get_loop()
+        if loop.time() >= self._deadline:
+            waiter.set_result(False)
+        else:
+            self._timer = loop.call_at(self._deadline, self._expire)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class _Topic:
@@ -249,6 +277,7 @@ class Hub:
         try:
             yield subscription
         finally:
+            subscription.close()
             self.stats.streams -= 1
             topic.subscribers.discard(subscription)
             if not topic.subscribers and self._topics.get(chat_id) is topic:

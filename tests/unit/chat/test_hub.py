@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from meshchat_chat.domain import Message, NewMessage, UserRef
@@ -109,3 +110,24 @@ async def test_membership_changes_and_resyncs_ask_streams_to_check_again(
         await store_messages(chat_store, chat_id, 1)
         hub.resync()
         assert await reader.take(2) == [Signal.RECHECK, 1]
+
+
+async def test_each_wait_ends_at_its_own_deadline_with_one_timer_per_stream(
+    chat_store: MemoryChatStore,
+) -> None:
+    chat_id = (await new_chat(chat_store, ALICE)).id
+    hub = Hub(chat_store, queue_size=16)
+    loop = asyncio.get_running_loop()
+    async with hub.subscribe(chat_id) as subscription:
+        (first,) = await store_messages(chat_store, chat_id, 1)
+        loop.call_soon(hub.publish, first)  # runs once the wait below (60 s) has begun
+        woken = await subscription.next(0, 60)
+        assert isinstance(woken, tuple)
+        assert [m.seq for m in woken] == [1]
+        # A shorter wait after a longer one is not held to the longer one's timer ...
+        started = loop.time()
+        assert await subscription.next(1, 0.05) is None
+        assert loop.time() - started < 5
+        # ... and a wait after a wake still ends at its deadline.
+        assert await subscription.next(1, 0.05) is None
+    assert subscription._timer is None  # the stream's end cancelled it
