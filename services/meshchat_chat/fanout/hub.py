@@ -164,6 +164,11 @@ class _Topic:
         self._fill_target = head
         self._fill_task: asyncio.Task[None] | None = None
         self._retry: asyncio.TimerHandle | None = None
+        # This replica's sends to the chat being stored, and the newest seq announced
+        # meanwhile: it is read from the store only once they are published, since it is
+        # most often one of theirs.
+        self.sending = 0
+        self._announced = head
 
     def after(self, seq: int) -> tuple[Entry, ...] | Signal:
         """The logged messages after ``seq`` (at most BATCH_MAX), or LAGGING when the log no
@@ -205,6 +210,22 @@ class _Topic:
         waiting, self.waiting = self.waiting, set()
         for subscription in waiting:
             subscription.wake()
+
+    def announced(self, seq: int) -> None:
+        """A message up to ``seq`` was committed somewhere: read it, or note it while this
+        replica's sends are being stored."""
+        if self.sending:
+            self._announced = max(self._announced, seq)
+        else:
+            self.request_fill(seq)
+
+    def sent(self) -> None:
+        """One of this replica's sends was stored (and published) or failed: read what was
+        announced meanwhile, unless its publishing brought it. The fill starts a step
+        later, so that the other sends of its group are published first."""
+        self.sending -= 1
+        if self._announced > self.head:
+            self.request_fill(self._announced)
 
     def request_fill(self, target: int) -> None:
         """Read the messages up to ``target`` from the store (single flight)."""
@@ -292,13 +313,28 @@ class Hub:
         if topic is not None:
             topic.accept(message)
 
+    @contextlib.contextmanager
+    def sending(self, chat_id: str) -> Iterator[None]:
+        """Around a send on this replica, up to its :meth:`publish`: an announcement of the
+        chat meanwhile (most often the send's own) is read from the store only afterwards,
+        if publishing did not bring it."""
+        topic = self._topics.get(chat_id)
+        if topic is None:
+            yield
+            return
+        topic.sending += 1
+        try:
+            yield
+        finally:
+            topic.sent()
+
     def announce(self, chat_id: str, seq: int) -> None:
         """A message committed somewhere (this or another replica): read it unless known."""
         if self._cache is not None:
             self._cache.note_seq(chat_id, seq)
         topic = self._topics.get(chat_id)
         if topic is not None and seq > topic.head:
-            topic.request_fill(seq)
+            topic.announced(seq)
 
     def membership_changed(self, chat_id: str) -> None:
         """The chat's members changed or it was deleted: its streams check access again."""
