@@ -7,7 +7,8 @@ synchronous_commit on). The load of the fan-out comes from processes of their ow
 (``benchmarks/load.py``): one sender and two receivers, each holding half the streams.
 
 ``python -m benchmarks --quick [--out DIR]`` runs every part briefly and small (a smoke test);
-``--login-storm`` runs only the login storm.
+``--login-storm`` runs only the login storm, ``--load-curve`` only the streaming ceiling and the
+load curve.
 """
 
 from __future__ import annotations
@@ -601,16 +602,46 @@ async def run_login_storm(plan: Plan) -> Report:
     return report
 
 
+async def run_load_curve(plan: Plan) -> Report:
+    """The streaming ceiling and the load curve (4) alone, against a stack of their own."""
+    workdir = Path(tempfile.mkdtemp(prefix="meshchat-bench-"))
+    with throwaway_postgres() as pg:
+        report = Report(versions(pg))
+        report.figures["members"] = plan.members
+        streaming = await streaming_ceiling(report, plan)
+        auth, chat = await start_stack(
+            workdir, "local", pg.create_database("bench_chat"), pg.create_database("bench_auth")
+        )
+        try:
+            async with grpc.aio.insecure_channel(auth.address) as channel:
+                tokens = await make_users(channel, ["owner", *member_names(plan)])
+            await load_curve(report, plan, chat.address, tokens, streaming)
+        finally:
+            await asyncio.to_thread(chat.stop)
+            await asyncio.to_thread(auth.stop)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a brief, small run (smoke test)")
     parser.add_argument(
         "--login-storm", action="store_true", help="only the login storm (6), for tuning it"
     )
+    parser.add_argument(
+        "--load-curve",
+        action="store_true",
+        help="only the streaming ceiling and the load curve (4), for tuning the fan-out",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
-    report = asyncio.run(run_login_storm(plan) if args.login_storm else run(plan))
+    if args.login_storm:
+        report = asyncio.run(run_login_storm(plan))
+    elif args.load_curve:
+        report = asyncio.run(run_load_curve(plan))
+    else:
+        report = asyncio.run(run(plan))
     report.write(args.out)
     print()
     print(report.markdown())

@@ -304,18 +304,22 @@ class ChatService:
         known = self._cache.peek(chat_id)
         if known is not None and known.member(me.user_id) is None:
             raise await self._no_access(caller, chat_id, gone=False, not_member=_SENDERS)
-        result = await self._store.send_message(
-            NewMessage(
-                chat_id, UserRef(me.user_id, me.username), text, client_message_id, utc_now()
+        # The hub holds the chat's announcements until the send is published: most often
+        # they are its own, which it then need not read back from the store.
+        with self._hub.sending(chat_id):
+            result = await self._store.send_message(
+                NewMessage(
+                    chat_id, UserRef(me.user_id, me.username), text, client_message_id, utc_now()
+                )
             )
-        )
+            if result.outcome is SendOutcome.CREATED and result.message is not None:
+                self._hub.publish(result.message)
         if result.outcome is SendOutcome.NO_CHAT or result.message is None:
             raise await self._no_access(
                 caller, chat_id, gone=result.outcome is SendOutcome.NO_CHAT, not_member=_SENDERS
             )
-        if result.outcome is SendOutcome.CREATED:
-            self._hub.publish(result.message)
-        elif result.message.text != text and not _changed(result.message):
+        duplicate = result.outcome is not SendOutcome.CREATED
+        if duplicate and result.message.text != text and not _changed(result.message):
             raise FailedPrecondition(
                 f"client_message_id {client_message_id!r} was already used for a message with "
                 f"different text (seq {result.message.seq}): a retry must resend the same "

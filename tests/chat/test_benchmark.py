@@ -46,3 +46,19 @@ def test_the_quick_benchmark_writes_its_results(tmp_path: Path) -> None:
         assert step["streaming_ratio"] > 0
     assert "| offered msg/s |" in (out / "results.md").read_text()
     assert (out / "load-curve.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_load_curve_runs_alone(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--load-curve", "--out", str(out)],
+        cwd=REPO_ROOT,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert results["figures"]["1. streaming ceiling (bare grpc.aio, 10 streams)"] > 0
+    assert "2. GetChat, local authz" not in results["figures"]
+    assert len(results["curve"]) >= 2
+    assert all(step["missing"] == 0 and step["in_order"] for step in results["curve"])

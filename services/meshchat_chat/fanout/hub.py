@@ -66,13 +66,16 @@ class HubStats:
 class Subscription:
     """One stream's view of a chat's topic, and two flags."""
 
-    __slots__ = ("_closing", "_recheck", "_topic", "_waiter")
+    __slots__ = ("_closing", "_deadline", "_recheck", "_timer", "_topic", "_waiter")
 
     def __init__(self, topic: _Topic) -> None:
         self._topic = topic
         self._recheck = False
         self._closing = False
-        self._waiter: asyncio.Future[None] | None = None
+        # The waiter's result: True when woken, False when the wait's deadline passed.
+        self._waiter: asyncio.Future[bool] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def flag_recheck(self) -> None:
         """Ask the stream to check its access again."""
@@ -87,7 +90,7 @@ class Subscription:
     def wake(self) -> None:
         """End the stream's wait, if it waits."""
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            self._waiter.set_result(True)
 
     async def next(self, after: int, wait: float) -> tuple[Entry, ...] | Signal | None:
         """A signal; or the messages after seq ``after`` (up to :data:`BATCH_MAX`, ascending,
@@ -95,16 +98,18 @@ class Subscription:
         topic = self._topic
         if not self._ready(after):
             loop = asyncio.get_running_loop()
+            self._deadline = loop.time() + wait
+            if self._timer is None or self._timer.when() > self._deadline:
+                self._stop_timer()
+                self._timer = loop.call_at(self._deadline, self._expire)
             try:
-                async with asyncio.timeout(wait):
-                    # A stream that caught up from the store ahead of the topic is woken by
-                    # messages it has already delivered: it waits on.
-                    while not self._ready(after):
-                        self._waiter = loop.create_future()
-                        topic.waiting.add(self)
-                        await self._waiter
-            except TimeoutError:
-                return None
+                # A stream that caught up from the store ahead of the topic is woken by
+                # messages it has already delivered: it waits on.
+                while not self._ready(after):
+                    self._waiter = loop.create_future()
+                    topic.waiting.add(self)
+                    if not await self._waiter:
+                        return None
             finally:
                 topic.waiting.discard(self)
                 self._waiter = None
@@ -115,8 +120,31 @@ class Subscription:
             return Signal.RECHECK
         return topic.after(after)
 
+    def close(self) -> None:
+        """The stream ended: its timer goes."""
+        self._stop_timer()
+
     def _ready(self, after: int) -> bool:
         return self._closing or self._recheck or self._topic.head > after
+
+    def _expire(self) -> None:
+        # One timer per stream, moved on to the current wait's deadline when it fires early,
+        # instead of one created and cancelled for every wait: a stream that keeps up waits
+        # once per message.
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        loop = waiter.get_loop()
+        if loop.time() >= self._deadline:
+            waiter.set_result(False)
+        else:
+            self._timer = loop.call_at(self._deadline, self._expire)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class _Topic:
@@ -136,6 +164,11 @@ class _Topic:
         self._fill_target = head
         self._fill_task: asyncio.Task[None] | None = None
         self._retry: asyncio.TimerHandle | None = None
+        # This replica's sends to the chat being stored, and the newest seq announced
+        # meanwhile: it is read from the store only once they are published, since it is
+        # most often one of theirs.
+        self.sending = 0
+        self._announced = head
 
     def after(self, seq: int) -> tuple[Entry, ...] | Signal:
         """The logged messages after ``seq`` (at most BATCH_MAX), or LAGGING when the log no
@@ -177,6 +210,22 @@ class _Topic:
         waiting, self.waiting = self.waiting, set()
         for subscription in waiting:
             subscription.wake()
+
+    def announced(self, seq: int) -> None:
+        """A message up to ``seq`` was committed somewhere: read it, or note it while this
+        replica's sends are being stored."""
+        if self.sending:
+            self._announced = max(self._announced, seq)
+        else:
+            self.request_fill(seq)
+
+    def sent(self) -> None:
+        """One of this replica's sends was stored (and published) or failed: read what was
+        announced meanwhile, unless its publishing brought it. The fill starts a step
+        later, so that the other sends of its group are published first."""
+        self.sending -= 1
+        if self._announced > self.head:
+            self.request_fill(self._announced)
 
     def request_fill(self, target: int) -> None:
         """Read the messages up to ``target`` from the store (single flight)."""
@@ -249,6 +298,7 @@ class Hub:
         try:
             yield subscription
         finally:
+            subscription.close()
             self.stats.streams -= 1
             topic.subscribers.discard(subscription)
             if not topic.subscribers and self._topics.get(chat_id) is topic:
@@ -263,13 +313,28 @@ class Hub:
         if topic is not None:
             topic.accept(message)
 
+    @contextlib.contextmanager
+    def sending(self, chat_id: str) -> Iterator[None]:
+        """Around a send on this replica, up to its :meth:`publish`: an announcement of the
+        chat meanwhile (most often the send's own) is read from the store only afterwards,
+        if publishing did not bring it."""
+        topic = self._topics.get(chat_id)
+        if topic is None:
+            yield
+            return
+        topic.sending += 1
+        try:
+            yield
+        finally:
+            topic.sent()
+
     def announce(self, chat_id: str, seq: int) -> None:
         """A message committed somewhere (this or another replica): read it unless known."""
         if self._cache is not None:
             self._cache.note_seq(chat_id, seq)
         topic = self._topics.get(chat_id)
         if topic is not None and seq > topic.head:
-            topic.request_fill(seq)
+            topic.announced(seq)
 
     def membership_changed(self, chat_id: str) -> None:
         """The chat's members changed or it was deleted: its streams check access again."""

@@ -102,6 +102,10 @@ WITH existing AS (
     SELECT {_MESSAGE_COLUMNS} FROM messages
     WHERE %(client_id)s <> '' AND chat_id = %(chat)s::uuid AND sender_id = %(sender)s
       AND client_message_id = %(client_id)s
+      -- The partial index's own condition, so that a prepared statement's generic plan
+      -- uses the index instead of reading every message (it cannot infer it from the
+      -- parameter's).
+      AND client_message_id <> ''
 ), bumped AS (
     UPDATE chats SET last_seq = last_seq + 1
     WHERE id = %(chat)s::uuid

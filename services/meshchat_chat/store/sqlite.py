@@ -284,7 +284,10 @@ class SqliteStore:
             if message.client_message_id:
                 rows = await conn.execute_fetchall(
                     f"SELECT {_MESSAGE_COLUMNS} FROM messages "  # noqa: S608
-                    "WHERE chat_id = ? AND sender_id = ? AND client_message_id = ?",
+                    # The partial index's own condition, without which SQLite cannot use it
+                    # (it does not infer it from the parameter) and reads every message.
+                    "WHERE chat_id = ? AND sender_id = ? AND client_message_id = ? "
+                    "AND client_message_id <> ''",
                     (message.chat_id, message.sender.user_id, message.client_message_id),
                 )
                 if rows:

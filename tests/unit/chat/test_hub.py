@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
-from meshchat_chat.domain import Message, NewMessage, UserRef
+from meshchat_chat.domain import Entry, Message, NewMessage, UserRef
 from meshchat_chat.fanout.hub import Hub, Signal, Subscription
 from meshchat_chat.store import Store
 from meshchat_runtime.timestamps import utc_now
@@ -109,3 +110,57 @@ async def test_membership_changes_and_resyncs_ask_streams_to_check_again(
         await store_messages(chat_store, chat_id, 1)
         hub.resync()
         assert await reader.take(2) == [Signal.RECHECK, 1]
+
+
+async def test_each_wait_ends_at_its_own_deadline_with_one_timer_per_stream(
+    chat_store: MemoryChatStore,
+) -> None:
+    chat_id = (await new_chat(chat_store, ALICE)).id
+    hub = Hub(chat_store, queue_size=16)
+    loop = asyncio.get_running_loop()
+    async with hub.subscribe(chat_id) as subscription:
+        (first,) = await store_messages(chat_store, chat_id, 1)
+        loop.call_soon(hub.publish, first)  # runs once the wait below (60 s) has begun
+        woken = await subscription.next(0, 60)
+        assert isinstance(woken, tuple)
+        assert [m.seq for m in woken] == [1]
+        # A shorter wait after a longer one is not held to the longer one's timer ...
+        started = loop.time()
+        assert await subscription.next(1, 0.05) is None
+        assert loop.time() - started < 5
+        # ... and a wait after a wake still ends at its deadline.
+        assert await subscription.next(1, 0.05) is None
+    assert subscription._timer is None  # the stream's end cancelled it
+
+
+class CountingStore(MemoryChatStore):
+    """Counts the hub's reads of missed messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def log_after(self, chat_id: str, after_seq: int, limit: int) -> list[Entry]:
+        self.reads += 1
+        return await super().log_after(chat_id, after_seq, limit)
+
+
+async def test_a_local_sends_own_announcement_is_not_read_back_but_anothers_is() -> None:
+    store = CountingStore()
+    chat_id = (await new_chat(store, ALICE)).id
+    hub = Hub(store, queue_size=16)
+    async with hub.subscribe(chat_id) as subscription:
+        reader = Reader(subscription)
+        with hub.sending(chat_id):
+            (mine,) = await store_messages(store, chat_id, 1)
+            hub.announce(chat_id, mine.seq)  # heard before the send is published
+            hub.publish(mine)
+        assert await reader.take(1) == [1]
+        # Committed by another replica while a send of this one is being stored: read once
+        # that send ends.
+        with hub.sending(chat_id):
+            (theirs,) = await store_messages(store, chat_id, 1)
+            hub.announce(chat_id, theirs.seq)
+            assert await subscription.next(reader.at, 0.05) is None
+        assert await reader.take(1) == [2]
+    assert store.reads == 1
