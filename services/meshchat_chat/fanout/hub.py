@@ -236,10 +236,13 @@ class _Topic:
     async def _fill(self) -> None:
         try:
             while self.head < self._fill_target:
+                target = self._fill_target
                 messages = await self._store.log_after(self.chat_id, self.head, FILL_PAGE)
                 for message in messages:
                     self.accept(message)
-                if len(messages) < FILL_PAGE:
+                # A short page holds everything committed when the read went out; a target
+                # raised since (an announcement heard meanwhile) needs another read.
+                if len(messages) < FILL_PAGE and self._fill_target == target:
                     break
         except Exception as exc:
             # Try again shortly: the database may be back by then. What is pending waits,

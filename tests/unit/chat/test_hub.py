@@ -164,3 +164,36 @@ async def test_a_local_sends_own_announcement_is_not_read_back_but_anothers_is()
             assert await subscription.next(reader.at, 0.05) is None
         assert await reader.take(1) == [2]
     assert store.reads == 1
+
+
+class HeldReadStore(MemoryChatStore):
+    """A store whose reads of missed messages wait until the test lets them answer, with
+    what was committed when they were sent (as a database read does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_started = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def log_after(self, chat_id: str, after_seq: int, limit: int) -> list[Entry]:
+        entries = await super().log_after(chat_id, after_seq, limit)
+        self.read_started.set()
+        await self.answer.wait()
+        return entries
+
+
+async def test_an_announcement_heard_while_a_read_is_in_flight_is_read_too() -> None:
+    store = HeldReadStore()
+    chat_id = (await new_chat(store, ALICE)).id
+    hub = Hub(store, queue_size=16)
+    async with hub.subscribe(chat_id) as subscription:
+        reader = Reader(subscription)
+        (first,) = await store_messages(store, chat_id, 1)
+        hub.announce(chat_id, first.seq)
+        await store.read_started.wait()
+        # Committed elsewhere after the read went out, announced before it answers: the read
+        # cannot hold it, and nothing else will announce it again.
+        (second,) = await store_messages(store, chat_id, 1)
+        hub.announce(chat_id, second.seq)
+        store.answer.set()
+        assert await reader.take(2) == [1, 2]
