@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -18,11 +16,11 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devtools.paths import VENV_BIN
+from devtools.ports import free_port
 
 __all__ = [
     "ServiceNotHealthy",
     "ServiceProcess",
-    "ephemeral_port_range",
     "free_port",
     "health_status",
     "health_stub",
@@ -32,48 +30,6 @@ __all__ = [
 
 class ServiceNotHealthy(RuntimeError):
     """A service did not report the awaited health status in time, or exited first."""
-
-
-# free_port chooses from here up to the kernel's ephemeral range, above the well-known ports
-# and the common ones of databases and dev servers.
-LOWEST_CHOSEN_PORT = 10_000
-EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
-
-
-def ephemeral_port_range() -> tuple[int, int]:
-    """The ports the kernel gives out for port 0 and as the source port of connections."""
-    try:
-        low, high = EPHEMERAL_PORTS.read_text().split()
-    except (OSError, ValueError):
-        return 32768, 60999
-    return int(low), int(high)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now, for a process that binds it later.
-
-    It is chosen at random below the kernel's ephemeral range: a port from that range (what
-    binding port 0 gives) can be taken as the source port of any outgoing connection before
-    the process binds it, which happened with tests running on several workers.
-    """
-    low, _ = ephemeral_port_range()
-    if low - LOWEST_CHOSEN_PORT < 1000:
-        return _kernel_port()
-    for _ in range(100):
-        port = LOWEST_CHOSEN_PORT + secrets.randbelow(low - LOWEST_CHOSEN_PORT)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    return _kernel_port()
-
-
-def _kernel_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def health_stub(channel: grpc.Channel | grpc.aio.Channel) -> Any:
