@@ -224,6 +224,8 @@ def observed(mesh: Mesh, prometheus: Prometheus) -> Prometheus:
         'meshchat_limit_refusals_total{limit="failed_logins"} > 0',
         'increase(grpc_server_handled_total{grpc_method="SendMessage"}[1m]) > 0',
         "meshchat:grpc_unary_errors:ratio_rate5m >= 0",
+        # The Envoys' counters are scraped on their own schedule: their rates too.
+        'rate(envoy_cluster_upstream_rq_xx{app_kubernetes_io_part_of="meshchat"}[1m]) > 0',
     ):
         wait_for(functools.partial(has_data, prometheus, expr), f"{expr} in Prometheus")
     return prometheus
