@@ -43,11 +43,13 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing holds now and nobody was given recently."""
     low, _ = ephemeral_port_range()
     span = low - LOWEST_CHOSEN_PORT
+    if span < 1000:  # a kernel configured to give out nearly every port: nowhere else to go
+        return _kernel_port()
     with REGISTRY.open("a+") as registry:
         fcntl.flock(registry, fcntl.LOCK_EX)
         now = time.time()
         given = _recent(registry, now)
-        for _ in range(200 if span >= 1000 else 0):
+        for _ in range(200):
             port = LOWEST_CHOSEN_PORT + secrets.randbelow(span)
             if port not in given and _bindable(port):
                 given[port] = now
